@@ -1,0 +1,36 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_TOKENIZER_H_
+#define SEMSHARE_INFERENCE_WORKER_ENGINE_TOKENIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace semshare {
+
+// Text <-> token ids. Implementations: SentencePiece BPE (tokenizer.model, Llama-2 style)
+// and byte-level BPE (tokenizer.json, Llama-3 / Qwen2 style). Thread-safe after loading.
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Encodes text without BOS/EOS; callers add BOS where the model wants it.
+  virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const = 0;
+  // Decodes ids back to text; unknown ids decode to nothing.
+  virtual std::string Decode(absl::Span<const int32_t> ids) const = 0;
+
+  virtual int32_t vocab_size() const = 0;
+  virtual int32_t bos_id() const = 0;  // -1 when the vocabulary has none
+  virtual int32_t eos_id() const = 0;  // -1 when the vocabulary has none
+};
+
+// Loads DIR/tokenizer.model if present, else DIR/tokenizer.json. NotFound when neither is.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_TOKENIZER_H_

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency on a fresh Debian 12 machine. Idempotent and
+# non-interactive: packages already present are left alone.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libabsl-dev libtorch-dev libopenblas0-openmp
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  librocksdb-dev libfaiss-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev
+  python3
+)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's libtorch and FAISS pick the BLAS through alternatives; the OpenMP OpenBLAS is ~15x
+# faster than the reference BLAS they fall back to.
+if ! update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null |
+    grep -q '^Value: .*openblas-openmp'; then
+  for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
+    target=$(update-alternatives --list "$alt" 2>/dev/null | grep openblas-openmp | head -n1 || true)
+    if [[ -n "$target" ]]; then
+      $SUDO update-alternatives --set "$alt" "$target" >/dev/null || true
+    fi
+  done
+fi
+echo "setup: dependencies present"
