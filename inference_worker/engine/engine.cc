@@ -1,0 +1,472 @@
+#include "inference_worker/engine/engine.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "inference_worker/engine/kv_rearrange.h"
+
+namespace semshare {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MillisSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Waits for queued device work so stage timings mean something on CUDA.
+void Sync(const at::Tensor& t) {
+  if (t.defined() && t.is_cuda()) (void)t.sum().item<float>();
+}
+
+at::Tensor IndexTensor(const std::vector<int64_t>& indices, at::Device device) {
+  return at::tensor(indices, at::kLong).to(device);
+}
+
+}  // namespace
+
+absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name) {
+  if (name == "full") return ReuseMethod::kFull;
+  if (name == "prefix") return ReuseMethod::kPrefix;
+  if (name == "semshare") return ReuseMethod::kSemShare;
+  return absl::InvalidArgumentError(absl::StrCat("method '", name, "' is not one of full, prefix, semshare"));
+}
+
+std::string ReuseMethodName(ReuseMethod method) {
+  switch (method) {
+    case ReuseMethod::kFull: return "full";
+    case ReuseMethod::kPrefix: return "prefix";
+    case ReuseMethod::kSemShare: return "semshare";
+  }
+  return "unknown";
+}
+
+absl::Status ReuseOptions::Validate() const {
+  if (!(similarity_threshold >= 0 && similarity_threshold <= 1)) {
+    return absl::InvalidArgumentError("similarity_threshold must be in [0, 1]");
+  }
+  if (observation_window < 1) return absl::InvalidArgumentError("observation_window must be >= 1");
+  SEMSHARE_RETURN_IF_ERROR(ecache.Validate());
+  SEMSHARE_RETURN_IF_ERROR(mapping.Validate());
+  SEMSHARE_RETURN_IF_ERROR(recompute.Validate());
+  return retention.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model) {
+  if (model == nullptr) return absl::InvalidArgumentError("engine needs a model");
+  return std::unique_ptr<Engine>(new Engine(model));
+}
+
+absl::StatusOr<const TokenEncoder*> Engine::EncoderFor(const ECacheOptions& options) const {
+  absl::MutexLock lock(&mutex_);
+  const auto key = std::make_tuple(options.use_rope, options.position_divisor, options.nbits, options.seed);
+  auto it = encoders_.find(key);
+  if (it != encoders_.end()) return it->second.get();
+  SEMSHARE_ASSIGN_OR_RETURN(TokenEncoder encoder, TokenEncoder::Create(model_->config(), options));
+  auto inserted = encoders_.emplace(key, std::make_unique<TokenEncoder>(std::move(encoder)));
+  return inserted.first->second.get();
+}
+
+absl::StatusOr<TokenCodes> Engine::EncodeCodes(const std::vector<int32_t>& ids,
+                                               const ECacheOptions& ecache, at::Tensor* sketch) const {
+  if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
+  SEMSHARE_ASSIGN_OR_RETURN(const TokenEncoder* encoder, EncoderFor(ecache));
+  const at::Tensor rotated = encoder->RotatedEmbeddings(model_->Embed(model_->IdsTensor(ids)));
+  if (sketch != nullptr) *sketch = encoder->Sketch(rotated);
+  return encoder->Encode(rotated);
+}
+
+absl::StatusOr<Reference> Engine::BuildReference(const std::vector<int32_t>& ids,
+                                                 const ECacheOptions& ecache) const {
+  if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
+  Reference reference;
+  reference.ids = ids;
+  reference.codes_options = ecache;
+  SEMSHARE_ASSIGN_OR_RETURN(reference.codes, EncodeCodes(ids, ecache, &reference.sketch));
+  reference.kv = model_->NewCache(static_cast<int64_t>(ids.size()));
+  model_->Prefill(ids, &reference.kv);
+  return reference;
+}
+
+absl::Status Engine::FullPrefill(const std::vector<int32_t>& target, const ReuseOptions& options,
+                                 PrefillOutcome* out) const {
+  const int64_t n = static_cast<int64_t>(target.size());
+  const auto start = Clock::now();
+  out->method = "full";
+  out->cache = model_->NewCache(n);
+  out->logits = model_->Prefill(target, &out->cache, &out->stats, options.observation_window);
+  Sync(out->logits);
+  out->times.prefill_ms = MillisSince(start);
+  out->recompute_share = 1.0;
+  out->compute_share = 1.0;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::PrefixPrefill(const std::vector<int32_t>& target, const Reference& reference,
+                                   const ReuseOptions& options, PrefillOutcome* out) const {
+  const int64_t n = static_cast<int64_t>(target.size());
+  int64_t prefix = 0;
+  const int64_t limit = std::min<int64_t>(n, static_cast<int64_t>(reference.ids.size()));
+  while (prefix < limit && target[prefix] == reference.ids[prefix]) ++prefix;
+  // The last prompt token is always computed: its logits are the first output.
+  prefix = std::min(prefix, n - 1);
+  if (prefix == 0) return FullPrefill(target, options, out);
+
+  const auto start = Clock::now();
+  out->method = "prefix";
+  out->hit = true;
+  out->reused_prefix_tokens = prefix;
+  out->cache = model_->NewCache(n);
+  const at::Device device = model_->device();
+  for (size_t l = 0; l < out->cache.layers.size(); ++l) {
+    const LayerKV& source = reference.kv.layers[l];
+    out->cache.layers[l].Append(source.k().narrow(1, 0, prefix), source.v().narrow(1, 0, prefix),
+                                source.positions().narrow(0, 0, prefix));
+  }
+  const std::vector<int32_t> rest(target.begin() + prefix, target.end());
+  const at::Tensor positions = at::arange(prefix, n, at::TensorOptions().dtype(at::kLong).device(device));
+  at::Tensor hidden = model_->Embed(model_->IdsTensor(rest));
+  out->stats.assign(static_cast<size_t>(model_->num_layers()), LayerAttentionStats{});
+  for (int64_t l = 0; l < model_->num_layers(); ++l) {
+    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], n - options.observation_window};
+    hidden = model_->ForwardLayer(l, hidden, positions, &out->cache.layers[static_cast<size_t>(l)],
+                                  at::Tensor(), request);
+  }
+  out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
+  Sync(out->logits);
+  out->times.prefill_ms = MillisSince(start);
+  out->recompute_share = static_cast<double>(n - prefix) / static_cast<double>(n);
+  out->compute_share = out->recompute_share;
+  return absl::OkStatus();
+}
+
+std::pair<double, double> Engine::PredictSeconds(int64_t target_tokens, int64_t reference_tokens,
+                                                 const ReuseOptions& options) const {
+  const ModelConfig& c = model_->config();
+  double flops_per_second = 0;
+  double hamming_per_second = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (flops_per_second_ == 0) {
+      // Calibrate once, on first use: one projection-sized matmul and one code scan.
+      const auto options_f = at::TensorOptions().dtype(model_->dtype()).device(model_->device());
+      const at::Tensor a = at::randn({256, c.hidden_size}, options_f);
+      const at::Tensor b = at::randn({c.hidden_size, 4 * c.hidden_size}, options_f);
+      Sync(at::matmul(a, b));
+      const auto t0 = Clock::now();
+      Sync(at::matmul(a, b));
+      const double seconds = std::max(1e-6, MillisSince(t0) / 1e3);
+      flops_per_second_ = 2.0 * 256 * c.hidden_size * 4 * c.hidden_size / seconds;
+
+      TokenCodes codes;
+      codes.nbits = options.ecache.nbits;
+      std::mt19937_64 rng(1);
+      codes.words.resize(static_cast<size_t>(512 * codes.words_per_code()));
+      for (uint64_t& w : codes.words) w = rng();
+      const auto t1 = Clock::now();
+      (void)MapTokens(codes, codes, MappingOptions{});
+      const double scan_seconds = std::max(1e-6, MillisSince(t1) / 1e3);
+      hamming_words_per_second_ = 512.0 * 512.0 * codes.words_per_code() / scan_seconds;
+    }
+    flops_per_second = flops_per_second_;
+    hamming_per_second = hamming_words_per_second_;
+  }
+  const double n = static_cast<double>(target_tokens);
+  const double params_per_layer =
+      static_cast<double>(c.hidden_size * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.hidden_size +
+                          3 * c.hidden_size * c.intermediate_size);
+  // Linear layers plus causal attention (QK^T and PV over half the keys on average).
+  const double layer_flops = 2.0 * n * params_per_layer + 2.0 * n * n * static_cast<double>(c.q_dim());
+  const double full = layer_flops * static_cast<double>(c.num_hidden_layers) / flops_per_second;
+  double share_sum = 0;
+  for (double share : RecomputeShares(options.recompute, c.num_hidden_layers)) share_sum += share;
+  const double scan = n * static_cast<double>(reference_tokens) *
+                      ((options.ecache.nbits + 63) / 64) / hamming_per_second;
+  // Gather + re-rotation touch every reused K/V element a few times; count it as flops.
+  const double rearrange = 8.0 * n * static_cast<double>(c.kv_dim()) *
+                           static_cast<double>(c.num_hidden_layers) / flops_per_second;
+  const double semshare = layer_flops * share_sum / flops_per_second + scan + rearrange;
+  return {full, semshare};
+}
+
+absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
+                                             const Reference& reference,
+                                             const ReuseOptions& options, PrefillOutcome* out) const {
+  const int64_t n = static_cast<int64_t>(target.size());
+  const int64_t num_layers = model_->num_layers();
+  const at::Device device = model_->device();
+
+  auto stage = Clock::now();
+  SEMSHARE_ASSIGN_OR_RETURN(const TokenEncoder* encoder, EncoderFor(options.ecache));
+  const at::Tensor embeddings = model_->Embed(model_->IdsTensor(target));
+  const TokenCodes codes = encoder->Encode(encoder->RotatedEmbeddings(embeddings));
+  TokenCodes reference_codes_storage;
+  const TokenCodes* reference_codes = &reference.codes;
+  const ECacheOptions& rc = reference.codes_options;
+  if (reference.codes.size() == 0 || rc.use_rope != options.ecache.use_rope ||
+      rc.position_divisor != options.ecache.position_divisor || rc.nbits != options.ecache.nbits ||
+      rc.seed != options.ecache.seed) {
+    SEMSHARE_ASSIGN_OR_RETURN(reference_codes_storage, EncodeCodes(reference.ids, options.ecache));
+    reference_codes = &reference_codes_storage;
+  }
+  out->times.encode_ms = MillisSince(stage);
+
+  stage = Clock::now();
+  SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping, MapTokens(codes, *reference_codes, options.mapping));
+  out->times.match_ms = MillisSince(stage);
+  out->similarity = mapping.similarity;
+  if (mapping.similarity < options.similarity_threshold) return false;
+
+  stage = Clock::now();
+  const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device));
+  const at::Tensor source = at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong).to(device);
+  out->cache = RearrangeKV(reference.kv, source, positions, model_->rope(), options.rerotate_keys);
+  Sync(out->cache.layers.back().k());
+  out->times.rearrange_ms = MillisSince(stage);
+
+  stage = Clock::now();
+  out->method = "semshare";
+  out->hit = true;
+  out->unmatched_tokens = mapping.num_unmatched;
+  const std::vector<double> shares = RecomputeShares(options.recompute, num_layers);
+  std::vector<uint8_t> must_keep(static_cast<size_t>(n), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    must_keep[i] = mapping.unmatched[i] || i >= n - options.recompute.last_tokens;
+  }
+  std::vector<int64_t> current(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) current[i] = i;
+  std::vector<std::vector<uint8_t>> recomputed(static_cast<size_t>(num_layers));
+  at::Tensor hidden = embeddings;
+  int64_t recomputed_after_layer0 = 0;
+  int64_t computed = 0;
+  out->stats.assign(static_cast<size_t>(num_layers), LayerAttentionStats{});
+  for (int64_t l = 0; l < num_layers; ++l) {
+    LayerKV& layer = out->cache.layers[static_cast<size_t>(l)];
+    const at::Tensor index = IndexTensor(current, device);
+    const at::Tensor reused_k = layer.k().index_select(1, index).to(at::kFloat);
+    const at::Tensor reused_v = layer.v().index_select(1, index).to(at::kFloat);
+    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], n - options.observation_window};
+    hidden = model_->ForwardLayer(l, hidden, index, &layer, index, request);
+    computed += static_cast<int64_t>(current.size());
+    if (l > 0) recomputed_after_layer0 += static_cast<int64_t>(current.size());
+    auto& mask = recomputed[static_cast<size_t>(l)];
+    mask.assign(static_cast<size_t>(n), 0);
+    for (int64_t i : current) mask[i] = 1;
+    if (l + 1 == num_layers) break;
+
+    // Deviation of fresh from reused KV ranks which tokens stay in the set for the next layer.
+    const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum({0, 2}).sqrt();
+    const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum({0, 2}).sqrt();
+    const at::Tensor deviation_tensor = (dk + dv).to(at::kCPU).contiguous();
+    const float* dev = deviation_tensor.data_ptr<float>();
+    const std::vector<float> deviation(dev, dev + current.size());
+    std::vector<uint8_t> keep(current.size());
+    for (size_t k = 0; k < current.size(); ++k) keep[k] = must_keep[current[k]];
+    const int64_t target_count = static_cast<int64_t>(std::ceil(shares[l + 1] * static_cast<double>(n)));
+    std::vector<int64_t> next = ShrinkRecomputeSet(current, deviation, keep, target_count);
+    if (next.size() != current.size()) {
+      // Rows of `hidden` follow `current`; select the rows of the tokens that stay.
+      std::vector<int64_t> rows;
+      rows.reserve(next.size());
+      size_t r = 0;
+      for (int64_t token : next) {
+        while (current[r] != token) ++r;
+        rows.push_back(static_cast<int64_t>(r));
+      }
+      hidden = hidden.index_select(0, IndexTensor(rows, device));
+      current = std::move(next);
+    }
+  }
+  out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
+  Sync(out->logits);
+  out->times.prefill_ms = MillisSince(stage);
+  out->recompute_share =
+      num_layers > 1 ? static_cast<double>(recomputed_after_layer0) / static_cast<double>(n * (num_layers - 1)) : 1.0;
+  out->compute_share = static_cast<double>(computed) / static_cast<double>(n * num_layers);
+
+  out->layer_budgets.clear();
+  // Retention protects each layer's recompute set.
+  ApplyRetention(options, recomputed, out);
+  return true;
+}
+
+void Engine::ApplyRetention(const ReuseOptions& options,
+                            const std::vector<std::vector<uint8_t>>& protect,
+                            PrefillOutcome* out) const {
+  const auto start = Clock::now();
+  const int64_t num_layers = model_->num_layers();
+  const int64_t n = out->prompt_tokens;
+  out->layer_budgets.assign(static_cast<size_t>(num_layers), n);
+  if (options.retention.policy != RetentionPolicy::kNone) {
+    for (int64_t l = 0; l < num_layers; ++l) {
+      LayerKV& layer = out->cache.layers[static_cast<size_t>(l)];
+      at::Tensor protected_mask;
+      if (!protect.empty() && !protect[static_cast<size_t>(l)].empty()) {
+        const auto& p = protect[static_cast<size_t>(l)];
+        protected_mask = at::tensor(std::vector<int64_t>(p.begin(), p.end()), at::kLong)
+                             .to(model_->device())
+                             .to(at::kBool);
+      }
+      LayerAttentionStats& stats = out->stats[static_cast<size_t>(l)];
+      const at::Tensor keep = SelectRetainedTokens(options.retention, l, num_layers, stats,
+                                                   layer.positions(), protected_mask)
+                                  .to(model_->device());
+      layer.Keep(keep);
+      for (at::Tensor* t : {&stats.window_mass, &stats.accumulated_mass, &stats.last_query_mass}) {
+        if (t->defined()) *t = t->index_select(0, keep);
+      }
+      out->layer_budgets[static_cast<size_t>(l)] = layer.size();
+    }
+  }
+  out->kv_kept_share = static_cast<double>(out->cache.token_layers()) /
+                       static_cast<double>(std::max<int64_t>(1, n * num_layers));
+  out->times.retention_ms = MillisSince(start);
+}
+
+absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& target,
+                                               const Reference* reference,
+                                               const ReuseOptions& options) const {
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  const ModelConfig& c = model_->config();
+  if (target.empty()) return absl::InvalidArgumentError("empty prompt");
+  for (int32_t id : target) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
+  if (c.sliding_window > 0 && static_cast<int64_t>(target.size()) > c.sliding_window) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", target.size(),
+                                                   " tokens exceeds the model's sliding window of ", c.sliding_window));
+  }
+  if (reference != nullptr && reference->kv.layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
+    return absl::InvalidArgumentError(absl::StrCat("reference KV has ", reference->kv.layers.size(),
+                                                   " layers, the model ", c.num_hidden_layers));
+  }
+
+  PrefillOutcome out;
+  out.prompt_tokens = static_cast<int64_t>(target.size());
+  try {
+    if (reference == nullptr || options.method == ReuseMethod::kFull) {
+      SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
+    } else if (options.method == ReuseMethod::kPrefix) {
+      SEMSHARE_RETURN_IF_ERROR(PrefixPrefill(target, *reference, options, &out));
+    } else {
+      bool reuse = true;
+      if (options.bypass) {
+        const auto [full, semshare] = PredictSeconds(out.prompt_tokens,
+                                                     static_cast<int64_t>(reference->ids.size()), options);
+        if (semshare >= 0.9 * full) {
+          reuse = false;
+          out.bypassed = true;
+          out.bypass_reason = absl::StrFormat(
+              "predicted reuse %.1f ms vs full prefill %.1f ms", semshare * 1e3, full * 1e3);
+        }
+      }
+      bool hit = false;
+      if (reuse) {
+        SEMSHARE_ASSIGN_OR_RETURN(hit, SemSharePrefill(target, *reference, options, &out));
+        if (hit) return out;  // retention already applied, protecting the recompute sets
+      }
+      const StageTimes match_times = out.times;
+      SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
+      out.times.encode_ms = match_times.encode_ms;
+      out.times.match_ms = match_times.match_ms;
+    }
+    ApplyRetention(options, {}, &out);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
+  }
+  return out;
+}
+
+void Engine::EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const {
+  if (options.retention.policy == RetentionPolicy::kNone || !options.retention.decode_eviction) return;
+  for (size_t l = 0; l < prefill->cache.layers.size(); ++l) {
+    LayerKV& layer = prefill->cache.layers[l];
+    if (layer.size() <= prefill->layer_budgets[l]) continue;
+    LayerAttentionStats& stats = prefill->stats[l];
+    const int64_t victim = SelectEvictionVictim(options.retention, stats, layer.positions(), at::Tensor());
+    if (victim < 0) continue;
+    const at::Tensor all = at::arange(layer.size(), at::TensorOptions().dtype(at::kLong).device(model_->device()));
+    const at::Tensor keep = all.masked_select(all != victim);
+    layer.Keep(keep);
+    for (at::Tensor* t : {&stats.window_mass, &stats.accumulated_mass, &stats.last_query_mass}) {
+      if (t->defined()) *t = t->index_select(0, keep);
+    }
+  }
+}
+
+absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& target,
+                                                const Reference* reference,
+                                                const ReuseOptions& options,
+                                                const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  const auto start = Clock::now();
+  GenerateResult result;
+  SEMSHARE_ASSIGN_OR_RETURN(result.prefill, Prefill(target, reference, options));
+  std::mt19937_64 rng(sampling.seed);
+  PrefillOutcome& prefill = result.prefill;
+  const int64_t n = prefill.prompt_tokens;
+  try {
+    if (sampling.max_tokens > 0) {
+      int32_t token = SampleToken(prefill.logits, sampling, &rng);
+      result.ttft_ms = MillisSince(start);
+      const auto decode_start = Clock::now();
+      result.tokens.push_back(token);
+      auto stops = [&](int32_t t) {
+        return std::find(sampling.stop_tokens.begin(), sampling.stop_tokens.end(), t) != sampling.stop_tokens.end();
+      };
+      while (static_cast<int32_t>(result.tokens.size()) < sampling.max_tokens && !stops(token)) {
+        const int64_t position = n + static_cast<int64_t>(result.tokens.size()) - 1;
+        const at::Tensor logits = model_->DecodeStep(token, position, &prefill.cache, &prefill.stats);
+        EvictForDecode(options, &prefill);
+        token = SampleToken(logits, sampling, &rng);
+        result.tokens.push_back(token);
+      }
+      prefill.times.decode_ms = MillisSince(decode_start);
+    } else {
+      result.ttft_ms = MillisSince(start);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("decode failed: ", e.what_without_backtrace()));
+  }
+  result.latency_ms = MillisSince(start);
+  result.kv_bytes = prefill.cache.bytes();
+  const int64_t length = n + std::max<int64_t>(0, static_cast<int64_t>(result.tokens.size()) - 1);
+  result.kv_kept_share = static_cast<double>(prefill.cache.token_layers()) /
+                         static_cast<double>(std::max<int64_t>(1, length * model_->num_layers()));
+  return result;
+}
+
+absl::StatusOr<double> Engine::ContinuationNll(PrefillOutcome* prefill,
+                                               const std::vector<int32_t>& continuation,
+                                               const ReuseOptions& options) const {
+  if (continuation.empty()) return absl::InvalidArgumentError("empty continuation");
+  double nll = 0;
+  at::Tensor logits = prefill->logits;
+  try {
+    for (size_t t = 0; t < continuation.size(); ++t) {
+      const int32_t token = continuation[t];
+      if (token < 0 || token >= model_->config().vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("continuation token ", token, " outside the vocabulary"));
+      }
+      nll -= at::log_softmax(logits.to(at::kFloat), 0)[token].item<double>();
+      if (t + 1 == continuation.size()) break;
+      logits = model_->DecodeStep(token, prefill->prompt_tokens + static_cast<int64_t>(t), &prefill->cache,
+                                  &prefill->stats);
+      EvictForDecode(options, prefill);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("scoring failed: ", e.what_without_backtrace()));
+  }
+  return nll / static_cast<double>(continuation.size());
+}
+
+}  // namespace semshare

@@ -1,0 +1,162 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
+#define SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "inference_worker/engine/ecache.h"
+#include "inference_worker/engine/kv_cache.h"
+#include "inference_worker/engine/model.h"
+#include "inference_worker/engine/recompute.h"
+#include "inference_worker/engine/retention.h"
+#include "inference_worker/engine/sampler.h"
+#include "inference_worker/engine/token_mapping.h"
+
+namespace semshare {
+
+enum class ReuseMethod {
+  kFull,      // no reuse: full prefill
+  kPrefix,    // exact longest-common-prefix reuse, as a prefix cache does
+  kSemShare,  // fuzzy token matching, rearrangement, selective recompute
+};
+
+absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name);
+std::string ReuseMethodName(ReuseMethod method);
+
+// Everything that decides how a target prompt is served. The defaults are the configuration
+// the README recommends; the benchmark figures are measured with them.
+struct ReuseOptions {
+  ReuseMethod method = ReuseMethod::kSemShare;
+  double similarity_threshold = 0.8;  // below it a semshare request is a miss (full prefill)
+  ECacheOptions ecache;
+  MappingOptions mapping;
+  RecomputeOptions recompute;
+  RetentionOptions retention;
+  bool rerotate_keys = true;   // off is an ablation
+  bool bypass = true;          // skip reuse when it is predicted not to pay
+  int64_t observation_window = 32;  // queries whose attention ranks tokens for retention
+
+  absl::Status Validate() const;
+};
+
+// A stored prompt: its tokens, E-cache codes and the exact KV of every layer.
+struct Reference {
+  std::vector<int32_t> ids;
+  TokenCodes codes;
+  ECacheOptions codes_options;  // what the codes were computed with
+  at::Tensor sketch;            // float32 [hidden]
+  KVCache kv;
+};
+
+// Wall time per stage of serving one request, milliseconds.
+struct StageTimes {
+  double encode_ms = 0;      // embeddings, E-cache, codes
+  double match_ms = 0;       // similarity and mapping
+  double rearrange_ms = 0;   // gather + key re-rotation
+  double prefill_ms = 0;     // full prefill or selective recompute
+  double retention_ms = 0;
+  double decode_ms = 0;
+};
+
+// The cache a target prompt is served from, and how it was made.
+struct PrefillOutcome {
+  KVCache cache;
+  at::Tensor logits;  // float32 [vocab], for the token after the prompt
+  std::vector<LayerAttentionStats> stats;
+  std::vector<int64_t> layer_budgets;  // per layer, tokens kept after retention
+  std::string method;                  // method actually used: full, prefix or semshare
+  bool hit = false;                    // reused a reference's KV
+  bool bypassed = false;               // reuse skipped because it would not pay
+  std::string bypass_reason;
+  double similarity = 0;
+  int64_t prompt_tokens = 0;
+  int64_t reused_prefix_tokens = 0;  // prefix method
+  int64_t unmatched_tokens = 0;
+  // Share of token-layers recomputed in layers 1.. (layer 0, always recomputed on a hit, is
+  // excluded); 1.0 for full prefill.
+  double recompute_share = 1.0;
+  // Share of the full prefill's token-layers computed, layer 0 included.
+  double compute_share = 1.0;
+  double kv_kept_share = 1.0;  // token-layers kept after retention / full
+  StageTimes times;
+};
+
+struct GenerateResult {
+  PrefillOutcome prefill;
+  std::vector<int32_t> tokens;
+  double ttft_ms = 0;     // request start to first token chosen
+  double latency_ms = 0;  // request start to last token
+  int64_t kv_bytes = 0;   // KV held at the end of generation
+  double kv_kept_share = 1.0;  // token-layers held at the end / full cache of that length
+};
+
+// Serves prompts with the model, reusing a reference's KV by the chosen method. Thread-safe:
+// requests share the model read-only.
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model* model);
+
+  // Full prefill of a prompt and its codes: what a miss stores as a new reference.
+  absl::StatusOr<Reference> BuildReference(const std::vector<int32_t>& ids,
+                                           const ECacheOptions& ecache = {}) const;
+
+  // The KV cache for `target`, reusing `reference` (may be null) per `options`.
+  absl::StatusOr<PrefillOutcome> Prefill(const std::vector<int32_t>& target,
+                                         const Reference* reference,
+                                         const ReuseOptions& options) const;
+
+  // Prefill then decode.
+  absl::StatusOr<GenerateResult> Generate(const std::vector<int32_t>& target,
+                                          const Reference* reference, const ReuseOptions& options,
+                                          const SamplingOptions& sampling) const;
+
+  // Mean negative log-likelihood of `continuation` following the prompt, decoding from the
+  // prefilled cache (with decode-time eviction when the retention options ask for it).
+  absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill,
+                                         const std::vector<int32_t>& continuation,
+                                         const ReuseOptions& options) const;
+
+  // Codes of a prompt under `ecache` (the router's and the cache node's view of a prompt).
+  absl::StatusOr<TokenCodes> EncodeCodes(const std::vector<int32_t>& ids, const ECacheOptions& ecache,
+                                         at::Tensor* sketch = nullptr) const;
+
+  const Model& model() const { return *model_; }
+
+ private:
+  explicit Engine(const Model* model) : model_(model) {}
+
+  absl::StatusOr<const TokenEncoder*> EncoderFor(const ECacheOptions& options) const;
+  absl::Status FullPrefill(const std::vector<int32_t>& target, const ReuseOptions& options,
+                           PrefillOutcome* out) const;
+  absl::Status PrefixPrefill(const std::vector<int32_t>& target, const Reference& reference,
+                             const ReuseOptions& options, PrefillOutcome* out) const;
+  // Returns false (and leaves `out` untouched) on a miss.
+  absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target, const Reference& reference,
+                                       const ReuseOptions& options, PrefillOutcome* out) const;
+  void ApplyRetention(const ReuseOptions& options, const std::vector<std::vector<uint8_t>>& protect,
+                      PrefillOutcome* out) const;
+  void EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const;
+  // Predicted seconds of a full prefill and of a semshare hit for these lengths.
+  std::pair<double, double> PredictSeconds(int64_t target_tokens, int64_t reference_tokens,
+                                           const ReuseOptions& options) const;
+
+  const Model* model_;
+  mutable absl::Mutex mutex_;
+  mutable std::map<std::tuple<bool, double, int32_t, uint64_t>, std::unique_ptr<TokenEncoder>>
+      encoders_ ABSL_GUARDED_BY(mutex_);
+  mutable double flops_per_second_ ABSL_GUARDED_BY(mutex_) = 0;
+  mutable double hamming_words_per_second_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_

@@ -1,0 +1,89 @@
+#include "inference_worker/engine/kv_cache.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+namespace semshare {
+
+LayerKV::LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions)
+    : k_(k.contiguous()),
+      v_(v.contiguous()),
+      positions_(positions.to(k.device(), at::kLong).contiguous()),
+      size_(k.size(1)) {}
+
+LayerKV LayerKV::Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity,
+                       at::ScalarType dtype, at::Device device) {
+  const auto options = at::TensorOptions().dtype(dtype).device(device);
+  LayerKV layer(at::empty({kv_heads, capacity, head_dim}, options),
+                at::empty({kv_heads, capacity, head_dim}, options),
+                at::empty({capacity}, options.dtype(at::kLong)));
+  layer.size_ = 0;
+  return layer;
+}
+
+at::Tensor LayerKV::k() const { return k_.narrow(1, 0, size_); }
+at::Tensor LayerKV::v() const { return v_.narrow(1, 0, size_); }
+at::Tensor LayerKV::positions() const { return positions_.narrow(0, 0, size_); }
+
+void LayerKV::Reserve(int64_t capacity) {
+  const int64_t current = k_.defined() ? k_.size(1) : 0;
+  if (capacity <= current) return;
+  const int64_t grown = std::max(capacity, current * 2);
+  at::Tensor k = at::empty({k_.size(0), grown, k_.size(2)}, k_.options());
+  at::Tensor v = at::empty({v_.size(0), grown, v_.size(2)}, v_.options());
+  at::Tensor positions = at::empty({grown}, positions_.options());
+  k.narrow(1, 0, size_).copy_(k_.narrow(1, 0, size_));
+  v.narrow(1, 0, size_).copy_(v_.narrow(1, 0, size_));
+  positions.narrow(0, 0, size_).copy_(positions_.narrow(0, 0, size_));
+  k_ = k;
+  v_ = v;
+  positions_ = positions;
+}
+
+void LayerKV::Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions) {
+  const int64_t n = k.size(1);
+  Reserve(size_ + n);
+  k_.narrow(1, size_, n).copy_(k);
+  v_.narrow(1, size_, n).copy_(v);
+  positions_.narrow(0, size_, n).copy_(positions);
+  size_ += n;
+}
+
+void LayerKV::Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v) {
+  const at::Tensor idx = index.to(k_.device(), at::kLong);
+  k_.index_copy_(1, idx, k.to(k_.scalar_type()));
+  v_.index_copy_(1, idx, v.to(v_.scalar_type()));
+}
+
+void LayerKV::Keep(const at::Tensor& index) {
+  const at::Tensor idx = index.to(k_.device(), at::kLong);
+  k_ = k().index_select(1, idx).contiguous();
+  v_ = v().index_select(1, idx).contiguous();
+  positions_ = positions().index_select(0, idx).contiguous();
+  size_ = idx.size(0);
+}
+
+void LayerKV::Resize(int64_t size) {
+  Reserve(size);
+  size_ = size;
+}
+
+int64_t LayerKV::bytes() const {
+  if (!k_.defined()) return 0;
+  return 2 * size_ * k_.size(0) * k_.size(2) * static_cast<int64_t>(k_.element_size());
+}
+
+int64_t KVCache::bytes() const {
+  int64_t total = 0;
+  for (const LayerKV& layer : layers) total += layer.bytes();
+  return total;
+}
+
+int64_t KVCache::token_layers() const {
+  int64_t total = 0;
+  for (const LayerKV& layer : layers) total += layer.size();
+  return total;
+}
+
+}  // namespace semshare

@@ -1,0 +1,60 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_KV_CACHE_H_
+#define SEMSHARE_INFERENCE_WORKER_ENGINE_KV_CACHE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace semshare {
+
+// One layer's cache: keys (RoPE already applied), values and the prompt position of every
+// cached token, kept in ascending position order. Layers may hold different tokens and
+// different counts (retention prunes each layer by its own budget). Storage grows by
+// doubling so decode appends are amortised O(1).
+class LayerKV {
+ public:
+  LayerKV() = default;
+  // Takes k, v [kv_heads, n, head_dim] and positions int64 [n] as the initial contents.
+  LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions);
+  // An empty cache of `capacity` tokens.
+  static LayerKV Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity,
+                       at::ScalarType dtype, at::Device device);
+
+  int64_t size() const { return size_; }
+  at::Tensor k() const;          // [kv_heads, size, head_dim] view
+  at::Tensor v() const;          // [kv_heads, size, head_dim] view
+  at::Tensor positions() const;  // int64 [size] view
+
+  // Appends tokens whose positions exceed every cached position (decode and prefill chunks).
+  void Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions);
+  // Overwrites the tokens at `index` (int64 [s]) in place: fresh KV replacing reused KV.
+  void Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v);
+  // Keeps only the tokens at sorted `index` (int64 [s]).
+  void Keep(const at::Tensor& index);
+  // Sets the size (tokens beyond it are dropped); used to pre-size a cache for prefill.
+  void Resize(int64_t size);
+
+  int64_t bytes() const;  // bytes of the live K and V
+
+ private:
+  void Reserve(int64_t capacity);
+
+  at::Tensor k_;  // [kv_heads, capacity, head_dim]
+  at::Tensor v_;
+  at::Tensor positions_;  // int64 [capacity]
+  int64_t size_ = 0;
+};
+
+// Every layer's cache for one sequence.
+struct KVCache {
+  std::vector<LayerKV> layers;
+
+  int64_t bytes() const;
+  // Tokens held summed over layers (the denominator of "KV kept" shares).
+  int64_t token_layers() const;
+};
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_KV_CACHE_H_

@@ -1,0 +1,284 @@
+#include "inference_worker/engine/model.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace semshare {
+namespace {
+
+// Attention score blocks are bounded to this many bytes; long prompts run in query chunks.
+constexpr int64_t kAttentionBlockBytes = int64_t{128} << 20;
+
+absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device) {
+  if (name == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype '", name, "' is not one of auto, float32, bfloat16, float16"));
+}
+
+absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
+  try {
+    at::Device device(name);
+    if (device.is_cuda() && !at::hasCUDA()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("device '", name, "' requested but this libtorch has no usable CUDA"));
+    }
+    if (!device.is_cpu() && !device.is_cuda()) {
+      return absl::InvalidArgumentError(absl::StrCat("device '", name, "' is not cpu or cuda"));
+    }
+    return device;
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", name, "': ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace
+
+Model::Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype)
+    : config_(std::move(config)),
+      fingerprint_(std::move(fingerprint)),
+      device_(device),
+      dtype_(dtype),
+      rope_(config_.head_dim, config_.rope_theta, config_.rope_scaling) {}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
+                                                   const ModelOptions& options) {
+  SEMSHARE_ASSIGN_OR_RETURN(Checkpoint checkpoint, LoadCheckpoint(dir));
+  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                            FromCheckpoint(std::move(checkpoint), options));
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(dir);
+  if (tokenizer.ok()) {
+    model->tokenizer_ = std::move(tokenizer).value();
+  } else if (!absl::IsNotFound(tokenizer.status())) {
+    return tokenizer.status();
+  }
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoint,
+                                                             const ModelOptions& options) {
+  SEMSHARE_ASSIGN_OR_RETURN(at::Device device, ResolveDevice(options.device));
+  SEMSHARE_ASSIGN_OR_RETURN(at::ScalarType dtype, ResolveDtype(options.dtype, device));
+  std::unique_ptr<Model> model(
+      new Model(checkpoint.config, checkpoint.fingerprint, device, dtype));
+  try {
+    TensorMap& t = checkpoint.tensors;
+    auto take = [&](const std::string& name) {
+      at::Tensor tensor = t.at(name).to(device, dtype).contiguous();
+      t.erase(name);  // release the CPU copy as we go
+      return tensor;
+    };
+    const ModelConfig& c = model->config_;
+    model->embed_tokens_ = take("model.embed_tokens.weight");
+    model->final_norm_ = take("model.norm.weight");
+    model->lm_head_ = c.tie_word_embeddings ? model->embed_tokens_ : take("lm_head.weight");
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const std::string p = absl::StrCat("model.layers.", l, ".");
+      LayerWeights w;
+      w.input_norm = take(p + "input_layernorm.weight");
+      w.post_attention_norm = take(p + "post_attention_layernorm.weight");
+      w.qkv_weight = at::cat({take(p + "self_attn.q_proj.weight"), take(p + "self_attn.k_proj.weight"),
+                              take(p + "self_attn.v_proj.weight")},
+                             0)
+                         .contiguous();
+      if (c.attention_bias) {
+        w.qkv_bias = at::cat({take(p + "self_attn.q_proj.bias"), take(p + "self_attn.k_proj.bias"),
+                              take(p + "self_attn.v_proj.bias")},
+                             0);
+      }
+      w.o_weight = take(p + "self_attn.o_proj.weight");
+      w.gate_up_weight =
+          at::cat({take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")}, 0).contiguous();
+      w.down_weight = take(p + "mlp.down_proj.weight");
+      model->layers_.push_back(std::move(w));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("placing weights on ", options.device, ": ", e.what_without_backtrace()));
+  } catch (const std::out_of_range& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", checkpoint.dir, " lacks a tensor the model needs"));
+  }
+  return model;
+}
+
+at::Tensor Model::IdsTensor(const std::vector<int32_t>& ids) const {
+  return at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).to(device_);
+}
+
+at::Tensor Model::Embed(const at::Tensor& ids) const {
+  return embed_tokens_.index_select(0, ids.to(device_, at::kLong));
+}
+
+at::Tensor Model::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
+  // As HF: normalise in float32, cast back, then scale.
+  const at::Tensor x32 = x.to(at::kFloat);
+  const at::Tensor normed =
+      x32 * at::rsqrt(x32.pow(2).mean({-1}, /*keepdim=*/true) + config_.rms_norm_eps);
+  return weight * normed.to(dtype_);
+}
+
+at::Tensor Model::ForwardLayer(int64_t layer, const at::Tensor& hidden,
+                               const at::Tensor& positions, LayerKV* kv,
+                               const at::Tensor& write_index,
+                               const AttentionStatsRequest& stats_request) const {
+  const LayerWeights& w = layers_[static_cast<size_t>(layer)];
+  const int64_t s = hidden.size(0);
+  const int64_t heads = config_.num_attention_heads;
+  const int64_t kv_heads = config_.num_key_value_heads;
+  const int64_t hd = config_.head_dim;
+
+  const at::Tensor normed = RmsNorm(hidden, w.input_norm);
+  const at::Tensor qkv = at::linear(normed, w.qkv_weight, w.qkv_bias);
+  const std::vector<at::Tensor> parts = qkv.split_with_sizes({heads * hd, kv_heads * hd, kv_heads * hd}, 1);
+  // [S, h, hd] -> [h, S, hd]
+  at::Tensor q = parts[0].view({s, heads, hd}).transpose(0, 1);
+  at::Tensor k = parts[1].view({s, kv_heads, hd}).transpose(0, 1);
+  const at::Tensor v = parts[2].view({s, kv_heads, hd}).transpose(0, 1);
+  q = rope_.Apply(q, positions);
+  k = rope_.Apply(k, positions);
+
+  if (write_index.defined()) {
+    kv->Overwrite(write_index, k, v);
+  } else {
+    kv->Append(k, v, positions.to(device_, at::kLong));
+  }
+  const at::Tensor attended = Attend(q, *kv, positions.to(device_, at::kLong), stats_request);
+  const at::Tensor h = hidden + at::linear(attended, w.o_weight);
+
+  const at::Tensor gate_up = at::linear(RmsNorm(h, w.post_attention_norm), w.gate_up_weight);
+  const std::vector<at::Tensor> gu = gate_up.chunk(2, 1);
+  return h + at::linear(at::silu(gu[0]) * gu[1], w.down_weight);
+}
+
+at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tensor& q_positions,
+                         const AttentionStatsRequest& stats_request) const {
+  const int64_t heads = q.size(0);
+  const int64_t s = q.size(1);
+  const int64_t hd = q.size(2);
+  const int64_t kv_heads = config_.num_key_value_heads;
+  const int64_t group = heads / kv_heads;
+  const int64_t n = kv.size();
+  const at::Tensor keys = kv.k();
+  const at::Tensor values = kv.v();
+  const at::Tensor key_positions = kv.positions();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+
+  LayerAttentionStats* stats = stats_request.stats;
+  if (stats != nullptr) {
+    const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device_);
+    for (at::Tensor* t : {&stats->window_mass, &stats->accumulated_mass, &stats->last_query_mass}) {
+      if (!t->defined() || t->size(0) != n) {
+        at::Tensor grown = at::zeros({n}, f32);
+        if (t->defined()) grown.narrow(0, 0, std::min(n, t->size(0))).copy_(t->narrow(0, 0, std::min(n, t->size(0))));
+        *t = grown;
+      }
+    }
+    stats->last_query_mass.zero_();
+  }
+
+  // [h, S, hd] -> [kv_heads, group * S, hd]: head h reads kv head h / group, as HF repeat_kv.
+  const at::Tensor grouped = q.reshape({kv_heads, group, s, hd});
+  at::Tensor out = at::empty({kv_heads, group, s, hd}, q.options());
+  const int64_t chunk = std::max<int64_t>(
+      16, kAttentionBlockBytes / std::max<int64_t>(1, heads * n * static_cast<int64_t>(sizeof(float))));
+  // Query positions ascend and key positions ascend, so a chunk only needs keys up to its
+  // largest position: this skips the upper triangle of a causal prefill.
+  const at::Tensor q_max_cpu = q_positions.to(at::kCPU);
+  const at::Tensor key_positions_cpu = key_positions.to(at::kCPU);
+  const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
+  const at::Tensor last_query_position = q_max_cpu.max();
+  for (int64_t start = 0; start < s; start += chunk) {
+    const int64_t len = std::min(chunk, s - start);
+    int64_t chunk_max = qpos[start];
+    for (int64_t i = start; i < start + len; ++i) chunk_max = std::max(chunk_max, qpos[i]);
+    const int64_t upper =
+        at::searchsorted(key_positions_cpu, at::scalar_tensor(chunk_max, at::kLong), false, /*right=*/true)
+            .item<int64_t>();
+    const at::Tensor qc = grouped.narrow(2, start, len).reshape({kv_heads, group * len, hd});
+    const at::Tensor kc = keys.narrow(1, 0, upper);
+    const at::Tensor vc = values.narrow(1, 0, upper);
+    at::Tensor scores = at::matmul(qc, kc.transpose(1, 2)).to(at::kFloat).mul_(scale);
+    scores = scores.view({kv_heads, group, len, upper});
+    const at::Tensor masked = key_positions.narrow(0, 0, upper).unsqueeze(0) >
+                              q_positions.narrow(0, start, len).unsqueeze(1);  // [len, upper]
+    scores.masked_fill_(masked, -std::numeric_limits<float>::infinity());
+    const at::Tensor probs = at::softmax(scores, -1);
+    const at::Tensor attended =
+        at::matmul(probs.to(values.scalar_type()).view({kv_heads, group * len, upper}), vc);
+    out.narrow(2, start, len).copy_(attended.view({kv_heads, group, len, hd}));
+
+    if (stats != nullptr) {
+      const at::Tensor per_query = probs.sum({0, 1});  // [len, upper]
+      stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
+      const at::Tensor chunk_positions = q_positions.narrow(0, start, len);
+      const at::Tensor in_window = (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
+      stats->window_mass.narrow(0, 0, upper).add_(at::matmul(in_window, per_query));
+      const at::Tensor is_last = (chunk_positions == last_query_position.to(device_)).to(at::kFloat);
+      stats->last_query_mass.narrow(0, 0, upper).add_(at::matmul(is_last, per_query));
+    }
+  }
+  // [kv_heads, group, S, hd] -> [S, heads * hd]
+  return out.permute({2, 0, 1, 3}).reshape({s, heads * hd});
+}
+
+at::Tensor Model::Logits(const at::Tensor& hidden) const {
+  return at::linear(RmsNorm(hidden, final_norm_), lm_head_).to(at::kFloat);
+}
+
+KVCache Model::NewCache(int64_t capacity) const {
+  KVCache cache;
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    cache.layers.push_back(
+        LayerKV::Empty(config_.num_key_value_heads, config_.head_dim, capacity, dtype_, device_));
+  }
+  return cache;
+}
+
+at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
+                          std::vector<LayerAttentionStats>* stats,
+                          int64_t observation_window) const {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_));
+  if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
+  at::Tensor hidden = Embed(IdsTensor(ids));
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    LayerKV& layer = cache->layers[static_cast<size_t>(l)];
+    AttentionStatsRequest request;
+    if (stats != nullptr) {
+      request.stats = &(*stats)[static_cast<size_t>(l)];
+      request.window_start_position = n - observation_window;
+    }
+    const int64_t base = layer.size();
+    layer.Resize(base + n);
+    hidden = ForwardLayer(l, hidden, positions, &layer,
+                          at::arange(base, base + n, positions.options()), request);
+  }
+  return Logits(hidden.narrow(0, n - 1, 1)).squeeze(0);
+}
+
+at::Tensor Model::DecodeStep(int32_t token, int64_t position, KVCache* cache,
+                             std::vector<LayerAttentionStats>* stats) const {
+  const at::Tensor positions = at::full({1}, position, at::TensorOptions().dtype(at::kLong).device(device_));
+  at::Tensor hidden = Embed(IdsTensor({token}));
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    AttentionStatsRequest request;
+    if (stats != nullptr && static_cast<int64_t>(stats->size()) == num_layers()) {
+      request.stats = &(*stats)[static_cast<size_t>(l)];
+      request.window_start_position = position;
+    }
+    hidden = ForwardLayer(l, hidden, positions, &cache->layers[static_cast<size_t>(l)],
+                          at::Tensor(), request);
+  }
+  return Logits(hidden).squeeze(0);
+}
+
+}  // namespace semshare

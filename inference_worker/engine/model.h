@@ -1,0 +1,115 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_MODEL_H_
+#define SEMSHARE_INFERENCE_WORKER_ENGINE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "inference_worker/engine/checkpoint.h"
+#include "inference_worker/engine/kv_cache.h"
+#include "inference_worker/engine/model_config.h"
+#include "inference_worker/engine/retention.h"
+#include "inference_worker/engine/rope.h"
+#include "inference_worker/engine/tokenizer.h"
+
+namespace semshare {
+
+struct ModelOptions {
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  // "auto" (float32 on CPU, bfloat16 on CUDA), "float32", "bfloat16" or "float16".
+  std::string dtype = "auto";
+};
+
+// Optional attention bookkeeping for retention: which queries count as the observation
+// window (prompt positions >= window_start_position).
+struct AttentionStatsRequest {
+  LayerAttentionStats* stats = nullptr;  // accumulated into; sized to the layer's cache
+  int64_t window_start_position = 0;
+};
+
+// A Llama-family decoder (llama, mistral, qwen2) with explicit per-layer KV caches and
+// explicit positions. Every forward pass goes through ForwardLayer, so full prefill,
+// selective recompute and decode share one numerical path: this is what makes "100%
+// recompute equals full prefill" hold exactly.
+class Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
+                                                     const ModelOptions& options);
+  static absl::StatusOr<std::unique_ptr<Model>> FromCheckpoint(Checkpoint checkpoint,
+                                                               const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  // Null when the checkpoint directory has no tokenizer (random-weight benchmark models).
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+  int64_t num_layers() const { return config_.num_hidden_layers; }
+
+  // Input embeddings of int64 ids [N]: [N, hidden] in the compute dtype.
+  at::Tensor Embed(const at::Tensor& ids) const;
+
+  // Runs one decoder layer for S tokens whose layer inputs are `hidden` [S, hidden] at prompt
+  // `positions` (int64 [S]). Their fresh keys/values are written into `kv` at `write_index`
+  // (int64 [S], slots that already exist) or appended when `write_index` is undefined; the
+  // queries then attend causally (by position) over everything in `kv`. Returns the layer
+  // outputs [S, hidden].
+  at::Tensor ForwardLayer(int64_t layer, const at::Tensor& hidden, const at::Tensor& positions,
+                          LayerKV* kv, const at::Tensor& write_index,
+                          const AttentionStatsRequest& stats_request = {}) const;
+
+  // Final norm and LM head: float32 logits [S, vocab].
+  at::Tensor Logits(const at::Tensor& hidden) const;
+
+  // An empty cache with room for `capacity` tokens per layer.
+  KVCache NewCache(int64_t capacity) const;
+
+  // Full prefill of `ids` at positions 0..N-1 into an empty `cache`; returns float32 logits
+  // of the last token [vocab]. `stats` (may be null) receives per-layer attention stats.
+  at::Tensor Prefill(const std::vector<int32_t>& ids, KVCache* cache,
+                     std::vector<LayerAttentionStats>* stats = nullptr,
+                     int64_t observation_window = 32) const;
+
+  // One decode step: the token at `position` through every layer (appended to each layer's
+  // cache, whatever its length). Returns float32 logits [vocab].
+  at::Tensor DecodeStep(int32_t token, int64_t position, KVCache* cache,
+                        std::vector<LayerAttentionStats>* stats = nullptr) const;
+
+  at::Tensor IdsTensor(const std::vector<int32_t>& ids) const;  // int64 [N] on the device
+
+  const Rope& rope() const { return rope_; }
+
+ private:
+  struct LayerWeights {
+    at::Tensor input_norm, post_attention_norm;
+    at::Tensor qkv_weight, qkv_bias;  // fused [q_dim + 2 * kv_dim, hidden]; bias may be undefined
+    at::Tensor o_weight;
+    at::Tensor gate_up_weight;  // fused [2 * intermediate, hidden]
+    at::Tensor down_weight;
+  };
+
+  Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype);
+
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor Attend(const at::Tensor& q, const LayerKV& kv, const at::Tensor& q_positions,
+                    const AttentionStatsRequest& stats_request) const;
+
+  ModelConfig config_;
+  std::string fingerprint_;
+  at::Device device_;
+  at::ScalarType dtype_;
+  Rope rope_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  at::Tensor embed_tokens_;
+  at::Tensor final_norm_;
+  at::Tensor lm_head_;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_MODEL_H_

@@ -1,0 +1,53 @@
+#include "inference_worker/engine/rope.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <vector>
+
+namespace semshare {
+namespace {
+
+// Llama 3's frequency-dependent scaling: long wavelengths are stretched by `factor`, short
+// ones kept, and the band between interpolated smoothly.
+float ScaleFrequency(double freq, const RopeScaling& s) {
+  const double old_context = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / s.low_freq_factor;
+  const double high_freq_wavelen = old_context / s.high_freq_factor;
+  const double wavelen = 2.0 * M_PI / freq;
+  if (wavelen < high_freq_wavelen) return static_cast<float>(freq);
+  if (wavelen > low_freq_wavelen) return static_cast<float>(freq / s.factor);
+  const double smooth =
+      (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  return static_cast<float>((1.0 - smooth) * freq / s.factor + smooth * freq);
+}
+
+}  // namespace
+
+Rope::Rope(int64_t dim, double theta, const std::optional<RopeScaling>& scaling) : dim_(dim) {
+  const int64_t half = dim / 2;
+  std::vector<float> freqs(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    // Computed as HF does, in float32: 1 / theta^(2i/dim).
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    double freq = 1.0 / std::pow(static_cast<float>(theta), exponent);
+    freq = static_cast<float>(freq);
+    freqs[static_cast<size_t>(i)] = scaling ? ScaleFrequency(freq, *scaling) : static_cast<float>(freq);
+  }
+  inv_freq_ = at::tensor(freqs, at::kFloat);
+}
+
+at::Tensor Rope::Apply(const at::Tensor& x, const at::Tensor& positions) const {
+  const at::Tensor pos = positions.to(x.device(), at::kFloat).unsqueeze(-1);  // [N, 1]
+  const at::Tensor freqs = pos * inv_freq_.to(x.device()).unsqueeze(0);       // [N, dim/2]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1);                       // [N, dim]
+  const at::Tensor cos = angles.cos().to(x.scalar_type());
+  const at::Tensor sin = angles.sin().to(x.scalar_type());
+  const int64_t half = dim_ / 2;
+  const at::Tensor x1 = x.narrow(-1, 0, half);
+  const at::Tensor x2 = x.narrow(-1, half, half);
+  const at::Tensor rotated_half = at::cat({-x2, x1}, -1);
+  return x * cos + rotated_half * sin;
+}
+
+}  // namespace semshare
