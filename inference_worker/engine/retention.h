@@ -35,14 +35,18 @@ struct RetentionOptions {
   // Uniform policies (snapkv, h2o, tova, streaming) keep this share of every layer; pyramid
   // keeps this share on average over the layers.
   double budget_share = 0.55;
-  int64_t sink_tokens = 4;        // always kept: the first positions
-  int64_t recent_window = 32;     // always kept: the last positions
-  int64_t snapkv_pool_kernel = 7; // SnapKV's max-pool width over window attention
+  int64_t sink_tokens = 4;         // always kept: the first positions
+  int64_t recent_window = 32;      // always kept: the last positions
+  int64_t snapkv_pool_kernel = 7;  // SnapKV's max-pool width over window attention
+  // pyramid: the deepest layer keeps at least budget_share / pyramid_beta (PyramidKV's beta);
+  // 1 makes pyramid uniform. See RetentionShares for the formula.
+  double pyramid_beta = 20.0;
   // When true, layers are also held at their prefill budget during decode: each new token
   // evicts the lowest-scoring old one (sinks, recent window and protected tokens stay).
   bool decode_eviction = false;
 
-  // Checks ranges (shares in (0, 1], gamma in (0, 1], non-negative windows).
+  // Checks ranges (shares in (0, 1], gamma in (0, 1], non-negative windows, pool kernel >= 1,
+  // pyramid_beta >= 1). Every field is checked, whatever the policy.
   absl::Status Validate() const;
 };
 
@@ -57,7 +61,18 @@ struct LayerAttentionStats {
 
 // The per-layer share of tokens a policy keeps after a prefill of `num_tokens` tokens in a
 // model of `num_layers` layers (1.0 for kNone). Pure function of the options.
+//   kExpDecay: min(1, max(r_min, r0 * gamma^l)).
+//   kSnapKV, kH2O, kTova, kStreaming: budget_share (streaming keeps only sinks and the recent
+//     window whatever its share).
+//   kPyramid: with b = budget_share and half-spread s = min(b - b / pyramid_beta, 1 - b),
+//     layer l of L keeps (b + s) - 2s * l / (L - 1): linear in depth from b + s (<= 1) at the
+//     first layer down to b - s (>= b / pyramid_beta > 0) at the last, mean exactly b.
 std::vector<double> RetentionShares(const RetentionOptions& options, int64_t num_layers);
+
+// SnapKV's clustering: a 1-D max-pool of `mass` (float [num_tokens]) over neighbouring cache
+// indices, stride 1, same length (window of `kernel` covering (kernel - 1) / 2 before and
+// kernel / 2 after each index). NaN counts as -inf. Stays on mass's device.
+at::Tensor SnapKVPool(const at::Tensor& mass, int64_t kernel);
 
 // Chooses which tokens of one layer to keep after prefill. `positions` (int64 [num_tokens])
 // are the tokens' positions in the prompt; `protected_mask` (bool [num_tokens], may be
@@ -65,13 +80,26 @@ std::vector<double> RetentionShares(const RetentionOptions& options, int64_t num
 // the recent window (largest positions) and protected tokens are kept first; the rest of the
 // layer's budget goes to the highest-scoring tokens. Returns sorted int64 indices into the
 // layer's cache, never more than num_tokens and never fewer than the protected tokens.
-at::Tensor SelectRetainedTokens(const RetentionOptions& options, int64_t layer,
-                                int64_t num_layers, const LayerAttentionStats& stats,
-                                const at::Tensor& positions, const at::Tensor& protected_mask);
+// Details:
+//  - budget = ceil(share * num_tokens), at least sink_tokens + recent_window, at most
+//    num_tokens; the kept set is exactly the budget unless the forced set is larger.
+//  - Scores: exp_decay window_mass; snapkv and pyramid SnapKVPool(window_mass); h2o
+//    accumulated_mass; tova last_query_mass; streaming none (only forced tokens are kept).
+//    Only the score tensor the policy uses need be defined. NaN scores rank lowest; ties go
+//    to the lower cache index, so the result is deterministic on every device.
+//  - The result lives on positions' device (indices ready for index_select on the cache).
+//  - Preconditions (checked with TORCH_CHECK, a c10::Error like any ATen op, since a
+//    violation is a caller bug, not bad input): 0 <= layer < num_layers, positions is 1-D,
+//    protected_mask and the score tensor have num_tokens elements.
+at::Tensor SelectRetainedTokens(const RetentionOptions& options, int64_t layer, int64_t num_layers,
+                                const LayerAttentionStats& stats, const at::Tensor& positions,
+                                const at::Tensor& protected_mask);
 
 // During decode with decode_eviction: given a layer over its budget by one token, the index
 // of the token to evict (lowest score, never a sink, the recent window or protected), or -1
-// when every token is protected.
+// when every token is protected. Scores are those of SelectRetainedTokens; streaming, which
+// has none, evicts the smallest position (the token leaving the recent window); kNone never
+// evicts (-1). Ties go to the lower index. Same preconditions as SelectRetainedTokens.
 int64_t SelectEvictionVictim(const RetentionOptions& options, const LayerAttentionStats& stats,
                              const at::Tensor& positions, const at::Tensor& protected_mask);
 

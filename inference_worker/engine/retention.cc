@@ -1,0 +1,251 @@
+#include "inference_worker/engine/retention.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace semshare {
+namespace {
+
+constexpr std::array<std::pair<RetentionPolicy, const char*>, 7> kPolicyNames = {{
+    {RetentionPolicy::kNone, "none"},
+    {RetentionPolicy::kExpDecay, "exp_decay"},
+    {RetentionPolicy::kSnapKV, "snapkv"},
+    {RetentionPolicy::kH2O, "h2o"},
+    {RetentionPolicy::kStreaming, "streaming"},
+    {RetentionPolicy::kPyramid, "pyramid"},
+    {RetentionPolicy::kTova, "tova"},
+}};
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Written as !(in range) so that NaN fails too.
+absl::Status CheckShare(const char* name, double value) {
+  if (!(value > 0.0 && value <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention ", name, " must be in (0, 1], got ", value));
+  }
+  return absl::OkStatus();
+}
+
+double LayerShare(const RetentionOptions& options, int64_t layer, int64_t num_layers) {
+  switch (options.policy) {
+    case RetentionPolicy::kNone:
+      return 1.0;
+    case RetentionPolicy::kExpDecay:
+      return std::min(1.0,
+                      std::max(options.r_min,
+                               options.r0 * std::pow(options.gamma, static_cast<double>(layer))));
+    case RetentionPolicy::kPyramid: {
+      if (num_layers <= 1) return options.budget_share;
+      const double b = options.budget_share;
+      const double beta = std::max(1.0, options.pyramid_beta);
+      // The widest spread PyramidKV's beta allows, narrowed so the first layer stays <= 1.
+      const double half_spread = std::max(0.0, std::min(b - b / beta, 1.0 - b));
+      const double depth = static_cast<double>(layer) / static_cast<double>(num_layers - 1);
+      return (b + half_spread) - 2.0 * half_spread * depth;
+    }
+    case RetentionPolicy::kSnapKV:
+    case RetentionPolicy::kH2O:
+    case RetentionPolicy::kStreaming:
+    case RetentionPolicy::kTova:
+      return options.budget_share;
+  }
+  return 1.0;
+}
+
+// The tensor a policy ranks tokens by (higher is kept), NaN replaced by -inf so it ranks
+// last. Undefined for policies that rank nothing (none, streaming).
+at::Tensor PolicyScores(const RetentionOptions& options, const LayerAttentionStats& stats,
+                        int64_t num_tokens, const at::Device& device) {
+  at::Tensor raw;
+  const char* name = "";
+  switch (options.policy) {
+    case RetentionPolicy::kNone:
+    case RetentionPolicy::kStreaming:
+      return at::Tensor();
+    case RetentionPolicy::kExpDecay:
+    case RetentionPolicy::kSnapKV:
+    case RetentionPolicy::kPyramid:
+      raw = stats.window_mass;
+      name = "window_mass";
+      break;
+    case RetentionPolicy::kH2O:
+      raw = stats.accumulated_mass;
+      name = "accumulated_mass";
+      break;
+    case RetentionPolicy::kTova:
+      raw = stats.last_query_mass;
+      name = "last_query_mass";
+      break;
+  }
+  TORCH_CHECK(raw.defined(), "retention policy ", RetentionPolicyName(options.policy),
+              " needs stats.", name);
+  TORCH_CHECK(raw.numel() == num_tokens, "stats.", name, " has ", raw.numel(),
+              " elements, expected ", num_tokens);
+  at::Tensor scores = raw.reshape({num_tokens}).to(device, at::kFloat);
+  if (options.policy == RetentionPolicy::kSnapKV || options.policy == RetentionPolicy::kPyramid) {
+    return SnapKVPool(scores, options.snapkv_pool_kernel);
+  }
+  return scores.masked_fill(scores.isnan(), kNegInf);
+}
+
+// Bool [num_tokens] on positions' device: sinks, the recent window and protected tokens.
+at::Tensor ForcedMask(const RetentionOptions& options, const at::Tensor& positions,
+                      const at::Tensor& protected_mask) {
+  const int64_t n = positions.size(0);
+  at::Tensor forced;
+  if (protected_mask.defined()) {
+    TORCH_CHECK(protected_mask.numel() == n, "protected_mask has ", protected_mask.numel(),
+                " elements, expected ", n);
+    // Copy: the caller's mask must not be written below.
+    forced = protected_mask.reshape({n}).to(positions.device(), at::kBool, /*non_blocking=*/false,
+                                            /*copy=*/true);
+  } else {
+    forced = at::zeros({n}, positions.options().dtype(at::kBool));
+  }
+  const int64_t sinks = std::clamp<int64_t>(options.sink_tokens, 0, n);
+  const int64_t recent = std::clamp<int64_t>(options.recent_window, 0, n);
+  if (sinks + recent == 0) return forced;
+  // By position, not cache index: a reused layer's cache need not be in prompt order.
+  // Stable so that equal positions resolve by index, the same on every device.
+  const at::Tensor order = std::get<1>(at::sort(positions, c10::optional<bool>(true), /*dim=*/0));
+  if (sinks > 0) forced.index_fill_(0, order.slice(0, 0, sinks), true);
+  if (recent > 0) forced.index_fill_(0, order.slice(0, n - recent, n), true);
+  return forced;
+}
+
+void CheckShapes(int64_t layer, int64_t num_layers, const at::Tensor& positions) {
+  TORCH_CHECK(num_layers > 0 && layer >= 0 && layer < num_layers, "layer ", layer,
+              " out of range for ", num_layers, " layers");
+  TORCH_CHECK(positions.defined() && positions.dim() == 1, "positions must be 1-D");
+}
+
+}  // namespace
+
+absl::StatusOr<RetentionPolicy> ParseRetentionPolicy(const std::string& name) {
+  for (const auto& [policy, policy_name] : kPolicyNames) {
+    if (name == policy_name) return policy;
+  }
+  std::vector<std::string> valid;
+  for (const auto& entry : kPolicyNames) valid.emplace_back(entry.second);
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown retention policy \"", name, "\"; valid: ", absl::StrJoin(valid, ", ")));
+}
+
+std::string RetentionPolicyName(RetentionPolicy policy) {
+  for (const auto& [candidate, name] : kPolicyNames) {
+    if (candidate == policy) return name;
+  }
+  return "unknown";
+}
+
+absl::Status RetentionOptions::Validate() const {
+  for (const auto& [name, value] : std::array<std::pair<const char*, double>, 4>{
+           {{"r0", r0}, {"gamma", gamma}, {"r_min", r_min}, {"budget_share", budget_share}}}) {
+    absl::Status status = CheckShare(name, value);
+    if (!status.ok()) return status;
+  }
+  if (sink_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention sink_tokens must be >= 0, got ", sink_tokens));
+  }
+  if (recent_window < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention recent_window must be >= 0, got ", recent_window));
+  }
+  if (snapkv_pool_kernel < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention snapkv_pool_kernel must be >= 1 (1 disables pooling), got ",
+                     snapkv_pool_kernel));
+  }
+  if (!(pyramid_beta >= 1.0 && std::isfinite(pyramid_beta))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention pyramid_beta must be a finite number >= 1 (1 is uniform), got ", pyramid_beta));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> RetentionShares(const RetentionOptions& options, int64_t num_layers) {
+  std::vector<double> shares;
+  shares.reserve(static_cast<size_t>(std::max<int64_t>(num_layers, 0)));
+  for (int64_t layer = 0; layer < num_layers; ++layer) {
+    shares.push_back(LayerShare(options, layer, num_layers));
+  }
+  return shares;
+}
+
+at::Tensor SnapKVPool(const at::Tensor& mass, int64_t kernel) {
+  at::Tensor scores = mass.reshape({-1}).to(at::kFloat);
+  scores = scores.masked_fill(scores.isnan(), kNegInf);
+  if (kernel <= 1 || scores.numel() == 0) return scores;
+  // Explicit -inf padding (max_pool1d's own is limited to kernel / 2 and symmetric) keeps
+  // the output length equal for even kernels too.
+  const int64_t before = (kernel - 1) / 2;
+  const int64_t after = kernel / 2;
+  at::Tensor padded = at::constant_pad_nd(scores.view({1, 1, -1}), {before, after}, kNegInf);
+  return at::max_pool1d(padded, {kernel}, {1}).view({-1});
+}
+
+at::Tensor SelectRetainedTokens(const RetentionOptions& options, int64_t layer, int64_t num_layers,
+                                const LayerAttentionStats& stats, const at::Tensor& positions,
+                                const at::Tensor& protected_mask) {
+  CheckShapes(layer, num_layers, positions);
+  const int64_t n = positions.size(0);
+  const at::TensorOptions index_options = positions.options().dtype(at::kLong);
+  if (options.policy == RetentionPolicy::kNone || n == 0) return at::arange(n, index_options);
+
+  const at::Tensor forced = ForcedMask(options, positions, protected_mask);
+  at::Tensor scores = PolicyScores(options, stats, n, positions.device());
+
+  const double share = LayerShare(options, layer, num_layers);
+  // The epsilon keeps 0.55 * 100 = 55.000000000000007 from rounding up to 56.
+  int64_t budget = static_cast<int64_t>(std::ceil(share * static_cast<double>(n) - 1e-9));
+  const int64_t window = std::clamp<int64_t>(options.sink_tokens, 0, n) +
+                         std::clamp<int64_t>(options.recent_window, 0, n);
+  budget = std::clamp<int64_t>(std::max(budget, window), 0, n);
+
+  const int64_t forced_count = forced.sum().item<int64_t>();
+  const int64_t remaining = budget - forced_count;
+  if (remaining <= 0 || !scores.defined()) return forced.nonzero().view({-1});
+
+  // Rank only the free tokens, so forced ones never take a scored slot whatever their score.
+  const at::Tensor candidates = forced.logical_not().nonzero().view({-1});
+  // Stable descending sort: among equal scores the lower cache index comes first. at::topk
+  // gives no such order.
+  const at::Tensor order =
+      std::get<1>(at::sort(scores.index_select(0, candidates), c10::optional<bool>(true), /*dim=*/0,
+                           /*descending=*/true));
+  const at::Tensor chosen = candidates.index_select(0, order.slice(0, 0, remaining));
+  at::Tensor kept = forced.clone();
+  kept.index_fill_(0, chosen, true);
+  return kept.nonzero().view({-1});
+}
+
+int64_t SelectEvictionVictim(const RetentionOptions& options, const LayerAttentionStats& stats,
+                             const at::Tensor& positions, const at::Tensor& protected_mask) {
+  TORCH_CHECK(positions.defined() && positions.dim() == 1, "positions must be 1-D");
+  const int64_t n = positions.size(0);
+  if (options.policy == RetentionPolicy::kNone || n == 0) return -1;
+
+  const at::Tensor candidates =
+      ForcedMask(options, positions, protected_mask).logical_not().nonzero().view({-1});
+  if (candidates.numel() == 0) return -1;
+
+  at::Tensor scores = PolicyScores(options, stats, n, positions.device());
+  // Streaming ranks nothing: the oldest free token is the one sliding out of the window.
+  if (!scores.defined()) scores = positions.to(at::kDouble);
+  // argmin returns the first minimum, so ties go to the lower index.
+  const at::Tensor best = at::argmin(scores.index_select(0, candidates));
+  return candidates.index_select(0, best.view({1})).item<int64_t>();
+}
+
+}  // namespace semshare
