@@ -262,8 +262,8 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
     if (l + 1 == num_layers) break;
 
     // Deviation of fresh from reused KV ranks which tokens stay in the set for the next layer.
-    const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum({0, 2}).sqrt();
-    const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum({0, 2}).sqrt();
+    const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
+    const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
     const at::Tensor deviation_tensor = (dk + dv).to(at::kCPU).contiguous();
     const float* dev = deviation_tensor.data_ptr<float>();
     const std::vector<float> deviation(dev, dev + current.size());

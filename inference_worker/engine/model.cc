@@ -217,7 +217,7 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     out.narrow(2, start, len).copy_(attended.view({kv_heads, group, len, hd}));
 
     if (stats != nullptr) {
-      const at::Tensor per_query = probs.sum({0, 1});  // [len, upper]
+      const at::Tensor per_query = probs.sum(at::IntArrayRef{0, 1});  // [len, upper]
       stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
       const at::Tensor chunk_positions = q_positions.narrow(0, start, len);
       const at::Tensor in_window = (chunk_positions >= stats_request.window_start_position).to(at::kFloat);

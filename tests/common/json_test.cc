@@ -27,7 +27,9 @@ TEST(JsonTest, RejectsMalformedInputWithOffset) {
   for (const char* bad : {"{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "{\"a\":01x}", ""}) {
     absl::StatusOr<Json> doc = ParseJson(bad);
     EXPECT_FALSE(doc.ok()) << bad;
-    if (!doc.ok()) EXPECT_NE(doc.status().message().find("at byte"), std::string::npos);
+    if (!doc.ok()) {
+      EXPECT_NE(doc.status().message().find("at byte"), std::string::npos);
+    }
   }
 }
 

@@ -1,0 +1,312 @@
+#include "inference_worker/engine/evaluation.h"
+
+#include <ATen/ATen.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "inference_worker/engine/kv_rearrange.h"
+
+namespace semshare {
+namespace {
+
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+double PeakRssMb() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenize(const Model& model, const std::string& text, bool bos) {
+  if (model.tokenizer() == nullptr) {
+    return absl::FailedPreconditionError("the model directory has no tokenizer");
+  }
+  SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, model.tokenizer()->Encode(text));
+  if (bos && model.tokenizer()->bos_id() >= 0) ids.insert(ids.begin(), model.tokenizer()->bos_id());
+  return ids;
+}
+
+double Mean(const std::vector<double>& values) {
+  if (values.empty()) return 0;
+  double sum = 0;
+  for (double v : values) sum += v;
+  return sum / static_cast<double>(values.size());
+}
+
+}  // namespace
+
+double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t>& reference) {
+  if (candidate.empty() && reference.empty()) return 1.0;
+  if (candidate.empty() || reference.empty()) return 0.0;
+  std::vector<int32_t> previous(reference.size() + 1, 0);
+  std::vector<int32_t> row(reference.size() + 1, 0);
+  for (int32_t c : candidate) {
+    for (size_t j = 1; j <= reference.size(); ++j) {
+      row[j] = c == reference[j - 1] ? previous[j - 1] + 1 : std::max(previous[j], row[j - 1]);
+    }
+    std::swap(previous, row);
+  }
+  const double lcs = previous[reference.size()];
+  if (lcs == 0) return 0.0;
+  const double precision = lcs / static_cast<double>(candidate.size());
+  const double recall = lcs / static_cast<double>(reference.size());
+  return 2 * precision * recall / (precision + recall);
+}
+
+SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size, uint64_t seed,
+                                int32_t bos_id) {
+  std::mt19937_64 rng(seed);
+  // Avoid the first ids (BOS/EOS/control tokens in most vocabularies).
+  const int32_t low = std::min<int32_t>(16, vocab_size - 1);
+  auto random_token = [&] { return static_cast<int32_t>(low + rng() % static_cast<uint64_t>(vocab_size - low)); };
+  SyntheticPair pair;
+  pair.reference.resize(static_cast<size_t>(length));
+  for (int32_t& t : pair.reference) t = random_token();
+  if (bos_id >= 0 && length > 0) pair.reference[0] = bos_id;
+  pair.target = pair.reference;
+  // Substitutions in runs of 1-4 tokens.
+  int64_t to_edit = static_cast<int64_t>(std::llround(edit_share * static_cast<double>(length)));
+  while (to_edit > 0 && length > 2) {
+    const int64_t run = std::min<int64_t>(to_edit, 1 + static_cast<int64_t>(rng() % 4));
+    const int64_t start = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - 1));
+    for (int64_t i = start; i < std::min(length, start + run); ++i) pair.target[i] = random_token();
+    to_edit -= run;
+  }
+  // Move one span (5% of the prompt) to another place: every token after it shifts.
+  const int64_t span = length / 20;
+  if (span > 0 && length > 3 * span) {
+    const int64_t from = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length / 2));
+    std::vector<int32_t> moved(pair.target.begin() + from, pair.target.begin() + from + span);
+    pair.target.erase(pair.target.begin() + from, pair.target.begin() + from + span);
+    const int64_t to = from + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - span - from));
+    pair.target.insert(pair.target.begin() + to, moved.begin(), moved.end());
+  }
+  return pair;
+}
+
+absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
+  SEMSHARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::vector<EvalPair> pairs;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == absl::string_view::npos) continue;
+    absl::StatusOr<Json> doc = ParseJson(line);
+    if (!doc.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", doc.status().message()));
+    EvalPair pair;
+    for (auto [field, out] : {std::pair<const char*, std::string*>{"reference", &pair.reference},
+                              {"target", &pair.target}, {"continuation", &pair.continuation}}) {
+      absl::StatusOr<std::string> value = GetString(*doc, field);
+      if (!value.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", value.status().message()));
+      *out = *value;
+    }
+    pair.id = (*doc)["id"].is_string() ? (*doc)["id"].string_value() : absl::StrCat("line", line_number);
+    pairs.push_back(std::move(pair));
+  }
+  if (pairs.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no pairs"));
+  return pairs;
+}
+
+absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPair>& pairs,
+                                 const ReuseOptions& reuse, const FidelityOptions& options) {
+  const Model& model = engine.model();
+  SamplingOptions greedy;
+  greedy.max_tokens = options.generate_tokens;
+  ReuseOptions full = reuse;
+  full.method = ReuseMethod::kFull;
+  full.retention = RetentionOptions{};
+
+  Json rows = Json::MakeArray();
+  std::vector<double> rouge, ppl, recompute, kept, rouge_all, ppl_all;
+  int64_t hits = 0;
+  int64_t count = 0;
+  for (const EvalPair& pair : pairs) {
+    if (options.max_pairs > 0 && count >= options.max_pairs) break;
+    ++count;
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, Tokenize(model, pair.reference, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, Tokenize(model, pair.target, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> continuation, Tokenize(model, pair.continuation, false));
+    if (static_cast<int32_t>(continuation.size()) > options.continuation_tokens) {
+      continuation.resize(static_cast<size_t>(options.continuation_tokens));
+    }
+    SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(ref_ids, reuse.ecache));
+
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult baseline, engine.Generate(target_ids, nullptr, full, greedy));
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served, engine.Generate(target_ids, &reference, reuse, greedy));
+    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome full_prefill, engine.Prefill(target_ids, nullptr, full));
+    SEMSHARE_ASSIGN_OR_RETURN(double full_nll, engine.ContinuationNll(&full_prefill, continuation, full));
+    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome method_prefill, engine.Prefill(target_ids, &reference, reuse));
+    SEMSHARE_ASSIGN_OR_RETURN(double method_nll, engine.ContinuationNll(&method_prefill, continuation, reuse));
+
+    const double rouge_l = RougeLF1(served.tokens, baseline.tokens);
+    const double ppl_ratio = std::exp(method_nll - full_nll);
+    const bool hit = served.prefill.hit;
+    Json row;
+    row["id"] = pair.id;
+    row["reference_tokens"] = static_cast<int64_t>(ref_ids.size());
+    row["target_tokens"] = static_cast<int64_t>(target_ids.size());
+    row["similarity"] = served.prefill.similarity;
+    row["hit"] = hit;
+    row["rouge_l"] = rouge_l;
+    row["ppl_ratio"] = ppl_ratio;
+    row["first_token_agree"] = !served.tokens.empty() && !baseline.tokens.empty() &&
+                               served.tokens.front() == baseline.tokens.front();
+    row["recompute_share"] = served.prefill.recompute_share;
+    row["compute_share"] = served.prefill.compute_share;
+    row["unmatched_tokens"] = served.prefill.unmatched_tokens;
+    row["kv_kept_share"] = served.kv_kept_share;
+    row["kv_kept_share_prefill"] = served.prefill.kv_kept_share;
+    rows.push_back(row);
+    rouge_all.push_back(rouge_l);
+    ppl_all.push_back(ppl_ratio);
+    if (hit) {
+      ++hits;
+      rouge.push_back(rouge_l);
+      ppl.push_back(ppl_ratio);
+      recompute.push_back(served.prefill.recompute_share);
+      kept.push_back(served.kv_kept_share);
+    }
+  }
+  Json summary;
+  summary["pairs"] = count;
+  summary["hits"] = hits;
+  summary["hit_rate"] = count ? static_cast<double>(hits) / static_cast<double>(count) : 0.0;
+  summary["means_over"] = "hits";
+  summary["rouge_l_mean"] = Mean(rouge);
+  summary["ppl_ratio_mean"] = Mean(ppl);
+  summary["recompute_share_mean"] = Mean(recompute);
+  summary["kv_kept_share_mean"] = Mean(kept);
+  summary["rouge_l_mean_all_pairs"] = Mean(rouge_all);
+  summary["ppl_ratio_mean_all_pairs"] = Mean(ppl_all);
+  Json out;
+  out["pairs"] = rows;
+  out["summary"] = summary;
+  return out;
+}
+
+absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options) {
+  const Model& model = engine.model();
+  const ModelConfig& c = model.config();
+  SamplingOptions one;
+  one.max_tokens = 1;
+  Json rows = Json::MakeArray();
+  for (int64_t length : options.lengths) {
+    const SyntheticPair pair = MakeSyntheticPair(length, options.edit_share, static_cast<int32_t>(c.vocab_size),
+                                                 options.seed + static_cast<uint64_t>(length),
+                                                 static_cast<int32_t>(c.bos_token_id));
+    SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(pair.reference, reuse.ecache));
+    Json row;
+    row["tokens"] = length;
+    double full_ms = 0;
+    for (ReuseMethod method : {ReuseMethod::kFull, ReuseMethod::kPrefix, ReuseMethod::kSemShare}) {
+      ReuseOptions options_for_method = reuse;
+      options_for_method.method = method;
+      std::vector<double> ttfts;
+      GenerateResult last;
+      for (int32_t r = 0; r < options.repeats; ++r) {
+        SEMSHARE_ASSIGN_OR_RETURN(last, engine.Generate(pair.target, &reference, options_for_method, one));
+        ttfts.push_back(last.ttft_ms);
+      }
+      const std::string name = ReuseMethodName(method);
+      const double median = Median(ttfts);
+      Json m;
+      m["ttft_ms"] = median;
+      m["kv_bytes"] = last.kv_bytes;
+      m["hit"] = last.prefill.hit;
+      m["bypassed"] = last.prefill.bypassed;
+      m["similarity"] = last.prefill.similarity;
+      m["recompute_share"] = last.prefill.recompute_share;
+      m["compute_share"] = last.prefill.compute_share;
+      m["stages_ms"]["encode"] = last.prefill.times.encode_ms;
+      m["stages_ms"]["match"] = last.prefill.times.match_ms;
+      m["stages_ms"]["rearrange"] = last.prefill.times.rearrange_ms;
+      m["stages_ms"]["prefill"] = last.prefill.times.prefill_ms;
+      m["stages_ms"]["retention"] = last.prefill.times.retention_ms;
+      m["peak_rss_mb"] = PeakRssMb();
+      row[name] = m;
+      if (method == ReuseMethod::kFull) full_ms = median;
+      if (method == ReuseMethod::kSemShare) row["speedup"] = median > 0 ? full_ms / median : 0.0;
+      if (method == ReuseMethod::kPrefix) row["prefix_speedup"] = median > 0 ? full_ms / median : 0.0;
+    }
+    rows.push_back(row);
+  }
+  Json out;
+  out["rows"] = rows;
+  out["edit_share"] = options.edit_share;
+  out["repeats"] = options.repeats;
+  return out;
+}
+
+absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
+                                     const ReuseOptions& reuse, int64_t max_pairs) {
+  const Model& model = engine.model();
+  struct Config {
+    const char* name;
+    bool ecache_rope;
+    bool rerotate;
+  };
+  const Config configs[] = {{"ecache_rope+rerotate", true, true},
+                            {"no_ecache_rope", false, true},
+                            {"no_rerotate", true, false},
+                            {"neither", false, false}};
+  std::vector<std::vector<double>> deviations(4);
+  std::vector<std::vector<double>> similarities(4);
+  int64_t count = 0;
+  for (const EvalPair& pair : pairs) {
+    if (max_pairs > 0 && count >= max_pairs) break;
+    ++count;
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, Tokenize(model, pair.reference, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, Tokenize(model, pair.target, true));
+    SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(ref_ids, reuse.ecache));
+    KVCache truth = model.NewCache(static_cast<int64_t>(target_ids.size()));
+    model.Prefill(target_ids, &truth);
+    const int64_t n = static_cast<int64_t>(target_ids.size());
+    for (size_t k = 0; k < 4; ++k) {
+      ECacheOptions ecache = reuse.ecache;
+      ecache.use_rope = configs[k].ecache_rope;
+      SEMSHARE_ASSIGN_OR_RETURN(TokenCodes target_codes, engine.EncodeCodes(target_ids, ecache));
+      SEMSHARE_ASSIGN_OR_RETURN(TokenCodes ref_codes, engine.EncodeCodes(ref_ids, ecache));
+      SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping, MapTokens(target_codes, ref_codes, reuse.mapping));
+      const at::Tensor source =
+          at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong).to(model.device());
+      const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(model.device()));
+      const KVCache rearranged = RearrangeKV(reference.kv, source, positions, model.rope(), configs[k].rerotate);
+      double total = 0;
+      for (size_t l = 0; l < truth.layers.size(); ++l) {
+        const at::Tensor true_kv = at::cat({truth.layers[l].k(), truth.layers[l].v()}, 0).to(at::kFloat);
+        const at::Tensor got = at::cat({rearranged.layers[l].k(), rearranged.layers[l].v()}, 0).to(at::kFloat);
+        total += ((got - true_kv).norm() / true_kv.norm().clamp_min(1e-12)).item<double>();
+      }
+      deviations[k].push_back(total / static_cast<double>(truth.layers.size()));
+      similarities[k].push_back(mapping.similarity);
+    }
+  }
+  Json rows = Json::MakeArray();
+  for (size_t k = 0; k < 4; ++k) {
+    Json row;
+    row["config"] = configs[k].name;
+    row["ecache_rope"] = configs[k].ecache_rope;
+    row["rerotate_keys"] = configs[k].rerotate;
+    row["relative_l2_deviation_mean"] = Mean(deviations[k]);
+    row["similarity_mean"] = Mean(similarities[k]);
+    rows.push_back(row);
+  }
+  Json out;
+  out["pairs"] = count;
+  out["rows"] = rows;
+  return out;
+}
+
+}  // namespace semshare

@@ -1,0 +1,67 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_EVALUATION_H_
+#define SEMSHARE_INFERENCE_WORKER_ENGINE_EVALUATION_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/json.h"
+#include "inference_worker/engine/engine.h"
+
+namespace semshare {
+
+// ROUGE-L F1 between two token sequences (longest common subsequence). 1.0 when both are empty.
+double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t>& reference);
+
+// A synthetic similar pair for speed measurements: the reference is `length` seeded random
+// tokens; the target replaces `edit_share` of them (in short runs) with other random tokens and
+// moves one span (5% of the length) elsewhere, so both substitution and shifting are exercised.
+struct SyntheticPair {
+  std::vector<int32_t> reference;
+  std::vector<int32_t> target;
+};
+SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size, uint64_t seed,
+                                int32_t bos_id);
+
+struct EvalPair {
+  std::string id;
+  std::string reference;
+  std::string target;
+  std::string continuation;
+};
+
+// Reads a JSONL file of pairs (fields reference, target, continuation; id optional).
+absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path);
+
+struct FidelityOptions {
+  int32_t generate_tokens = 64;
+  int32_t continuation_tokens = 128;  // continuation is cut to this many tokens
+  int64_t max_pairs = 0;              // 0: all
+};
+
+// For every pair: prefill the reference, serve the target with `reuse`, compare 64 greedy
+// tokens with full prefill's (ROUGE-L) and the continuation's perplexity under both caches.
+// Returns {"pairs": [...], "summary": {...}}; the summary means are over hits.
+absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPair>& pairs,
+                                 const ReuseOptions& reuse, const FidelityOptions& options);
+
+struct TtftOptions {
+  std::vector<int64_t> lengths = {512, 1024, 2048, 3072, 4096, 5120};
+  int32_t repeats = 3;
+  double edit_share = 0.1;
+  uint64_t seed = 1;
+};
+
+// Median time to first token of full, prefix and semshare (with `reuse`'s settings) on a
+// synthetic similar pair at each length. Returns {"rows": [...]}.
+absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options);
+
+// Relative L2 deviation of rearranged KV from the target's true KV, per configuration (E-cache
+// RoPE on/off, key re-rotation on/off), averaged over pairs and layers.
+absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
+                                     const ReuseOptions& reuse, int64_t max_pairs);
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_EVALUATION_H_

@@ -1,0 +1,34 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_TOOLS_REUSE_FLAGS_H_
+#define SEMSHARE_INFERENCE_WORKER_TOOLS_REUSE_FLAGS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/json.h"
+#include "inference_worker/engine/engine.h"
+#include "inference_worker/engine/model.h"
+
+namespace semshare {
+
+// The engine flags every tool shares (--model, --device, --method, --retention, ...), turned
+// into validated options. Defaults are the README's recommended configuration.
+absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags();
+absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags();
+Json ReuseOptionsToJson(const ReuseOptions& options);
+
+// Writes JSON to --json FILE (and the table to stdout), or the JSON to stdout and the table
+// to stderr when no file is named.
+int EmitResult(const Json& result, const std::string& table);
+
+// Parses flags, accepting --kebab-case names as well as absl's --snake_case, so the tools take
+// the documented spellings (--max-tokens, --edit-share). Returns positional arguments.
+std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage);
+
+// Prints "error: <status>" and returns exit code 1 (2 for bad flags).
+int Fail(const absl::Status& status);
+
+}  // namespace semshare
+
+#endif  // SEMSHARE_INFERENCE_WORKER_TOOLS_REUSE_FLAGS_H_

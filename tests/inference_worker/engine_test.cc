@@ -1,0 +1,209 @@
+#include "inference_worker/engine/engine.h"
+
+#include <ATen/ATen.h>
+
+#include "gtest/gtest.h"
+#include "inference_worker/engine/kv_rearrange.h"
+#include "tests/inference_worker/test_model_util.h"
+
+namespace semshare {
+namespace {
+
+std::vector<int32_t> Encode(const std::string& text) {
+  std::vector<int32_t> ids = AustenModel().tokenizer()->Encode(text).value();
+  ids.insert(ids.begin(), 1);
+  return ids;
+}
+
+const char* kReference =
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be on "
+    "his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding "
+    "families, that he is considered the rightful property of some one or other of their daughters.";
+const char* kParaphrase =
+    "It is a truth universally known, that a single man in possession of a large fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man might be on "
+    "his first entering the neighbourhood, this truth is so firmly fixed in the minds of the surrounding "
+    "families, that he is thought the rightful property of one or other of their daughters.";
+
+ReuseOptions NoBypass() {
+  ReuseOptions options;
+  options.bypass = false;
+  options.similarity_threshold = 0.0;
+  return options;
+}
+
+TEST(RearrangeTest, ReRotationMovesKeysToTargetPositions) {
+  const Rope rope(32, 10000.0, std::nullopt);
+  const at::Tensor raw = at::randn({4, 10, 32});
+  const at::Tensor ref_positions = at::arange(10, at::kLong);
+  const LayerKV reference(rope.Apply(raw, ref_positions), at::randn({4, 10, 32}), ref_positions);
+  const at::Tensor source = at::tensor(std::vector<int64_t>{9, 3, 3, 0}, at::kLong);
+  const at::Tensor target_positions = at::arange(4, at::kLong);
+  const LayerKV moved = RearrangeLayer(reference, source, target_positions, rope, true);
+  const at::Tensor expected = rope.Apply(raw.index_select(1, source), target_positions);
+  EXPECT_TRUE(at::allclose(moved.k(), expected, 1e-4, 1e-4));
+  EXPECT_TRUE(at::equal(moved.v(), reference.v().index_select(1, source)));
+  // Without re-rotation the keys keep their reference positions' rotation.
+  const LayerKV kept = RearrangeLayer(reference, source, target_positions, rope, false);
+  EXPECT_TRUE(at::equal(kept.k(), reference.k().index_select(1, source)));
+}
+
+TEST(EngineTest, IdenticalTargetRearrangesToReferenceKvBitForBit) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const std::vector<int32_t> ids = Encode(kReference);
+  const Reference reference = engine->BuildReference(ids).value();
+  const TokenCodes codes = engine->EncodeCodes(ids, ECacheOptions{}).value();
+  const TokenMapping mapping = MapTokens(codes, reference.codes, MappingOptions{}).value();
+  EXPECT_DOUBLE_EQ(mapping.similarity, 1.0);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const at::Tensor source = at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()));
+  const KVCache rearranged = RearrangeKV(reference.kv, source, at::arange(n, at::kLong), model.rope(), true);
+  for (size_t l = 0; l < rearranged.layers.size(); ++l) {
+    EXPECT_TRUE(at::equal(rearranged.layers[l].k(), reference.kv.layers[l].k())) << "layer " << l;
+    EXPECT_TRUE(at::equal(rearranged.layers[l].v(), reference.kv.layers[l].v())) << "layer " << l;
+  }
+
+  // Served with 0% high-deviation recompute, every token outside the forced set (last tokens)
+  // in layers 1.. keeps the reference's KV exactly.
+  ReuseOptions options = NoBypass();
+  options.recompute.hd_share = 0.0;
+  options.recompute.min_share = 0.0;
+  options.recompute.last_tokens = 1;
+  const PrefillOutcome served = engine->Prefill(ids, &reference, options).value();
+  EXPECT_TRUE(served.hit);
+  for (size_t l = 1; l < served.cache.layers.size(); ++l) {
+    EXPECT_TRUE(at::equal(served.cache.layers[l].k().narrow(1, 0, n - 1),
+                          reference.kv.layers[l].k().narrow(1, 0, n - 1)));
+    EXPECT_TRUE(at::equal(served.cache.layers[l].v().narrow(1, 0, n - 1),
+                          reference.kv.layers[l].v().narrow(1, 0, n - 1)));
+  }
+}
+
+TEST(EngineTest, FullRecomputeEqualsFullPrefill) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  SamplingOptions sampling;
+  sampling.max_tokens = 24;
+
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  ReuseOptions all = NoBypass();
+  all.recompute.hd_share = 1.0;
+  all.recompute.decay = 1.0;
+  const GenerateResult expected = engine->Generate(target, nullptr, full, sampling).value();
+  const GenerateResult got = engine->Generate(target, &reference, all, sampling).value();
+  EXPECT_TRUE(got.prefill.hit);
+  EXPECT_DOUBLE_EQ(got.prefill.recompute_share, 1.0);
+  EXPECT_EQ(got.tokens, expected.tokens);
+  EXPECT_TRUE(at::equal(got.prefill.logits, expected.prefill.logits));
+}
+
+TEST(EngineTest, ParaphraseHitKeepsGreedyOutputClose) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  SamplingOptions sampling;
+  sampling.max_tokens = 16;
+  ReuseOptions options = NoBypass();
+  options.similarity_threshold = 0.8;
+  const GenerateResult hit = engine->Generate(target, &reference, options, sampling).value();
+  ASSERT_TRUE(hit.prefill.hit) << hit.prefill.similarity;
+  EXPECT_GT(hit.prefill.similarity, 0.8);
+  EXPECT_LT(hit.prefill.recompute_share, 0.5);
+  EXPECT_GT(hit.prefill.unmatched_tokens, 0);  // the edited words
+
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  const GenerateResult expected = engine->Generate(target, nullptr, full, sampling).value();
+  EXPECT_EQ(hit.tokens.front(), expected.tokens.front());
+}
+
+TEST(EngineTest, UnrelatedPromptIsAMiss) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  ReuseOptions options;
+  options.bypass = false;
+  const PrefillOutcome out = engine->Prefill(
+      Encode("In the beginning God created the heaven and the earth. And the earth was without form, "
+             "and void; and darkness was upon the face of the deep."),
+      &reference, options).value();
+  EXPECT_FALSE(out.hit);
+  EXPECT_EQ(out.method, "full");
+  EXPECT_LT(out.similarity, 0.8);
+}
+
+TEST(EngineTest, PrefixReusesTheCommonPrefixExactly) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const std::vector<int32_t> ref_ids = Encode(kReference);
+  const Reference reference = engine->BuildReference(ref_ids).value();
+  std::vector<int32_t> target(ref_ids.begin(), ref_ids.begin() + 30);
+  const std::vector<int32_t> tail = Encode(" and so it was.");
+  target.insert(target.end(), tail.begin() + 1, tail.end());
+  ReuseOptions prefix = NoBypass();
+  prefix.method = ReuseMethod::kPrefix;
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  const PrefillOutcome a = engine->Prefill(target, &reference, prefix).value();
+  const PrefillOutcome b = engine->Prefill(target, &reference, full).value();
+  EXPECT_EQ(a.reused_prefix_tokens, 30);
+  EXPECT_TRUE(at::allclose(a.logits, b.logits, 1e-4, 1e-4));
+}
+
+TEST(EngineTest, ExpDecayRetentionPrunesDeeperLayersMore) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  ReuseOptions options = NoBypass();
+  options.method = ReuseMethod::kFull;
+  options.retention.policy = RetentionPolicy::kExpDecay;
+  const PrefillOutcome out = engine->Prefill(Encode(kReference), nullptr, options).value();
+  for (size_t l = 1; l < out.cache.layers.size(); ++l) {
+    EXPECT_LE(out.cache.layers[l].size(), out.cache.layers[l - 1].size());
+  }
+  EXPECT_LT(out.kv_kept_share, 0.7);
+  SamplingOptions sampling;
+  sampling.max_tokens = 8;
+  EXPECT_EQ(engine->Generate(Encode(kReference), nullptr, options, sampling)->tokens.size(), 8u);
+}
+
+TEST(EngineTest, BadRequestsGetClearErrors) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  EXPECT_EQ(engine->Prefill({}, nullptr, ReuseOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Prefill({1, 99999}, nullptr, ReuseOptions{}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ReuseOptions bad;
+  bad.similarity_threshold = 2;
+  EXPECT_FALSE(engine->Prefill({1, 2, 3}, nullptr, bad).ok());
+  Reference wrong;
+  wrong.ids = {1, 2, 3};
+  EXPECT_FALSE(engine->Prefill({1, 2, 3}, &wrong, ReuseOptions{}).ok());  // no KV layers
+  EXPECT_FALSE(ParseReuseMethod("magic").ok());
+}
+
+TEST(EngineTest, SeededSamplingReplays) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  SamplingOptions sampling;
+  sampling.max_tokens = 12;
+  sampling.temperature = 0.9;
+  sampling.top_p = 0.9;
+  sampling.seed = 42;
+  ReuseOptions full;
+  full.method = ReuseMethod::kFull;
+  const auto a = engine->Generate(Encode(kReference), nullptr, full, sampling).value();
+  const auto b = engine->Generate(Encode(kReference), nullptr, full, sampling).value();
+  EXPECT_EQ(a.tokens, b.tokens);
+  sampling.stop_tokens = {a.tokens[3]};
+  const auto c = engine->Generate(Encode(kReference), nullptr, full, sampling).value();
+  EXPECT_LE(c.tokens.size(), 4u);
+}
+
+}  // namespace
+}  // namespace semshare

@@ -1,0 +1,131 @@
+#include "inference_worker/engine/token_mapping.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+#include "inference_worker/engine/recompute.h"
+
+namespace semshare {
+namespace {
+
+TokenCodes RandomCodes(int64_t n, int32_t nbits, uint64_t seed) {
+  TokenCodes codes;
+  codes.nbits = nbits;
+  std::mt19937_64 rng(seed);
+  codes.words.resize(static_cast<size_t>(n * codes.words_per_code()));
+  for (uint64_t& w : codes.words) w = rng();
+  return codes;
+}
+
+TEST(TokenMappingTest, IdenticalCodesMapToThemselves) {
+  const TokenCodes codes = RandomCodes(300, 256, 1);
+  absl::StatusOr<TokenMapping> mapping = MapTokens(codes, codes, MappingOptions{});
+  ASSERT_TRUE(mapping.ok());
+  EXPECT_DOUBLE_EQ(mapping->similarity, 1.0);
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(mapping->source[i], i);
+  EXPECT_EQ(mapping->num_unmatched, 0);
+}
+
+TEST(TokenMappingTest, DuplicateCodesTieToNearestPosition) {
+  // Every reference token has the same code: target i must take reference i (nearest place).
+  TokenCodes reference;
+  reference.nbits = 64;
+  reference.words.assign(10, 0xabcdefULL);
+  TokenCodes target;
+  target.nbits = 64;
+  target.words.assign(7, 0xabcdefULL);
+  absl::StatusOr<TokenMapping> mapping = MapTokens(target, reference, MappingOptions{});
+  ASSERT_TRUE(mapping.ok());
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(mapping->source[i], i);
+}
+
+TEST(TokenMappingTest, FindsShiftedTokensAndFlagsUnmatched) {
+  const TokenCodes reference = RandomCodes(100, 256, 2);
+  // Target: reference shifted right by 5 with 5 fresh random tokens in front.
+  TokenCodes target = RandomCodes(5, 256, 3);
+  target.words.insert(target.words.end(), reference.words.begin(), reference.words.end());
+  MappingOptions options;
+  absl::StatusOr<TokenMapping> mapping = MapTokens(target, reference, options);
+  ASSERT_TRUE(mapping.ok());
+  for (int i = 5; i < 105; ++i) EXPECT_EQ(mapping->source[i], i - 5);
+  // Random 256-bit codes are ~128 bits apart: the five fresh tokens are unmatched.
+  EXPECT_EQ(mapping->num_unmatched, 5);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(mapping->unmatched[i]);
+  EXPECT_NEAR(mapping->similarity, 100.0 / 105.0, 1e-9);  // normalised distance clips at 1
+}
+
+TEST(TokenMappingTest, SimilarityFollowsDistanceNorm) {
+  TokenCodes reference;
+  reference.nbits = 64;
+  reference.words = {0};
+  TokenCodes target;
+  target.nbits = 64;
+  target.words = {0xfULL};  // 4 bits apart
+  MappingOptions options;
+  options.distance_norm = 8;
+  EXPECT_NEAR(MapTokens(target, reference, options)->similarity, 0.5, 1e-12);
+}
+
+TEST(TokenMappingTest, RejectsMismatchedOrEmptyInput) {
+  EXPECT_FALSE(MapTokens(RandomCodes(3, 128, 1), RandomCodes(3, 256, 1), MappingOptions{}).ok());
+  EXPECT_FALSE(MapTokens(RandomCodes(0, 256, 1), RandomCodes(3, 256, 1), MappingOptions{}).ok());
+  MappingOptions bad;
+  bad.distance_norm = 0;
+  EXPECT_FALSE(MapTokens(RandomCodes(3, 256, 1), RandomCodes(3, 256, 1), bad).ok());
+  EXPECT_FALSE(ParseMappingMode("fuzzy").ok());
+}
+
+TEST(TokenMappingTest, RandomMappingIsSeededAndInRange) {
+  const TokenCodes codes = RandomCodes(50, 256, 4);
+  MappingOptions options;
+  options.mode = MappingMode::kRandom;
+  absl::StatusOr<TokenMapping> a = MapTokens(codes, codes, options);
+  absl::StatusOr<TokenMapping> b = MapTokens(codes, codes, options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->source, b->source);
+  int identity = 0;
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_GE(a->source[i], 0);
+    EXPECT_LT(a->source[i], 50);
+    identity += a->source[i] == i;
+  }
+  EXPECT_LT(identity, 10);
+}
+
+TEST(RecomputeTest, SharesStartFullAndNeverGrow) {
+  RecomputeOptions options;
+  const std::vector<double> shares = RecomputeShares(options, 24);
+  ASSERT_EQ(shares.size(), 24u);
+  EXPECT_EQ(shares[0], 1.0);
+  EXPECT_DOUBLE_EQ(shares[1], options.hd_share);
+  for (size_t l = 1; l < shares.size(); ++l) {
+    EXPECT_LE(shares[l], shares[l - 1]);
+    EXPECT_GE(shares[l], options.min_share - 1e-12);
+  }
+  options.hd_share = 1.0;
+  options.decay = 1.0;
+  for (double s : RecomputeShares(options, 6)) EXPECT_EQ(s, 1.0);
+}
+
+TEST(RecomputeTest, ShrinkKeepsMustKeepThenHighestDeviation) {
+  const std::vector<int64_t> current = {2, 3, 5, 7, 11, 13};
+  const std::vector<float> deviation = {0.1f, 0.9f, 0.5f, 0.9f, 0.2f, 0.0f};
+  const std::vector<uint8_t> must = {0, 0, 0, 0, 0, 1};
+  EXPECT_EQ(ShrinkRecomputeSet(current, deviation, must, 3), (std::vector<int64_t>{3, 7, 13}));
+  // Ties on deviation go to the lower index; must-keep tokens stay even over the target.
+  EXPECT_EQ(ShrinkRecomputeSet(current, deviation, {1, 1, 1, 0, 0, 1}, 2), (std::vector<int64_t>{2, 3, 5, 13}));
+  // Never grows.
+  EXPECT_EQ(ShrinkRecomputeSet(current, deviation, must, 100), current);
+}
+
+TEST(RecomputeTest, RejectsBadOptions) {
+  RecomputeOptions options;
+  options.hd_share = 1.5;
+  EXPECT_FALSE(options.Validate().ok());
+  options = RecomputeOptions{};
+  options.last_tokens = 0;
+  EXPECT_FALSE(options.Validate().ok());
+}
+
+}  // namespace
+}  // namespace semshare
