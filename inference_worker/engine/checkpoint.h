@@ -43,6 +43,21 @@ absl::StatusOr<ModelConfig> PresetConfig(const std::string& preset);
 absl::Status WriteRandomCheckpoint(const ModelConfig& config, uint64_t seed,
                                    const std::string& dtype, const std::string& out_dir);
 
+// What WriteRandomCheckpointWithSummary wrote; the fingerprint is the one LoadCheckpoint
+// will compute, obtained without reading the weights back.
+struct CheckpointSummary {
+  int64_t parameters = 0;
+  int64_t bytes = 0;  // size of model.safetensors
+  std::string fingerprint;
+};
+
+// WriteRandomCheckpoint, reporting what it wrote. Weights are made and written one tensor
+// at a time, so memory holds at most one tensor (1 GB for llama-3-8b's embeddings in bf16).
+absl::StatusOr<CheckpointSummary> WriteRandomCheckpointWithSummary(const ModelConfig& config,
+                                                                   uint64_t seed,
+                                                                   const std::string& dtype,
+                                                                   const std::string& out_dir);
+
 }  // namespace semshare
 
 #endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_CHECKPOINT_H_

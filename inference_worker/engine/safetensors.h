@@ -1,10 +1,13 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_SAFETENSORS_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_SAFETENSORS_H_
 
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
-
-#include <ATen/core/Tensor.h>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,6 +27,24 @@ absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir);
 
 // Writes tensors (moved to CPU, made contiguous) as one .safetensors file, atomically.
 absl::Status WriteSafetensorsFile(const std::string& path, const TensorMap& tensors);
+
+// The safetensors name of a dtype ("BF16", "F32", ...); empty if the format has none.
+std::string SafetensorsDtypeName(at::ScalarType dtype);
+
+// One tensor of a file written by WriteSafetensorsFileStreaming.
+struct SafetensorsEntry {
+  std::string name;
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
+};
+
+// Writes a .safetensors file whose tensors are made one at a time, in `entries` order, so a
+// file larger than memory can be written: the header is computed from the entries first,
+// then `make_tensor` is called for each entry and must return a tensor of exactly that
+// dtype and shape. Atomic like WriteSafetensorsFile. Returns the file size in bytes.
+absl::StatusOr<int64_t> WriteSafetensorsFileStreaming(
+    const std::string& path, const std::vector<SafetensorsEntry>& entries,
+    const std::function<absl::StatusOr<at::Tensor>(const SafetensorsEntry&)>& make_tensor);
 
 }  // namespace semshare
 
