@@ -84,14 +84,15 @@ SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab
     for (int64_t i = start; i < std::min(length, start + run); ++i) pair.target[i] = random_token();
     to_edit -= run;
   }
-  // Move one span (5% of the prompt) to another place: every token after it shifts.
-  const int64_t span = length / 20;
-  if (span > 0 && length > 3 * span) {
-    const int64_t from = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length / 2));
-    std::vector<int32_t> moved(pair.target.begin() + from, pair.target.begin() + from + span);
-    pair.target.erase(pair.target.begin() + from, pair.target.begin() + from + span);
-    const int64_t to = from + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - span - from));
-    pair.target.insert(pair.target.begin() + to, moved.begin(), moved.end());
+  // Re-ordered passages: swap adjacent spans of 16-64 tokens, one swap per 512 tokens, so
+  // the tokens of both spans move by up to 64 positions, as sentences re-ordered in a
+  // re-quoted text do.
+  const int64_t swaps = std::max<int64_t>(1, length / 512);
+  for (int64_t s = 0; s < swaps && length > 256; ++s) {
+    const int64_t span = 16 + static_cast<int64_t>(rng() % 49);
+    const int64_t start = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - 2 * span - 1));
+    std::rotate(pair.target.begin() + start, pair.target.begin() + start + span,
+                pair.target.begin() + start + 2 * span);
   }
   return pair;
 }

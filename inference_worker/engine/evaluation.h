@@ -15,8 +15,9 @@ namespace semshare {
 double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t>& reference);
 
 // A synthetic similar pair for speed measurements: the reference is `length` seeded random
-// tokens; the target replaces `edit_share` of them (in short runs) with other random tokens and
-// moves one span (5% of the length) elsewhere, so both substitution and shifting are exercised.
+// tokens; the target replaces `edit_share` of them (in runs of 1-4) with other random tokens
+// and swaps adjacent spans of 16-64 tokens (one swap per 512 tokens), so substitution and
+// re-ordering are both exercised.
 struct SyntheticPair {
   std::vector<int32_t> reference;
   std::vector<int32_t> target;

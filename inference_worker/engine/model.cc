@@ -13,7 +13,7 @@ namespace semshare {
 namespace {
 
 // Attention score blocks are bounded to this many bytes; long prompts run in query chunks.
-constexpr int64_t kAttentionBlockBytes = int64_t{128} << 20;
+constexpr int64_t kAttentionBlockBytes = int64_t{24} << 20;
 
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device) {
   if (name == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
