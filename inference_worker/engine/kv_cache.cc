@@ -50,10 +50,12 @@ void LayerKV::Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor&
   size_ += n;
 }
 
-void LayerKV::Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v) {
+void LayerKV::Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v,
+                        const at::Tensor& positions) {
   const at::Tensor idx = index.to(k_.device(), at::kLong);
   k_.index_copy_(1, idx, k.to(k_.scalar_type()));
   v_.index_copy_(1, idx, v.to(v_.scalar_type()));
+  positions_.index_copy_(0, idx, positions.to(positions_.device(), at::kLong));
 }
 
 void LayerKV::Keep(const at::Tensor& index) {

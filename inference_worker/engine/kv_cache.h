@@ -28,8 +28,10 @@ class LayerKV {
 
   // Appends tokens whose positions exceed every cached position (decode and prefill chunks).
   void Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions);
-  // Overwrites the tokens at `index` (int64 [s]) in place: fresh KV replacing reused KV.
-  void Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v);
+  // Writes tokens into existing slots `index` (int64 [s]) in place, positions included: fresh
+  // KV replacing reused KV, or a prefill filling slots made by Resize.
+  void Overwrite(const at::Tensor& index, const at::Tensor& k, const at::Tensor& v,
+                 const at::Tensor& positions);
   // Keeps only the tokens at sorted `index` (int64 [s]).
   void Keep(const at::Tensor& index);
   // Sets the size (tokens beyond it are dropped); used to pre-size a cache for prefill.

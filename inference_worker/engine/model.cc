@@ -147,7 +147,7 @@ at::Tensor Model::ForwardLayer(int64_t layer, const at::Tensor& hidden,
   k = rope_.Apply(k, positions);
 
   if (write_index.defined()) {
-    kv->Overwrite(write_index, k, v);
+    kv->Overwrite(write_index, k, v, positions);
   } else {
     kv->Append(k, v, positions.to(device_, at::kLong));
   }
