@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/utf8.h"
 
 namespace semshare {
 namespace {
@@ -102,24 +103,6 @@ class Parser {
     return absl::OkStatus();
   }
 
-  static void AppendUtf8(uint32_t code_point, std::string* out) {
-    if (code_point < 0x80) {
-      out->push_back(static_cast<char>(code_point));
-    } else if (code_point < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (code_point >> 6)));
-      out->push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-    } else if (code_point < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (code_point >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (code_point >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((code_point >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-    }
-  }
-
   absl::Status ParseHex4(uint32_t* value) {
     if (pos_ + 4 > text_.size()) return Error("truncated \\u escape");
     uint32_t v = 0;
@@ -169,7 +152,7 @@ class Parser {
             if (low < 0xDC00 || low >= 0xE000) return Error("bad low surrogate");
             code_point = 0x10000 + ((code_point - 0xD800) << 10) + (low - 0xDC00);
           }
-          AppendUtf8(code_point, out);
+          AppendUtf8(static_cast<char32_t>(code_point), out);
           break;
         }
         default:

@@ -11,7 +11,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/status_macros.h"
-#include "inference_worker/engine/utf8.h"
+#include "common/utf8.h"
 
 namespace semshare {
 namespace {

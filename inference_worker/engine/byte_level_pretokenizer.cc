@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "inference_worker/engine/utf8.h"
+#include "common/utf8.h"
 
 namespace semshare {
 namespace {

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "inference_worker/engine/utf8.h"
+#include "common/utf8.h"
 
 namespace semshare {
 namespace {

@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/byte_level_pretokenizer.h"
-#include "inference_worker/engine/utf8.h"
+#include "common/utf8.h"
 
 namespace semshare {
 namespace {

@@ -1,5 +1,5 @@
-#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_UTF8_H_
-#define SEMSHARE_INFERENCE_WORKER_ENGINE_UTF8_H_
+#ifndef SEMSHARE_COMMON_UTF8_H_
+#define SEMSHARE_COMMON_UTF8_H_
 
 #include <string>
 
@@ -24,4 +24,4 @@ void AppendUtf8Lossy(absl::string_view bytes, std::string* out);
 
 }  // namespace semshare
 
-#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_UTF8_H_
+#endif  // SEMSHARE_COMMON_UTF8_H_

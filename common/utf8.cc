@@ -1,4 +1,4 @@
-#include "inference_worker/engine/utf8.h"
+#include "common/utf8.h"
 
 namespace semshare {
 
