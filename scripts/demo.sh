@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-./scripts/build.sh --target semshare-generate >/dev/null
+./scripts/build.sh semshare-generate >/dev/null
 
 MODEL=tests/data/austen-5m
 PAIR=${SEMSHARE_DEMO_PAIR:-p016}
