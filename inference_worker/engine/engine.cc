@@ -30,6 +30,13 @@ at::Tensor IndexTensor(const std::vector<int64_t>& indices, at::Device device) {
   return at::tensor(indices, at::kLong).to(device);
 }
 
+// Keeps a layer's attention stats in step with LayerKV::Keep(keep) on its cache.
+void KeepStats(const at::Tensor& keep, LayerAttentionStats* stats) {
+  for (at::Tensor* t : {&stats->window_mass, &stats->accumulated_mass, &stats->last_query_mass}) {
+    if (t->defined()) *t = t->index_select(0, keep);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name) {
@@ -319,9 +326,7 @@ void Engine::ApplyRetention(const ReuseOptions& options,
                                                    layer.positions(), protected_mask)
                                   .to(model_->device());
       layer.Keep(keep);
-      for (at::Tensor* t : {&stats.window_mass, &stats.accumulated_mass, &stats.last_query_mass}) {
-        if (t->defined()) *t = t->index_select(0, keep);
-      }
+      KeepStats(keep, &stats);
       out->layer_budgets[static_cast<size_t>(l)] = layer.size();
     }
   }
@@ -397,9 +402,7 @@ void Engine::EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill
     const at::Tensor all = at::arange(layer.size(), at::TensorOptions().dtype(at::kLong).device(model_->device()));
     const at::Tensor keep = all.masked_select(all != victim);
     layer.Keep(keep);
-    for (at::Tensor* t : {&stats.window_mass, &stats.accumulated_mass, &stats.last_query_mass}) {
-      if (t->defined()) *t = t->index_select(0, keep);
-    }
+    KeepStats(keep, &stats);
   }
 }
 

@@ -29,15 +29,6 @@ double PeakRssMb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenize(const Model& model, const std::string& text, bool bos) {
-  if (model.tokenizer() == nullptr) {
-    return absl::FailedPreconditionError("the model directory has no tokenizer");
-  }
-  SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, model.tokenizer()->Encode(text));
-  if (bos && model.tokenizer()->bos_id() >= 0) ids.insert(ids.begin(), model.tokenizer()->bos_id());
-  return ids;
-}
-
 double Mean(const std::vector<double>& values) {
   if (values.empty()) return 0;
   double sum = 0;
@@ -136,9 +127,9 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
   for (const EvalPair& pair : pairs) {
     if (options.max_pairs > 0 && count >= options.max_pairs) break;
     ++count;
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, Tokenize(model, pair.reference, true));
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, Tokenize(model, pair.target, true));
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> continuation, Tokenize(model, pair.continuation, false));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, model.Tokenize(pair.reference, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, model.Tokenize(pair.target, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> continuation, model.Tokenize(pair.continuation, false));
     if (static_cast<int32_t>(continuation.size()) > options.continuation_tokens) {
       continuation.resize(static_cast<size_t>(options.continuation_tokens));
     }
@@ -268,8 +259,8 @@ absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<Eva
   for (const EvalPair& pair : pairs) {
     if (max_pairs > 0 && count >= max_pairs) break;
     ++count;
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, Tokenize(model, pair.reference, true));
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, Tokenize(model, pair.target, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, model.Tokenize(pair.reference, true));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, model.Tokenize(pair.target, true));
     SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(ref_ids, reuse.ecache));
     KVCache truth = model.NewCache(static_cast<int64_t>(target_ids.size()));
     model.Prefill(target_ids, &truth);

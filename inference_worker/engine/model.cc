@@ -114,6 +114,15 @@ at::Tensor Model::IdsTensor(const std::vector<int32_t>& ids) const {
   return at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).to(device_);
 }
 
+absl::StatusOr<std::vector<int32_t>> Model::Tokenize(const std::string& text, bool add_bos) const {
+  if (tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError("the model directory has no tokenizer");
+  }
+  SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer_->Encode(text));
+  if (add_bos && tokenizer_->bos_id() >= 0) ids.insert(ids.begin(), tokenizer_->bos_id());
+  return ids;
+}
+
 at::Tensor Model::Embed(const at::Tensor& ids) const {
   return embed_tokens_.index_select(0, ids.to(device_, at::kLong));
 }

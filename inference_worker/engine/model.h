@@ -81,6 +81,10 @@ class Model {
 
   at::Tensor IdsTensor(const std::vector<int32_t>& ids) const;  // int64 [N] on the device
 
+  // Token ids of `text` with the tokenizer's BOS in front when `add_bos` (and the vocabulary
+  // has one). FailedPrecondition when the checkpoint has no tokenizer.
+  absl::StatusOr<std::vector<int32_t>> Tokenize(const std::string& text, bool add_bos) const;
+
   const Rope& rope() const { return rope_; }
 
  private:

@@ -16,14 +16,6 @@ ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
 namespace semshare {
 namespace {
 
-absl::StatusOr<std::vector<int32_t>> Tokenize(const Model& model, const std::string& text) {
-  if (model.tokenizer() == nullptr) return absl::FailedPreconditionError("the model has no tokenizer");
-  absl::StatusOr<std::vector<int32_t>> ids = model.tokenizer()->Encode(text);
-  if (!ids.ok()) return ids.status();
-  if (model.tokenizer()->bos_id() >= 0) ids->insert(ids->begin(), model.tokenizer()->bos_id());
-  return ids;
-}
-
 int Run() {
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
@@ -33,11 +25,11 @@ int Run() {
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
   if (!engine.ok()) return Fail(engine.status());
 
-  absl::StatusOr<std::vector<int32_t>> target = Tokenize(**model, absl::GetFlag(FLAGS_prompt));
+  absl::StatusOr<std::vector<int32_t>> target = (*model)->Tokenize(absl::GetFlag(FLAGS_prompt), /*add_bos=*/true);
   if (!target.ok()) return Fail(target.status());
   std::optional<Reference> reference;
   if (!absl::GetFlag(FLAGS_reference).empty()) {
-    absl::StatusOr<std::vector<int32_t>> ref_ids = Tokenize(**model, absl::GetFlag(FLAGS_reference));
+    absl::StatusOr<std::vector<int32_t>> ref_ids = (*model)->Tokenize(absl::GetFlag(FLAGS_reference), /*add_bos=*/true);
     if (!ref_ids.ok()) return Fail(ref_ids.status());
     absl::StatusOr<Reference> built = (*engine)->BuildReference(*ref_ids, reuse->ecache);
     if (!built.ok()) return Fail(built.status());
