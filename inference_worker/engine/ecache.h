@@ -7,21 +7,11 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "common/token_mapping.h"
 #include "inference_worker/engine/model_config.h"
 #include "inference_worker/engine/rope.h"
 
 namespace semshare {
-
-// n-bit LSH codes of a prompt's tokens, packed row-major: token t owns
-// words[t * words_per_code() .. (t + 1) * words_per_code()).
-struct TokenCodes {
-  int32_t nbits = 0;
-  std::vector<uint64_t> words;
-
-  int32_t words_per_code() const { return (nbits + 63) / 64; }
-  int64_t size() const { return nbits == 0 ? 0 : static_cast<int64_t>(words.size()) / words_per_code(); }
-  const uint64_t* code(int64_t token) const { return words.data() + token * words_per_code(); }
-};
 
 struct ECacheOptions {
   // Rotate embeddings with RoPE before hashing (the paper's fix for attention sinks); off is

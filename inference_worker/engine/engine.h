@@ -19,7 +19,7 @@
 #include "inference_worker/engine/recompute.h"
 #include "inference_worker/engine/retention.h"
 #include "inference_worker/engine/sampler.h"
-#include "inference_worker/engine/token_mapping.h"
+#include "common/token_mapping.h"
 
 namespace semshare {
 

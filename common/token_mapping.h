@@ -1,14 +1,24 @@
-#ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_TOKEN_MAPPING_H_
-#define SEMSHARE_INFERENCE_WORKER_ENGINE_TOKEN_MAPPING_H_
+#ifndef SEMSHARE_COMMON_TOKEN_MAPPING_H_
+#define SEMSHARE_COMMON_TOKEN_MAPPING_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "inference_worker/engine/ecache.h"
 
 namespace semshare {
+
+// n-bit LSH codes of a prompt's tokens, packed row-major: token t owns
+// words[t * words_per_code() .. (t + 1) * words_per_code()).
+struct TokenCodes {
+  int32_t nbits = 0;
+  std::vector<uint64_t> words;
+
+  int32_t words_per_code() const { return (nbits + 63) / 64; }
+  int64_t size() const { return nbits == 0 ? 0 : static_cast<int64_t>(words.size()) / words_per_code(); }
+  const uint64_t* code(int64_t token) const { return words.data() + token * words_per_code(); }
+};
 
 enum class MappingMode {
   kNearest,  // the paper's: nearest reference code by Hamming distance
@@ -26,12 +36,12 @@ struct MappingOptions {
   // would be a guess, so it is always recomputed.
   int32_t unmatched_radius = 24;
   uint64_t random_seed = 7;  // kRandom only
-  int num_threads = 0;       // 0: ATen's intra-op thread count
+  int num_threads = 0;       // 0: one per hardware thread
 
   absl::Status Validate() const;
 };
 
-// Step 3-4 of the method for one (target, reference) pair: the similarity score and, for
+// Steps 3-4 of the method (torch-free: the cache node scores and maps with it too) for one (target, reference) pair: the similarity score and, for
 // every target token i, the reference token j(i) it reuses.
 struct TokenMapping {
   double similarity = 0;
@@ -52,4 +62,4 @@ int32_t HammingDistance(const uint64_t* a, const uint64_t* b, int32_t words);
 
 }  // namespace semshare
 
-#endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_TOKEN_MAPPING_H_
+#endif  // SEMSHARE_COMMON_TOKEN_MAPPING_H_

@@ -1,11 +1,10 @@
-#include "inference_worker/engine/token_mapping.h"
-
-#include <ATen/Parallel.h>
+#include "common/token_mapping.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -130,10 +129,18 @@ absl::StatusOr<TokenMapping> MapTokens(const TokenCodes& target, const TokenCode
     }
   } else {
     const ScanFn scan = ChooseScan(words);
-    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, m));
-    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-      scan(target, reference, begin, end, mapping.source.data(), mapping.distance.data());
-    });
+    // Split the target rows over threads only when each gets enough work to pay for a thread.
+    const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t wanted = options.num_threads > 0 ? options.num_threads : hardware;
+    const int64_t threads = std::clamp<int64_t>(n * m / (1 << 20), 1, std::min(wanted, n));
+    std::vector<std::thread> workers;
+    const int64_t per = (n + threads - 1) / threads;
+    for (int64_t t = 1; t < threads; ++t) {
+      workers.emplace_back(scan, std::cref(target), std::cref(reference), t * per,
+                           std::min(n, (t + 1) * per), mapping.source.data(), mapping.distance.data());
+    }
+    scan(target, reference, 0, std::min(n, per), mapping.source.data(), mapping.distance.data());
+    for (std::thread& w : workers) w.join();
   }
 
   mapping.unmatched.assign(static_cast<size_t>(n), 0);
