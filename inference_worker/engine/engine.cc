@@ -108,7 +108,8 @@ absl::Status Engine::FullPrefill(const std::vector<int32_t>& target, const Reuse
   const auto start = Clock::now();
   out->method = "full";
   out->cache = model_->NewCache(n);
-  out->logits = model_->Prefill(target, &out->cache, &out->stats, options.observation_window);
+  out->logits = model_->Prefill(target, &out->cache, &out->stats, options.observation_window,
+                                options.retention.policy == RetentionPolicy::kH2O);
   Sync(out->logits);
   out->times.prefill_ms = MillisSince(start);
   out->recompute_share = 1.0;
@@ -192,14 +193,23 @@ std::pair<double, double> Engine::PredictSeconds(int64_t target_tokens, int64_t 
   // Linear layers plus causal attention (QK^T and PV over half the keys on average).
   const double layer_flops = 2.0 * n * params_per_layer + 2.0 * n * n * static_cast<double>(c.q_dim());
   const double full = layer_flops * static_cast<double>(c.num_hidden_layers) / flops_per_second;
+  // A layer's keys/values are projected for its whole recompute set, but its queries,
+  // attention and MLP run only for the tokens that stay in the next layer's set.
+  const std::vector<double> shares = RecomputeShares(options.recompute, c.num_hidden_layers);
   double share_sum = 0;
-  for (double share : RecomputeShares(options.recompute, c.num_hidden_layers)) share_sum += share;
+  double kv_share_sum = 0;
+  for (size_t l = 0; l < shares.size(); ++l) {
+    kv_share_sum += shares[l];
+    if (l > 0) share_sum += shares[l];
+  }
+  const double kv_projection_flops = 2.0 * n * static_cast<double>(c.hidden_size * 2 * c.kv_dim());
   const double scan = n * static_cast<double>(reference_tokens) *
                       ((options.ecache.nbits + 63) / 64) / hamming_per_second;
   // Gather + re-rotation touch every reused K/V element a few times; count it as flops.
   const double rearrange = 8.0 * n * static_cast<double>(c.kv_dim()) *
                            static_cast<double>(c.num_hidden_layers) / flops_per_second;
-  const double semshare = layer_flops * share_sum / flops_per_second + scan + rearrange;
+  const double semshare =
+      (layer_flops * share_sum + kv_projection_flops * kv_share_sum) / flops_per_second + scan + rearrange;
   return {full, semshare};
 }
 
@@ -250,6 +260,10 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
   std::vector<int64_t> current(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) current[i] = i;
   std::vector<std::vector<uint8_t>> recomputed(static_cast<size_t>(num_layers));
+  // Queries whose attention feeds the retention stats: the observation window, or every
+  // computed query for H2O's accumulated mass.
+  const bool stats_from_every_query = options.retention.policy == RetentionPolicy::kH2O;
+  const int64_t window_start = n - options.observation_window;
   at::Tensor hidden = embeddings;
   int64_t recomputed_after_layer0 = 0;
   int64_t computed = 0;
@@ -259,37 +273,46 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
     const at::Tensor index = IndexTensor(current, device);
     const at::Tensor reused_k = layer.k().index_select(1, index).to(at::kFloat);
     const at::Tensor reused_v = layer.v().index_select(1, index).to(at::kFloat);
-    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], n - options.observation_window};
-    hidden = model_->ForwardLayer(l, hidden, index, &layer, index, request);
-    computed += static_cast<int64_t>(current.size());
+    const Model::PendingLayer pending = model_->WriteLayerKV(l, hidden, index, &layer, index);
     if (l > 0) recomputed_after_layer0 += static_cast<int64_t>(current.size());
     auto& mask = recomputed[static_cast<size_t>(l)];
     mask.assign(static_cast<size_t>(n), 0);
     for (int64_t i : current) mask[i] = 1;
-    if (l + 1 == num_layers) break;
 
-    // Deviation of fresh from reused KV ranks which tokens stay in the set for the next layer.
-    const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
-    const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
-    const at::Tensor deviation_tensor = (dk + dv).to(at::kCPU).contiguous();
-    const float* dev = deviation_tensor.data_ptr<float>();
-    const std::vector<float> deviation(dev, dev + current.size());
-    std::vector<uint8_t> keep(current.size());
-    for (size_t k = 0; k < current.size(); ++k) keep[k] = must_keep[current[k]];
-    const int64_t target_count = static_cast<int64_t>(std::ceil(shares[l + 1] * static_cast<double>(n)));
-    std::vector<int64_t> next = ShrinkRecomputeSet(current, deviation, keep, target_count);
-    if (next.size() != current.size()) {
-      // Rows of `hidden` follow `current`; select the rows of the tokens that stay.
-      std::vector<int64_t> rows;
-      rows.reserve(next.size());
-      size_t r = 0;
-      for (int64_t token : next) {
-        while (current[r] != token) ++r;
-        rows.push_back(static_cast<int64_t>(r));
-      }
-      hidden = hidden.index_select(0, IndexTensor(rows, device));
-      current = std::move(next);
+    std::vector<int64_t> next;
+    if (l + 1 < num_layers) {
+      // Deviation of fresh from reused KV ranks which tokens stay in the set for the next layer.
+      const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
+      const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
+      const at::Tensor deviation_tensor = (dk + dv).to(at::kCPU).contiguous();
+      const float* dev = deviation_tensor.data_ptr<float>();
+      const std::vector<float> deviation(dev, dev + current.size());
+      std::vector<uint8_t> keep(current.size());
+      for (size_t k = 0; k < current.size(); ++k) keep[k] = must_keep[current[k]];
+      const int64_t target_count = static_cast<int64_t>(std::ceil(shares[l + 1] * static_cast<double>(n)));
+      next = ShrinkRecomputeSet(current, deviation, keep, target_count);
+    } else {
+      next = {n - 1};  // only the last token's output is read: its logits are the first output
     }
+
+    // The set only shrinks, so the outputs of tokens leaving it are never read: run the
+    // queries, attention and MLP of the tokens that stay (and of the stats' queries) only.
+    std::vector<int64_t> rows;       // into `current`
+    std::vector<int64_t> next_rows;  // into `rows`
+    size_t r = 0;
+    for (size_t k = 0; k < current.size(); ++k) {
+      const bool stays = r < next.size() && next[r] == current[k];
+      if (stays) ++r;
+      if (!stays && !stats_from_every_query && current[k] < window_start) continue;
+      if (stays) next_rows.push_back(static_cast<int64_t>(rows.size()));
+      rows.push_back(static_cast<int64_t>(k));
+    }
+    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], window_start};
+    const at::Tensor finished = model_->FinishLayer(
+        pending, rows.size() == current.size() ? at::Tensor() : IndexTensor(rows, device), layer, request);
+    computed += static_cast<int64_t>(rows.size());
+    hidden = next_rows.size() == rows.size() ? finished : finished.index_select(0, IndexTensor(next_rows, device));
+    current = std::move(next);
   }
   out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
   Sync(out->logits);

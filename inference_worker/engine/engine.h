@@ -84,7 +84,8 @@ struct PrefillOutcome {
   // Share of token-layers recomputed in layers 1.. (layer 0, always recomputed on a hit, is
   // excluded); 1.0 for full prefill.
   double recompute_share = 1.0;
-  // Share of the full prefill's token-layers computed, layer 0 included.
+  // Share of the full prefill's token-layers whose queries, attention and MLP ran, layer 0
+  // included (fresh keys/values of a recompute set cost a small projection and are not counted).
   double compute_share = 1.0;
   double kv_kept_share = 1.0;  // token-layers kept after retention / full
   StageTimes times;

@@ -85,14 +85,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoi
       LayerWeights w;
       w.input_norm = take(p + "input_layernorm.weight");
       w.post_attention_norm = take(p + "post_attention_layernorm.weight");
-      w.qkv_weight = at::cat({take(p + "self_attn.q_proj.weight"), take(p + "self_attn.k_proj.weight"),
-                              take(p + "self_attn.v_proj.weight")},
-                             0)
-                         .contiguous();
+      w.q_weight = take(p + "self_attn.q_proj.weight");
+      w.kv_weight =
+          at::cat({take(p + "self_attn.k_proj.weight"), take(p + "self_attn.v_proj.weight")}, 0)
+              .contiguous();
       if (c.attention_bias) {
-        w.qkv_bias = at::cat({take(p + "self_attn.q_proj.bias"), take(p + "self_attn.k_proj.bias"),
-                              take(p + "self_attn.v_proj.bias")},
-                             0);
+        w.q_bias = take(p + "self_attn.q_proj.bias");
+        w.kv_bias = at::cat({take(p + "self_attn.k_proj.bias"), take(p + "self_attn.v_proj.bias")}, 0);
       }
       w.o_weight = take(p + "self_attn.o_proj.weight");
       w.gate_up_weight =
@@ -139,28 +138,52 @@ at::Tensor Model::ForwardLayer(int64_t layer, const at::Tensor& hidden,
                                const at::Tensor& positions, LayerKV* kv,
                                const at::Tensor& write_index,
                                const AttentionStatsRequest& stats_request) const {
+  return FinishLayer(WriteLayerKV(layer, hidden, positions, kv, write_index), at::Tensor(), *kv,
+                     stats_request);
+}
+
+Model::PendingLayer Model::WriteLayerKV(int64_t layer, const at::Tensor& hidden,
+                                        const at::Tensor& positions, LayerKV* kv,
+                                        const at::Tensor& write_index) const {
   const LayerWeights& w = layers_[static_cast<size_t>(layer)];
   const int64_t s = hidden.size(0);
-  const int64_t heads = config_.num_attention_heads;
   const int64_t kv_heads = config_.num_key_value_heads;
   const int64_t hd = config_.head_dim;
-
-  const at::Tensor normed = RmsNorm(hidden, w.input_norm);
-  const at::Tensor qkv = at::linear(normed, w.qkv_weight, w.qkv_bias);
-  const std::vector<at::Tensor> parts = qkv.split_with_sizes({heads * hd, kv_heads * hd, kv_heads * hd}, 1);
+  PendingLayer pending{layer, hidden, RmsNorm(hidden, w.input_norm), positions.to(device_, at::kLong), {}};
+  pending.rope = rope_.MakeTable(pending.positions);
+  const std::vector<at::Tensor> kv_parts =
+      at::linear(pending.normed, w.kv_weight, w.kv_bias).chunk(2, 1);
   // [S, h, hd] -> [h, S, hd]
-  at::Tensor q = parts[0].view({s, heads, hd}).transpose(0, 1);
-  at::Tensor k = parts[1].view({s, kv_heads, hd}).transpose(0, 1);
-  const at::Tensor v = parts[2].view({s, kv_heads, hd}).transpose(0, 1);
-  q = rope_.Apply(q, positions);
-  k = rope_.Apply(k, positions);
-
+  const at::Tensor k = rope_.Apply(kv_parts[0].view({s, kv_heads, hd}).transpose(0, 1), pending.rope);
+  const at::Tensor v = kv_parts[1].view({s, kv_heads, hd}).transpose(0, 1);
   if (write_index.defined()) {
-    kv->Overwrite(write_index, k, v, positions);
+    kv->Overwrite(write_index, k, v, pending.positions);
   } else {
-    kv->Append(k, v, positions.to(device_, at::kLong));
+    kv->Append(k, v, pending.positions);
   }
-  const at::Tensor attended = Attend(q, *kv, positions.to(device_, at::kLong), stats_request);
+  return pending;
+}
+
+at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& rows, const LayerKV& kv,
+                              const AttentionStatsRequest& stats_request) const {
+  const LayerWeights& w = layers_[static_cast<size_t>(pending.layer)];
+  at::Tensor hidden = pending.hidden;
+  at::Tensor normed = pending.normed;
+  at::Tensor positions = pending.positions;
+  Rope::Table rope = pending.rope;
+  if (rows.defined()) {
+    const at::Tensor r = rows.to(device_, at::kLong);
+    hidden = hidden.index_select(0, r);
+    normed = normed.index_select(0, r);
+    positions = positions.index_select(0, r);
+    rope = rope.Select(r);
+  }
+  const int64_t s = hidden.size(0);
+  const int64_t heads = config_.num_attention_heads;
+  const int64_t hd = config_.head_dim;
+  const at::Tensor q =
+      rope_.Apply(at::linear(normed, w.q_weight, w.q_bias).view({s, heads, hd}).transpose(0, 1), rope);
+  const at::Tensor attended = Attend(q, kv, positions, stats_request);
   const at::Tensor h = hidden + at::linear(attended, w.o_weight);
 
   const at::Tensor gate_up = at::linear(RmsNorm(h, w.post_attention_norm), w.gate_up_weight);
@@ -205,8 +228,13 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
   const at::Tensor key_positions_cpu = key_positions.to(at::kCPU);
   const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
   const at::Tensor last_query_position = q_max_cpu.max();
-  for (int64_t start = 0; start < s; start += chunk) {
-    const int64_t len = std::min(chunk, s - start);
+  for (int64_t start = 0, len = 0; start < s; start += len) {
+    // A chunk computes every query against the keys up to its largest position and masks the
+    // rest; when the queries are a sparse recompute set their positions spread, so end the
+    // chunk early rather than waste most of its work on masked keys.
+    const int64_t span_limit = std::max<int64_t>(256, qpos[start] / 4);
+    len = 1;
+    while (len < chunk && start + len < s && qpos[start + len] - qpos[start] <= span_limit) ++len;
     int64_t chunk_max = qpos[start];
     for (int64_t i = start; i < start + len; ++i) chunk_max = std::max(chunk_max, qpos[i]);
     const int64_t upper =
@@ -254,7 +282,7 @@ KVCache Model::NewCache(int64_t capacity) const {
 
 at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
                           std::vector<LayerAttentionStats>* stats,
-                          int64_t observation_window) const {
+                          int64_t observation_window, bool stats_from_every_query) const {
   const int64_t n = static_cast<int64_t>(ids.size());
   const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_));
   if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
@@ -268,10 +296,18 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
     }
     const int64_t base = layer.size();
     layer.Resize(base + n);
-    hidden = ForwardLayer(l, hidden, positions, &layer,
-                          at::arange(base, base + n, positions.options()), request);
+    const PendingLayer pending =
+        WriteLayerKV(l, hidden, positions, &layer, at::arange(base, base + n, positions.options()));
+    // Only the last token's output is read after the last layer (and the observation window's
+    // attention, when stats are wanted): skip the other rows' queries and MLP.
+    at::Tensor rows;
+    if (l + 1 == num_layers() && !(stats != nullptr && stats_from_every_query)) {
+      const int64_t keep = stats != nullptr ? std::clamp<int64_t>(observation_window, 1, n) : 1;
+      rows = at::arange(n - keep, n, positions.options());
+    }
+    hidden = FinishLayer(pending, rows, layer, request);
   }
-  return Logits(hidden.narrow(0, n - 1, 1)).squeeze(0);
+  return Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
 }
 
 at::Tensor Model::DecodeStep(int32_t token, int64_t position, KVCache* cache,

@@ -57,10 +57,27 @@ class Model {
   // `positions` (int64 [S]). Their fresh keys/values are written into `kv` at `write_index`
   // (int64 [S], slots that already exist) or appended when `write_index` is undefined; the
   // queries then attend causally (by position) over everything in `kv`. Returns the layer
-  // outputs [S, hidden].
+  // outputs [S, hidden]. Same as WriteLayerKV followed by FinishLayer of every row.
   at::Tensor ForwardLayer(int64_t layer, const at::Tensor& hidden, const at::Tensor& positions,
                           LayerKV* kv, const at::Tensor& write_index,
                           const AttentionStatsRequest& stats_request = {}) const;
+
+  // A layer split in two so a caller can skip the attention and MLP of tokens whose outputs
+  // nobody reads (the recompute set only shrinks; a prefill's last layer needs only its last
+  // token): WriteLayerKV writes the fresh keys/values of all S tokens, FinishLayer runs the
+  // queries, attention and MLP of the chosen rows only.
+  struct PendingLayer {
+    int64_t layer = 0;
+    at::Tensor hidden;     // [S, hidden] layer inputs
+    at::Tensor normed;     // [S, hidden] after the input norm
+    at::Tensor positions;  // int64 [S]
+    Rope::Table rope;      // of `positions`, shared by the keys and the queries
+  };
+  PendingLayer WriteLayerKV(int64_t layer, const at::Tensor& hidden, const at::Tensor& positions,
+                            LayerKV* kv, const at::Tensor& write_index) const;
+  // `rows` (int64 indices into the S tokens, ascending; undefined = all) -> outputs [R, hidden].
+  at::Tensor FinishLayer(const PendingLayer& pending, const at::Tensor& rows, const LayerKV& kv,
+                         const AttentionStatsRequest& stats_request = {}) const;
 
   // Final norm and LM head: float32 logits [S, vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;
@@ -69,10 +86,12 @@ class Model {
   KVCache NewCache(int64_t capacity) const;
 
   // Full prefill of `ids` at positions 0..N-1 into an empty `cache`; returns float32 logits
-  // of the last token [vocab]. `stats` (may be null) receives per-layer attention stats.
+  // of the last token [vocab]. `stats` (may be null) receives per-layer attention stats: in
+  // the last layer from the observation window's queries only, unless `stats_from_every_query`
+  // (H2O's accumulated mass needs them all).
   at::Tensor Prefill(const std::vector<int32_t>& ids, KVCache* cache,
                      std::vector<LayerAttentionStats>* stats = nullptr,
-                     int64_t observation_window = 32) const;
+                     int64_t observation_window = 32, bool stats_from_every_query = false) const;
 
   // One decode step: the token at `position` through every layer (appended to each layer's
   // cache, whatever its length). Returns float32 logits [vocab].
@@ -90,7 +109,8 @@ class Model {
  private:
   struct LayerWeights {
     at::Tensor input_norm, post_attention_norm;
-    at::Tensor qkv_weight, qkv_bias;  // fused [q_dim + 2 * kv_dim, hidden]; bias may be undefined
+    at::Tensor q_weight, q_bias;    // [q_dim, hidden]; bias may be undefined
+    at::Tensor kv_weight, kv_bias;  // fused [2 * kv_dim, hidden]
     at::Tensor o_weight;
     at::Tensor gate_up_weight;  // fused [2 * intermediate, hidden]
     at::Tensor down_weight;

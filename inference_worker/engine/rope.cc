@@ -38,11 +38,24 @@ Rope::Rope(int64_t dim, double theta, const std::optional<RopeScaling>& scaling)
 }
 
 at::Tensor Rope::Apply(const at::Tensor& x, const at::Tensor& positions) const {
-  const at::Tensor pos = positions.to(x.device(), at::kFloat).unsqueeze(-1);  // [N, 1]
-  const at::Tensor freqs = pos * inv_freq_.to(x.device()).unsqueeze(0);       // [N, dim/2]
-  const at::Tensor angles = at::cat({freqs, freqs}, -1);                       // [N, dim]
-  const at::Tensor cos = angles.cos().to(x.scalar_type());
-  const at::Tensor sin = angles.sin().to(x.scalar_type());
+  return Apply(x, MakeTable(positions.to(x.device())));
+}
+
+Rope::Table Rope::MakeTable(const at::Tensor& positions) const {
+  const at::Tensor pos = positions.to(at::kFloat).unsqueeze(-1);                // [N, 1]
+  const at::Tensor freqs = pos * inv_freq_.to(positions.device()).unsqueeze(0);  // [N, dim/2]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1);                        // [N, dim]
+  return Table{angles.cos(), angles.sin()};
+}
+
+Rope::Table Rope::Table::Select(const at::Tensor& rows) const {
+  const at::Tensor r = rows.to(cos.device(), at::kLong);
+  return Table{cos.index_select(0, r), sin.index_select(0, r)};
+}
+
+at::Tensor Rope::Apply(const at::Tensor& x, const Table& table) const {
+  const at::Tensor cos = table.cos.to(x.device(), x.scalar_type());
+  const at::Tensor sin = table.sin.to(x.device(), x.scalar_type());
   const int64_t half = dim_ / 2;
   const at::Tensor x1 = x.narrow(-1, 0, half);
   const at::Tensor x2 = x.narrow(-1, half, half);

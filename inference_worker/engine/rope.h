@@ -21,6 +21,16 @@ class Rope {
   // (the E-cache divides positions) or negative (re-rotation by a delta); any dtype/device.
   at::Tensor Apply(const at::Tensor& x, const at::Tensor& positions) const;
 
+  // cos and sin of positions[N] * inv_freq over the full width, float32 [N, dim] on the
+  // positions' device: compute once, apply to many tensors (every layer's keys, queries).
+  struct Table {
+    at::Tensor cos;
+    at::Tensor sin;
+    Table Select(const at::Tensor& rows) const;  // the rows of a subset of the positions
+  };
+  Table MakeTable(const at::Tensor& positions) const;
+  at::Tensor Apply(const at::Tensor& x, const Table& table) const;
+
   int64_t dim() const { return dim_; }
   const at::Tensor& inv_freq() const { return inv_freq_; }  // float32 [dim / 2], CPU
 

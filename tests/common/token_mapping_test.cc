@@ -91,5 +91,41 @@ TEST(TokenMappingTest, RandomMappingIsSeededAndInRange) {
   EXPECT_LT(identity, 10);
 }
 
+// Whatever scan the CPU gets (AVX-512, popcnt or portable), the result must equal the
+// definition: smallest distance, then nearest position, then the earlier reference token.
+TEST(TokenMappingTest, MatchesBruteForceDefinitionWithManyTies) {
+  for (int32_t nbits : {64, 128, 256, 512}) {
+    // Codes drawn from a small pool, so equal distances are common; odd sizes exercise tails.
+    const TokenCodes pool = RandomCodes(5, nbits, 11);
+    auto draw = [&](int64_t n, uint64_t seed) {
+      std::mt19937_64 rng(seed);
+      TokenCodes codes;
+      codes.nbits = nbits;
+      for (int64_t t = 0; t < n; ++t) {
+        const uint64_t* c = pool.code(static_cast<int64_t>(rng() % 5));
+        codes.words.insert(codes.words.end(), c, c + pool.words_per_code());
+      }
+      return codes;
+    };
+    const TokenCodes target = draw(203, 1);
+    const TokenCodes reference = draw(157, 2);
+    absl::StatusOr<TokenMapping> mapping = MapTokens(target, reference, MappingOptions{});
+    ASSERT_TRUE(mapping.ok());
+    for (int64_t i = 0; i < target.size(); ++i) {
+      int64_t best = -1;
+      int32_t best_d = 0;
+      for (int64_t j = 0; j < reference.size(); ++j) {
+        const int32_t d = HammingDistance(target.code(i), reference.code(j), target.words_per_code());
+        if (best < 0 || d < best_d || (d == best_d && std::llabs(j - i) < std::llabs(best - i))) {
+          best = j;
+          best_d = d;
+        }
+      }
+      ASSERT_EQ(mapping->source[i], best) << "nbits " << nbits << " token " << i;
+      ASSERT_EQ(mapping->distance[i], best_d);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace semshare
