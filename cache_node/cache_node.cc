@@ -1,10 +1,8 @@
 #include "cache_node/cache_node.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <numeric>
-#include <system_error>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
@@ -21,6 +19,7 @@
 #include "cache_node/reference_key.h"
 #include "cache_node/reference_store.h"
 #include "cache_node/request_checks.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace semshare::cache_node {
@@ -411,12 +410,7 @@ absl::Status CacheNodeOptions::Validate() const {
 
 absl::StatusOr<std::unique_ptr<CacheNode>> OpenCacheNode(const CacheNodeOptions& options) {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
-  std::error_code error;
-  std::filesystem::create_directories(options.data_dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cache node: cannot create ", options.data_dir, ": ", error.message()));
-  }
+  SEMSHARE_RETURN_IF_ERROR(MakeDirectories(options.data_dir));
   RocksReferenceStoreOptions store_options;
   store_options.path = options.data_dir;
   store_options.sync_writes = options.sync_writes;

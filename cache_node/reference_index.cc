@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <optional>
 
 #include <omp.h>
 
@@ -125,6 +126,9 @@ absl::Status ReferenceIndex::Add(std::vector<IndexedReference> references) {
     }
   }
   try {
+    // Only the batch rebuilt at open is worth a thread team.
+    std::optional<SingleThreadedOmp> single;
+    if (references.size() < 1024) single.emplace();
     sketches_->add_with_ids(static_cast<FaissId>(ids.size()), sketches.data(), ids.data());
   } catch (const std::exception& e) {
     return FaissError("add", e);
