@@ -72,6 +72,7 @@ struct TenantStats {
   int64_t bytes = 0;
   int64_t evicted_references = 0;
   int64_t evicted_bytes = 0;
+  int64_t deleted_references = 0;  // by Delete (not eviction, not corruption)
 };
 
 struct NodeStats {
@@ -79,6 +80,8 @@ struct NodeStats {
   int64_t bytes = 0;
   int64_t capacity_bytes = 0;
   int64_t corrupt_blobs_removed = 0;
+  int64_t evicted_references = 0;
+  int64_t deleted_references = 0;
   std::map<std::string, TenantStats> tenants;
 };
 
@@ -88,6 +91,7 @@ struct CacheNodeOptions {
   int64_t capacity_bytes = 0;        // > 0 required
   int64_t tenant_capacity_bytes = 0;  // 0 = only the total budget
   int32_t candidates = 16;           // FAISS candidates scored per FindSimilar
+  MappingOptions mapping;            // must match the engine's, so best_mapping is its mapping
 
   absl::Status Validate() const;
 };

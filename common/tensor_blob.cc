@@ -164,18 +164,27 @@ int64_t EncodedTensorBlobSize(int64_t rank, int64_t payload_bytes) {
   return kFixedHeader + 8 * rank + 8 + payload_bytes + kCrcBytes;
 }
 
+TensorBlobFraming FrameTensorBlob(const TensorBlob& blob) {
+  TensorBlobFraming framing;
+  std::string& h = framing.header;
+  h.append(kMagic, 4);
+  h.push_back(static_cast<char>(kVersion));
+  h.push_back(static_cast<char>(blob.dtype));
+  h.push_back(static_cast<char>(blob.shape.size()));
+  h.push_back(0);
+  for (int64_t d : blob.shape) PutU64(&h, static_cast<uint64_t>(d));
+  PutU64(&h, blob.data.size());
+  PutU32(&framing.trailer, Crc32c(blob.data, Crc32c(h)));
+  return framing;
+}
+
 std::string EncodeTensorBlob(const TensorBlob& blob) {
+  const TensorBlobFraming framing = FrameTensorBlob(blob);
   std::string out;
-  out.reserve(static_cast<size_t>(EncodedTensorBlobSize(blob.shape.size(), blob.data.size())));
-  out.append(kMagic, 4);
-  out.push_back(static_cast<char>(kVersion));
-  out.push_back(static_cast<char>(blob.dtype));
-  out.push_back(static_cast<char>(blob.shape.size()));
-  out.push_back(0);
-  for (int64_t d : blob.shape) PutU64(&out, static_cast<uint64_t>(d));
-  PutU64(&out, blob.data.size());
+  out.reserve(framing.header.size() + blob.data.size() + framing.trailer.size());
+  out.append(framing.header);
   out.append(blob.data);
-  PutU32(&out, Crc32c(out));
+  out.append(framing.trailer);
   return out;
 }
 

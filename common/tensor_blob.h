@@ -40,6 +40,13 @@ struct TensorBlobView {
 // Self-describing encoding: magic, version, dtype, rank, dims, payload length, payload,
 // then CRC32C over everything before it.
 std::string EncodeTensorBlob(const TensorBlob& blob);
+// The same encoding as header + blob.data + trailer, so a store can write it without first
+// concatenating a copy of a large payload.
+struct TensorBlobFraming {
+  std::string header;
+  std::string trailer;
+};
+TensorBlobFraming FrameTensorBlob(const TensorBlob& blob);
 // DataLoss on checksum mismatch, InvalidArgument if malformed (bad magic, truncated, sizes
 // that disagree with the shape and dtype).
 absl::StatusOr<TensorBlob> DecodeTensorBlob(absl::string_view bytes);

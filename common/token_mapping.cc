@@ -6,81 +6,156 @@
 #include <random>
 #include <thread>
 
+#if defined(__x86_64__)
+// GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 #include "absl/strings/str_cat.h"
 
 namespace semshare {
 namespace {
 
-// The nearest-code scan is the engine's hottest pure loop (N x M x words); with the popcnt
-// instruction it is several times faster than the portable fallback, so pick at run time.
-template <int kWords>
-__attribute__((always_inline)) inline int32_t DistanceFixed(const uint64_t* a, const uint64_t* b) {
-  int32_t d = 0;
-  for (int w = 0; w < kWords; ++w) d += __builtin_popcountll(a[w] ^ b[w]);
-  return d;
+// The nearest-code scan is the engine's and the cache node's hottest pure loop (N x M x
+// words). Each candidate is folded into one integer key, (distance, |j - i|, j > i), whose
+// minimum is exactly the sequential rule "nearest code, ties to the nearest position, then
+// to the earlier one": no data-dependent branch, so it runs at popcount speed, and the same
+// key lets AVX-512 compare eight reference tokens at once.
+inline uint64_t CandidateKey(int32_t distance, int64_t i, int64_t j) {
+  const uint64_t offset = static_cast<uint64_t>(j > i ? j - i : i - j);
+  return (static_cast<uint64_t>(distance) << 33) | (offset << 1) | (j > i ? 1 : 0);
 }
 
+inline void StoreBest(uint64_t key, int64_t i, int32_t* best_j, int32_t* best_d) {
+  const auto offset = static_cast<int64_t>((key >> 1) & 0xffffffffULL);
+  best_j[i] = static_cast<int32_t>((key & 1) ? i + offset : i - offset);
+  best_d[i] = static_cast<int32_t>(key >> 33);
+}
+
+struct ScanInput {
+  const TokenCodes* target;
+  const TokenCodes* reference;
+  // Word-major copy of the reference codes (word w of token j at [w * m + j]) for the
+  // vector path; empty otherwise.
+  std::vector<uint64_t> transposed;
+};
+
 template <int kWords>
-void ScanRange(const TokenCodes& target, const TokenCodes& reference, int64_t begin, int64_t end,
-               int32_t* best_j, int32_t* best_d) {
-  const int64_t m = reference.size();
-  const uint64_t* ref = reference.words.data();
+__attribute__((always_inline)) inline void ScanRangeFixed(const ScanInput& in, int64_t begin,
+                                                          int64_t end, int32_t* best_j,
+                                                          int32_t* best_d) {
+  const int64_t m = in.reference->size();
+  const uint64_t* ref = in.reference->words.data();
   for (int64_t i = begin; i < end; ++i) {
-    const uint64_t* t = target.code(i);
-    int32_t bd = std::numeric_limits<int32_t>::max();
-    int64_t bj = 0;
+    const uint64_t* t = in.target->code(i);
+    uint64_t best = std::numeric_limits<uint64_t>::max();
     for (int64_t j = 0; j < m; ++j) {
-      const int32_t d = DistanceFixed<kWords>(t, ref + j * kWords);
-      if (d < bd || (d == bd && std::llabs(j - i) < std::llabs(bj - i))) {
-        bd = d;
-        bj = j;
-      }
+      int32_t d = 0;
+      for (int w = 0; w < kWords; ++w) d += __builtin_popcountll(t[w] ^ ref[j * kWords + w]);
+      best = std::min(best, CandidateKey(d, i, j));
     }
-    best_j[i] = static_cast<int32_t>(bj);
-    best_d[i] = bd;
+    StoreBest(best, i, best_j, best_d);
   }
 }
 
-void ScanRangeGeneric(const TokenCodes& target, const TokenCodes& reference, int64_t begin,
-                      int64_t end, int32_t* best_j, int32_t* best_d) {
-  const int64_t m = reference.size();
-  const int32_t words = target.words_per_code();
+void ScanRangeGeneric(const ScanInput& in, int64_t begin, int64_t end, int32_t* best_j,
+                      int32_t* best_d) {
+  const int64_t m = in.reference->size();
+  const int32_t words = in.target->words_per_code();
   for (int64_t i = begin; i < end; ++i) {
-    int32_t bd = std::numeric_limits<int32_t>::max();
-    int64_t bj = 0;
+    uint64_t best = std::numeric_limits<uint64_t>::max();
     for (int64_t j = 0; j < m; ++j) {
-      const int32_t d = HammingDistance(target.code(i), reference.code(j), words);
-      if (d < bd || (d == bd && std::llabs(j - i) < std::llabs(bj - i))) {
-        bd = d;
-        bj = j;
-      }
+      const int32_t d = HammingDistance(in.target->code(i), in.reference->code(j), words);
+      best = std::min(best, CandidateKey(d, i, j));
     }
-    best_j[i] = static_cast<int32_t>(bj);
-    best_d[i] = bd;
+    StoreBest(best, i, best_j, best_d);
   }
 }
 
-using ScanFn = void (*)(const TokenCodes&, const TokenCodes&, int64_t, int64_t, int32_t*, int32_t*);
+using ScanFn = void (*)(const ScanInput&, int64_t, int64_t, int32_t*, int32_t*);
 
-__attribute__((target("popcnt"))) void ScanRange4Popcnt(const TokenCodes& t, const TokenCodes& r,
-                                                         int64_t b, int64_t e, int32_t* j, int32_t* d) {
-  ScanRange<4>(t, r, b, e, j, d);
-}
-__attribute__((target("popcnt"))) void ScanRange2Popcnt(const TokenCodes& t, const TokenCodes& r,
-                                                         int64_t b, int64_t e, int32_t* j, int32_t* d) {
-  ScanRange<2>(t, r, b, e, j, d);
-}
-__attribute__((target("popcnt"))) void ScanRange8Popcnt(const TokenCodes& t, const TokenCodes& r,
-                                                         int64_t b, int64_t e, int32_t* j, int32_t* d) {
-  ScanRange<8>(t, r, b, e, j, d);
+#define SEMSHARE_POPCNT_SCAN(words)                                                         \
+  __attribute__((target("popcnt"))) void ScanRange##words##Popcnt(                          \
+      const ScanInput& in, int64_t b, int64_t e, int32_t* j, int32_t* d) {                  \
+    ScanRangeFixed<words>(in, b, e, j, d);                                                  \
+  }
+SEMSHARE_POPCNT_SCAN(2)
+SEMSHARE_POPCNT_SCAN(4)
+SEMSHARE_POPCNT_SCAN(8)
+#undef SEMSHARE_POPCNT_SCAN
+
+#if defined(__x86_64__)
+// Eight reference tokens per step: XOR + VPOPCNTQ per word, keys as above, unsigned min.
+// kWords > 0 fixes the code width at compile time (target words stay in registers).
+template <int kWords>
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void ScanAvx512(
+    const ScanInput& in, int64_t begin, int64_t end, int32_t* best_j, int32_t* best_d) {
+  const int64_t m = in.reference->size();
+  const int32_t words = kWords > 0 ? kWords : in.target->words_per_code();
+  const uint64_t* tr = in.transposed.data();
+  const __m512i one = _mm512_set1_epi64(1);
+  const __m512i all = _mm512_set1_epi64(-1);
+  const __m512i step = _mm512_set1_epi64(8);
+  for (int64_t i = begin; i < end; ++i) {
+    const uint64_t* t = in.target->code(i);
+    const __m512i vi = _mm512_set1_epi64(i);
+    __m512i vj = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    __m512i best = all;
+    for (int64_t j0 = 0; j0 < m; j0 += 8, vj = _mm512_add_epi64(vj, step)) {
+      const __mmask8 valid = m - j0 >= 8 ? 0xff : static_cast<__mmask8>((1u << (m - j0)) - 1);
+      __m512i d = _mm512_setzero_si512();
+      for (int32_t w = 0; w < words; ++w) {
+        const __m512i r = _mm512_maskz_loadu_epi64(valid, tr + w * m + j0);
+        const __m512i x = _mm512_xor_si512(r, _mm512_set1_epi64(static_cast<int64_t>(t[w])));
+        d = _mm512_add_epi64(d, _mm512_popcnt_epi64(x));
+      }
+      const __mmask8 after = _mm512_cmpgt_epi64_mask(vj, vi);
+      const __m512i offset = _mm512_abs_epi64(_mm512_sub_epi64(vj, vi));
+      __m512i key = _mm512_or_si512(_mm512_slli_epi64(d, 33), _mm512_slli_epi64(offset, 1));
+      key = _mm512_mask_or_epi64(key, after, key, one);
+      best = _mm512_min_epu64(best, _mm512_mask_mov_epi64(all, valid, key));
+    }
+    StoreBest(_mm512_reduce_min_epu64(best), i, best_j, best_d);
+  }
 }
 
-ScanFn ChooseScan(int32_t words) {
+__attribute__((target("avx512f,avx512vpopcntdq"))) void ScanRangeAvx512W4(
+    const ScanInput& in, int64_t begin, int64_t end, int32_t* best_j, int32_t* best_d) {
+  ScanAvx512<4>(in, begin, end, best_j, best_d);
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) void ScanRangeAvx512(
+    const ScanInput& in, int64_t begin, int64_t end, int32_t* best_j, int32_t* best_d) {
+  ScanAvx512<0>(in, begin, end, best_j, best_d);
+}
+
+bool HasAvx512Popcount() {
+  static const bool has =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+  return has;
+}
+#endif
+
+ScanFn ChooseScan(ScanInput* in) {
+#if defined(__x86_64__)
+  if (HasAvx512Popcount()) {
+    const int64_t m = in->reference->size();
+    const int32_t words = in->reference->words_per_code();
+    in->transposed.resize(static_cast<size_t>(m * words));
+    for (int64_t j = 0; j < m; ++j) {
+      for (int32_t w = 0; w < words; ++w) in->transposed[w * m + j] = in->reference->code(j)[w];
+    }
+    return words == 4 ? ScanRangeAvx512W4 : ScanRangeAvx512;
+  }
+#endif
+  const int32_t words = in->target->words_per_code();
   const bool popcnt = __builtin_cpu_supports("popcnt");
   if (popcnt && words == 4) return ScanRange4Popcnt;
   if (popcnt && words == 2) return ScanRange2Popcnt;
   if (popcnt && words == 8) return ScanRange8Popcnt;
-  if (words == 4) return ScanRange<4>;
   return ScanRangeGeneric;
 }
 
@@ -128,7 +203,8 @@ absl::StatusOr<TokenMapping> MapTokens(const TokenCodes& target, const TokenCode
       mapping.distance[i] = HammingDistance(target.code(i), reference.code(j), words);
     }
   } else {
-    const ScanFn scan = ChooseScan(words);
+    ScanInput input{&target, &reference, {}};
+    const ScanFn scan = ChooseScan(&input);
     // Split the target rows over threads only when each gets enough work to pay for a thread.
     const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
     const int64_t wanted = options.num_threads > 0 ? options.num_threads : hardware;
@@ -136,10 +212,10 @@ absl::StatusOr<TokenMapping> MapTokens(const TokenCodes& target, const TokenCode
     std::vector<std::thread> workers;
     const int64_t per = (n + threads - 1) / threads;
     for (int64_t t = 1; t < threads; ++t) {
-      workers.emplace_back(scan, std::cref(target), std::cref(reference), t * per,
+      workers.emplace_back(scan, std::cref(input), t * per,
                            std::min(n, (t + 1) * per), mapping.source.data(), mapping.distance.data());
     }
-    scan(target, reference, 0, std::min(n, per), mapping.source.data(), mapping.distance.data());
+    scan(input, 0, std::min(n, per), mapping.source.data(), mapping.distance.data());
     for (std::thread& w : workers) w.join();
   }
 

@@ -1,5 +1,7 @@
 #include "common/token_mapping.h"
 
+#include <cstdlib>
+#include <limits>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -89,6 +91,64 @@ TEST(TokenMappingTest, RandomMappingIsSeededAndInRange) {
     identity += a->source[i] == i;
   }
   EXPECT_LT(identity, 10);
+}
+
+// The sequential rule the scan must reproduce whatever instructions it uses.
+void NaiveNearest(const TokenCodes& target, const TokenCodes& reference, int64_t i,
+                  int32_t* best_j, int32_t* best_d) {
+  *best_d = std::numeric_limits<int32_t>::max();
+  *best_j = 0;
+  for (int64_t j = 0; j < reference.size(); ++j) {
+    const int32_t d = HammingDistance(target.code(i), reference.code(j), target.words_per_code());
+    if (d < *best_d || (d == *best_d && std::llabs(j - i) < std::llabs(*best_j - i))) {
+      *best_d = d;
+      *best_j = static_cast<int32_t>(j);
+    }
+  }
+}
+
+TEST(TokenMappingTest, MatchesSequentialRuleWithManyTies) {
+  for (int32_t nbits : {64, 100, 256, 512}) {
+    for (int threads : {1, 2}) {
+      // Codes drawn from a few values so equal distances (ties) are everywhere; sizes that
+      // are not multiples of the vector width.
+      TokenCodes target = RandomCodes(37, nbits, 11);
+      TokenCodes reference = RandomCodes(53, nbits, 12);
+      for (int64_t t = 0; t < target.size(); ++t) {
+        for (int32_t w = 0; w < target.words_per_code(); ++w) {
+          target.words[t * target.words_per_code() + w] &= 0x7;
+        }
+      }
+      for (int64_t t = 0; t < reference.size(); ++t) {
+        for (int32_t w = 0; w < reference.words_per_code(); ++w) {
+          reference.words[t * reference.words_per_code() + w] &= 0x7;
+        }
+      }
+      MappingOptions options;
+      options.num_threads = threads;
+      absl::StatusOr<TokenMapping> mapping = MapTokens(target, reference, options);
+      ASSERT_TRUE(mapping.ok());
+      for (int64_t i = 0; i < target.size(); ++i) {
+        int32_t j = 0, d = 0;
+        NaiveNearest(target, reference, i, &j, &d);
+        EXPECT_EQ(mapping->source[i], j) << nbits << " bits, token " << i;
+        EXPECT_EQ(mapping->distance[i], d) << nbits << " bits, token " << i;
+      }
+    }
+  }
+}
+
+TEST(TokenMappingTest, MatchesSequentialRuleOnRandomCodes) {
+  const TokenCodes target = RandomCodes(300, 256, 21);
+  const TokenCodes reference = RandomCodes(1001, 256, 22);
+  absl::StatusOr<TokenMapping> mapping = MapTokens(target, reference, MappingOptions{});
+  ASSERT_TRUE(mapping.ok());
+  for (int64_t i = 0; i < target.size(); ++i) {
+    int32_t j = 0, d = 0;
+    NaiveNearest(target, reference, i, &j, &d);
+    ASSERT_EQ(mapping->source[i], j) << i;
+    ASSERT_EQ(mapping->distance[i], d) << i;
+  }
 }
 
 }  // namespace
