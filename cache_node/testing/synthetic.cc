@@ -32,7 +32,9 @@ std::vector<float> RandomUnitVector(int32_t width, std::mt19937_64* rng) {
   return v;
 }
 
-// Rows `rows` of a [heads, tokens, dim] tensor, per head: [heads, rows.size(), dim].
+// Rows `rows` of a [heads, tokens, dim] tensor, per head: [heads, rows.size(), dim]. Written
+// apart from the node's own gather (cache_node/kv_gather.h) on purpose: tests compare the
+// node's output with this independent oracle.
 TensorBlob GatherRows(const TensorBlob& blob, const std::vector<int32_t>& rows) {
   TensorBlob out;
   out.dtype = blob.dtype;

@@ -38,13 +38,8 @@ class NodeFixture : public ::testing::Test {
     options.data_dir = MakeTempDir();
     options.capacity_bytes = capacity_bytes;
     absl::StatusOr<std::unique_ptr<CacheNode>> node = OpenCacheNode(options);
-    if (absl::IsUnimplemented(node.status())) {
-      node_ = std::make_unique<testing::FakeCacheNode>();  // until the storage lands
-      real_node_ = false;
-    } else {
-      ASSERT_TRUE(node.ok()) << node.status();
-      node_ = *std::move(node);
-    }
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
     CacheNodeServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_options.max_message_bytes = max_message_bytes;
@@ -65,7 +60,6 @@ class NodeFixture : public ::testing::Test {
   static ReferenceScope Scope(const std::string& tenant) { return ReferenceScope{tenant, kModel}; }
 
   std::unique_ptr<CacheNode> node_;
-  bool real_node_ = true;
   std::unique_ptr<CacheNodeServer> server_;
   std::unique_ptr<CacheNodeClient> client_;
 };
