@@ -26,6 +26,8 @@ ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster 
 ABSL_FLAG(int64_t, max_message_bytes, semshare::kDefaultMaxMessageBytes,
           "largest gRPC message accepted (larger: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int32_t, candidates, 16, "similarity-index candidates scored per FindSimilar");
+ABSL_FLAG(double, distance_norm, 30.0, "mapping: similarity = 1 - mean(min(d / distance_norm, 1)) (as the engine's)");
+ABSL_FLAG(int32_t, unmatched_radius, 24, "mapping: tokens farther than this many bits are unmatched (as the engine's)");
 
 namespace semshare::cache_node {
 namespace {
@@ -61,6 +63,8 @@ int Run() {
   options.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
   options.tenant_capacity_bytes = absl::GetFlag(FLAGS_tenant_capacity_bytes);
   options.candidates = absl::GetFlag(FLAGS_candidates);
+  options.mapping.distance_norm = absl::GetFlag(FLAGS_distance_norm);
+  options.mapping.unmatched_radius = absl::GetFlag(FLAGS_unmatched_radius);
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
   if (!token.ok()) return Fail(token.status());

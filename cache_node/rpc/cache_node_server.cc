@@ -53,6 +53,8 @@ absl::StatusOr<std::unique_ptr<CacheNodeServer>> CacheNodeServer::Start(
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  ForEachBulkTransferArgument(
+      [&builder](const char* name, int value) { builder.AddChannelArgument(name, value); });
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

@@ -9,9 +9,14 @@
 #include "cache_node/rpc/proto_convert.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/pipeline.h"
 
 namespace semshare::cache_node {
 namespace {
+
+// Messages of a FetchKV stream buffered between the reader and the network (each at most a
+// 4 MiB chunk).
+constexpr size_t kFetchQueueMessages = 4;
 
 ReferenceScope Scope(const std::string& tenant, const std::string& model_fingerprint) {
   return ReferenceScope{tenant, model_fingerprint};
@@ -88,16 +93,21 @@ grpc::Status CacheNodeService::FetchKV(grpc::ServerContext* context,
                                        grpc::ServerWriter<v1::FetchKVResponse>* writer) {
   return Serve("FetchKV", context, [&](const std::string& tenant) -> absl::Status {
     SEMSHARE_RETURN_IF_ERROR(RequireModel(request->model_fingerprint()));
-    const auto write = [writer](v1::FetchKVResponse response) {
-      if (!writer->Write(response)) return absl::CancelledError("the client went away");
-      return absl::OkStatus();
-    };
     const int64_t max_chunk_bytes = options_.max_chunk_bytes;
-    return node_->FetchKV(
-        Scope(tenant, request->model_fingerprint()), request->reference_id(),
-        absl::MakeConstSpan(request->source().data(), request->source_size()),
-        TokenSubsetsFromProto(*request), [&](FetchedLayer layer) {
-          return WriteFetchedLayer(std::move(layer), max_chunk_bytes, write);
+    const std::vector<std::vector<int32_t>> subsets = TokenSubsetsFromProto(*request);
+    // Reading and gathering layer l+1 overlaps sending layer l.
+    return PipelineStream<v1::FetchKVResponse>(
+        kFetchQueueMessages,
+        [&](const std::function<absl::Status(v1::FetchKVResponse)>& push) {
+          return node_->FetchKV(Scope(tenant, request->model_fingerprint()), request->reference_id(),
+                                absl::MakeConstSpan(request->source().data(), request->source_size()),
+                                subsets, [&](FetchedLayer layer) {
+                                  return WriteFetchedLayer(std::move(layer), max_chunk_bytes, push);
+                                });
+        },
+        [writer](const v1::FetchKVResponse& response) {
+          if (!writer->Write(response)) return absl::CancelledError("the client went away");
+          return absl::OkStatus();
         });
   });
 }

@@ -28,10 +28,16 @@ absl::StatusOr<std::string> AuthenticateCall(const ClusterToken& token,
   return AuthenticateTenant(token, presented ? &*presented : nullptr, tenant ? &*tenant : nullptr);
 }
 
+void ForEachBulkTransferArgument(const std::function<void(const char*, int)>& set) {
+  set(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, kHttp2MaxFrameBytes);
+  set(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kHttp2StreamWindowBytes);
+}
+
 grpc::ChannelArguments ClusterChannelArguments(int64_t max_message_bytes) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  ForEachBulkTransferArgument([&args](const char* name, int value) { args.SetInt(name, value); });
   return args;
 }
 

@@ -6,6 +6,7 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,7 +29,15 @@ void AddClusterMetadata(const ClusterToken& token, absl::string_view tenant,
 absl::StatusOr<std::string> AuthenticateCall(const ClusterToken& token,
                                              const grpc::ServerContextBase& context);
 
-// Channel settings for calls inside the cluster (message size limits that fit a KV chunk).
+// HTTP/2 settings for bulk KV transfer: the largest frames HTTP/2 allows and a large stream
+// window, so a 4 MiB chunk is a few frames and the sender is not stalled on flow control.
+inline constexpr int kHttp2MaxFrameBytes = (1 << 24) - 1;
+inline constexpr int kHttp2StreamWindowBytes = 64 << 20;
+// Calls `set` with each such argument (servers apply them with ServerBuilder::AddChannelArgument).
+void ForEachBulkTransferArgument(const std::function<void(const char*, int)>& set);
+
+// Channel settings for calls inside the cluster: message size limits that fit a KV chunk, and
+// the bulk transfer settings above.
 grpc::ChannelArguments ClusterChannelArguments(int64_t max_message_bytes = kDefaultMaxMessageBytes);
 
 }  // namespace semshare
