@@ -105,12 +105,15 @@ int Run() {
   std::printf("semshare-cache-node: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();
-  exposer.reset();
+  // Nothing may read the node once it is closed; the exposer itself (civetweb, ~2 s to stop
+  // its threads) goes last, after the data is safe.
+  for (const auto& collectable : metrics.collectables()) exposer->RemoveCollectable(collectable);
   const absl::Status flushed = (*node)->Flush();
   node->reset();  // closes RocksDB
   if (!flushed.ok()) return Fail(flushed);
   std::printf("semshare-cache-node: stopped\n");
   std::fflush(stdout);
+  exposer.reset();
   return 0;
 }
 
