@@ -60,30 +60,23 @@ double Percentile(std::vector<double> values, double q) {
 
 double Median(std::vector<double> values) { return Percentile(std::move(values), 0.5); }
 
-// The references FindSimilar searches: 2,000 tokens of 256-bit codes and a 576-wide sketch; KV
-// is tiny (1 layer of [1, n, 1] fp16) since only the search is timed.
-SyntheticShape SearchShape() {
+SyntheticShape Shape(int64_t tokens, int32_t layers, int64_t kv_heads, int64_t head_dim, DType dtype) {
   SyntheticShape shape;
-  shape.num_tokens = absl::GetFlag(FLAGS_prompt_tokens);
-  shape.num_layers = 1;
-  shape.kv_heads = 1;
-  shape.head_dim = 1;
-  shape.dtype = DType::kFloat16;
+  shape.num_tokens = tokens;
+  shape.num_layers = layers;
+  shape.kv_heads = kv_heads;
+  shape.head_dim = head_dim;
+  shape.dtype = dtype;
   shape.sketch_width = kSketchWidth;
   return shape;
 }
 
+// The references FindSimilar searches: 2,000 tokens of 256-bit codes and a 576-wide sketch; KV
+// is tiny (1 layer of [1, n, 1] fp16) since only the search is timed.
+SyntheticShape SearchShape() { return Shape(absl::GetFlag(FLAGS_prompt_tokens), 1, 1, 1, DType::kFloat16); }
+
 // The FetchKV reference: bench-100m's KV (24 layers, 3 kv heads, head_dim 64, fp32).
-SyntheticShape FetchShape() {
-  SyntheticShape shape;
-  shape.num_tokens = absl::GetFlag(FLAGS_fetch_tokens);
-  shape.num_layers = 24;
-  shape.kv_heads = 3;
-  shape.head_dim = 64;
-  shape.dtype = DType::kFloat32;
-  shape.sketch_width = kSketchWidth;
-  return shape;
-}
+SyntheticShape FetchShape() { return Shape(absl::GetFlag(FLAGS_fetch_tokens), 24, 3, 64, DType::kFloat32); }
 
 CacheNodeOptions NodeOptions(const std::string& dir) {
   CacheNodeOptions options;

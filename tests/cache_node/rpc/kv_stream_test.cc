@@ -5,6 +5,7 @@
 
 #include "cache_node/testing/synthetic.h"
 #include "common/tensor_blob.h"
+#include "tests/cache_node/rpc/node_fixture.h"
 
 namespace semshare::cache_node {
 namespace {
@@ -189,15 +190,7 @@ TEST(KVStreamTest, FetchStreamRoundTrips) {
     }
   }
   ASSERT_TRUE(assembler.Finish().ok());
-  ASSERT_EQ(received.size(), 3u);
-  for (size_t l = 0; l < 3; ++l) {
-    EXPECT_EQ(received[l].layer, expected[l].layer);
-    EXPECT_EQ(received[l].target_tokens, expected[l].target_tokens);
-    EXPECT_EQ(received[l].source_positions, expected[l].source_positions);
-    EXPECT_EQ(received[l].kv.key.shape, expected[l].kv.key.shape);
-    EXPECT_EQ(received[l].kv.key.data, expected[l].kv.key.data);
-    EXPECT_EQ(received[l].kv.value.data, expected[l].kv.value.data);
-  }
+  ExpectLayersEqual(received, expected);
 }
 
 TEST(KVStreamTest, FetchStreamDetectsCorruptionAndTruncation) {

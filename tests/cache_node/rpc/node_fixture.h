@@ -29,6 +29,21 @@ inline std::string MakeTempDir() {
   return pattern;
 }
 
+// Fetched layers equal, bit for bit.
+inline void ExpectLayersEqual(const std::vector<FetchedLayer>& got, const std::vector<FetchedLayer>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t l = 0; l < got.size(); ++l) {
+    EXPECT_EQ(got[l].layer, want[l].layer);
+    EXPECT_EQ(got[l].target_tokens, want[l].target_tokens);
+    EXPECT_EQ(got[l].source_positions, want[l].source_positions);
+    EXPECT_EQ(got[l].kv.key.dtype, want[l].kv.key.dtype);
+    EXPECT_EQ(got[l].kv.key.shape, want[l].kv.key.shape);
+    EXPECT_EQ(got[l].kv.value.shape, want[l].kv.value.shape);
+    EXPECT_TRUE(got[l].kv.key.data == want[l].kv.key.data) << "layer " << l << " key differs";
+    EXPECT_TRUE(got[l].kv.value.data == want[l].kv.value.data) << "layer " << l << " value differs";
+  }
+}
+
 // A real cache node (RocksDB + FAISS) in a fresh directory, served in-process on port 0, and
 // a client of it.
 class NodeFixture : public ::testing::Test {
