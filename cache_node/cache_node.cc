@@ -1,10 +1,9 @@
 #include "cache_node/cache_node.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <numeric>
-#include <system_error>
+#include <thread>
 #include <tuple>
 
 #include "absl/base/thread_annotations.h"
@@ -21,6 +20,7 @@
 #include "cache_node/reference_key.h"
 #include "cache_node/reference_store.h"
 #include "cache_node/request_checks.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace semshare::cache_node {
@@ -186,26 +186,32 @@ class CacheNodeImpl final : public CacheNode {
       std::iota(all_targets.begin(), all_targets.end(), 0);
     }
     const std::vector<int64_t> stored_shape = {meta.kv_heads, meta.num_tokens, meta.head_dim};
-    // Reused across layers: after the first layer, reads allocate nothing.
-    std::string key_buffer;
-    std::string value_buffer;
+    // Double-buffered: layer l + 1 is read and checksummed on a helper thread while layer l
+    // is gathered and handed to the sink. The buffers are reused, so after the first two
+    // layers reads allocate nothing.
+    struct LayerRead {
+      std::string key_buffer;
+      std::string value_buffer;
+      absl::StatusOr<TensorBlobView> key = absl::UnknownError("not read");
+      absl::StatusOr<TensorBlobView> value = absl::UnknownError("not read");
+    };
+    LayerRead reads[2];
+    const auto read_layer = [&](int32_t l, LayerRead* read) {
+      read->key = store_->ReadKv(key, l, KvPart::kKey, &read->key_buffer);
+      read->value = store_->ReadKv(key, l, KvPart::kValue, &read->value_buffer);
+    };
+    read_layer(0, &reads[0]);
     for (int32_t l = 0; l < meta.num_layers; ++l) {
-      FetchedLayer layer;
-      layer.layer = l;
-      layer.target_tokens = token_subsets.empty() ? all_targets : token_subsets[l];
-      layer.source_positions.reserve(layer.target_tokens.size());
-      for (int32_t t : layer.target_tokens) layer.source_positions.push_back(source[t]);
-      for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
-        std::string* buffer = part == KvPart::kKey ? &key_buffer : &value_buffer;
-        absl::StatusOr<TensorBlobView> blob = store_->ReadKv(key, l, part, buffer);
-        if (blob.ok() && (blob->shape != stored_shape || blob->dtype != meta.dtype)) {
-          blob = absl::DataLossError("KV blob shape or dtype disagrees with its metadata");
-        }
-        if (!blob.ok()) return FailFetch(uid, reference_id, l, blob.status());
-        (part == KvPart::kKey ? layer.kv.key : layer.kv.value) =
-            GatherTokenRows(*blob, layer.source_positions);
-      }
-      SEMSHARE_RETURN_IF_ERROR(sink(std::move(layer)));
+      std::thread prefetch;
+      if (l + 1 < meta.num_layers) prefetch = std::thread(read_layer, l + 1, &reads[(l + 1) % 2]);
+      absl::StatusOr<FetchedLayer> layer =
+          GatherLayer(l, reads[l % 2].key, reads[l % 2].value, stored_shape, meta.dtype,
+                      token_subsets.empty() ? all_targets : token_subsets[l], source);
+      // The sink's own errors (a client gone) are returned as they are.
+      const absl::Status delivered = layer.ok() ? sink(*std::move(layer)) : absl::OkStatus();
+      if (prefetch.joinable()) prefetch.join();
+      if (!layer.ok()) return FailFetch(uid, reference_id, l, layer.status());
+      if (!delivered.ok()) return delivered;
     }
     return absl::OkStatus();
   }
@@ -259,6 +265,30 @@ class CacheNodeImpl final : public CacheNode {
   }
 
  private:
+  // Gathers one layer's blobs into target order. DataLoss for a blob that failed its
+  // checksum or disagrees with the reference's metadata.
+  static absl::StatusOr<FetchedLayer> GatherLayer(int32_t l,
+                                                  const absl::StatusOr<TensorBlobView>& key,
+                                                  const absl::StatusOr<TensorBlobView>& value,
+                                                  const std::vector<int64_t>& stored_shape,
+                                                  DType dtype, const std::vector<int32_t>& targets,
+                                                  absl::Span<const int32_t> source) {
+    for (const absl::StatusOr<TensorBlobView>* blob : {&key, &value}) {
+      if (!blob->ok()) return blob->status();
+      if ((*blob)->shape != stored_shape || (*blob)->dtype != dtype) {
+        return absl::DataLossError("KV blob shape or dtype disagrees with its metadata");
+      }
+    }
+    FetchedLayer layer;
+    layer.layer = l;
+    layer.target_tokens = targets;
+    layer.source_positions.reserve(targets.size());
+    for (int32_t t : targets) layer.source_positions.push_back(source[t]);
+    layer.kv.key = GatherTokenRows(*key, layer.source_positions);
+    layer.kv.value = GatherTokenRows(*value, layer.source_positions);
+    return layer;
+  }
+
   struct Entry {
     std::string reference_key;
     std::string scope_key;
@@ -411,12 +441,7 @@ absl::Status CacheNodeOptions::Validate() const {
 
 absl::StatusOr<std::unique_ptr<CacheNode>> OpenCacheNode(const CacheNodeOptions& options) {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
-  std::error_code error;
-  std::filesystem::create_directories(options.data_dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cache node: cannot create ", options.data_dir, ": ", error.message()));
-  }
+  SEMSHARE_RETURN_IF_ERROR(MakeDirectories(options.data_dir));
   RocksReferenceStoreOptions store_options;
   store_options.path = options.data_dir;
   store_options.sync_writes = options.sync_writes;

@@ -80,6 +80,7 @@ absl::StatusOr<std::unique_ptr<ReferenceIndex>> ReferenceIndex::Create(
     const ReferenceIndexOptions& options) {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   try {
+    SingleThreadedOmp single;  // the rotation's QR is many tiny BLAS calls
     // SimHash: sign bits of a fixed random rotation of the sketch, compared by Hamming
     // distance. No training; the rotation's seed is fixed, so a rebuilt index is identical.
     auto lsh = std::make_unique<faiss::IndexLSH>(options.sketch_dim, options.lsh_bits,
@@ -125,6 +126,8 @@ absl::Status ReferenceIndex::Add(std::vector<IndexedReference> references) {
     }
   }
   try {
+    // Even the batch rebuilt at open (one GEMM) is faster alone than with spinning helpers.
+    SingleThreadedOmp single;
     sketches_->add_with_ids(static_cast<FaissId>(ids.size()), sketches.data(), ids.data());
   } catch (const std::exception& e) {
     return FaissError("add", e);
