@@ -2,13 +2,9 @@
 
 #include <ATen/Parallel.h>
 
-#include <cstdio>
-#include <iostream>
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -107,41 +103,7 @@ Json ReuseOptionsToJson(const ReuseOptions& o) {
 }
 
 int EmitResult(const Json& result, const std::string& table) {
-  const std::string path = absl::GetFlag(FLAGS_json);
-  if (path.empty()) {
-    std::cerr << table;
-    std::cout << result.Dump(2) << std::endl;
-    return 0;
-  }
-  absl::Status written = WriteStringToFile(path, result.Dump(2) + "\n");
-  if (!written.ok()) return Fail(written);
-  std::cout << table;
-  return 0;
-}
-
-std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage) {
-  absl::SetProgramUsageMessage(usage);
-  std::vector<std::string> storage;
-  storage.reserve(static_cast<size_t>(argc));
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (i > 0 && arg.rfind("--", 0) == 0) {
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t c = 2; c < end; ++c) {
-        if (arg[c] == '-') arg[c] = '_';
-      }
-    }
-    storage.push_back(std::move(arg));
-  }
-  std::vector<char*> pointers;
-  for (std::string& s : storage) pointers.push_back(s.data());
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, pointers.data());
-  return std::vector<std::string>(rest.begin() + 1, rest.end());
-}
-
-int Fail(const absl::Status& status) {
-  std::cerr << "error: " << status.message() << std::endl;
-  return absl::IsInvalidArgument(status) ? 2 : 1;
+  return EmitResultTo(result, table, absl::GetFlag(FLAGS_json));
 }
 
 }  // namespace semshare

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/cli.h"  // ParseToolFlags, Fail
 #include "common/json.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/engine/model.h"
@@ -21,13 +22,6 @@ Json ReuseOptionsToJson(const ReuseOptions& options);
 // Writes JSON to --json FILE (and the table to stdout), or the JSON to stdout and the table
 // to stderr when no file is named.
 int EmitResult(const Json& result, const std::string& table);
-
-// Parses flags, accepting --kebab-case names as well as absl's --snake_case, so the tools take
-// the documented spellings (--max-tokens, --edit-share). Returns positional arguments.
-std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage);
-
-// Prints "error: <status>" and returns exit code 1 (2 for bad flags).
-int Fail(const absl::Status& status);
 
 }  // namespace semshare
 

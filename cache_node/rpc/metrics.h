@@ -1,0 +1,41 @@
+#ifndef SEMSHARE_CACHE_NODE_RPC_METRICS_H_
+#define SEMSHARE_CACHE_NODE_RPC_METRICS_H_
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "cache_node/cache_node.h"
+
+namespace semshare::cache_node {
+
+// The cache node's Prometheus metrics: RPC counts and latency by method and status code,
+// and the node's references and bytes read from NodeStats at scrape time.
+class CacheNodeMetrics {
+ public:
+  // `stats` is called on every scrape; it must stay callable while the metrics are exposed.
+  explicit CacheNodeMetrics(std::function<NodeStats()> stats);
+
+  // `code` is the gRPC status code name, e.g. "OK", "NOT_FOUND".
+  void RecordRpc(absl::string_view method, absl::string_view code, double seconds);
+
+  // Everything to register with a prometheus::Exposer.
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* rpcs_;
+  prometheus::Family<prometheus::Histogram>* rpc_seconds_;
+  std::shared_ptr<prometheus::Collectable> node_stats_;
+};
+
+}  // namespace semshare::cache_node
+
+#endif  // SEMSHARE_CACHE_NODE_RPC_METRICS_H_

@@ -1,0 +1,20 @@
+// semshare-bench: benchmarks of the distributed pieces. `semshare-bench cache-node [flags]`.
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "common/cli.h"
+#include "tools/bench/cache_node_bench.h"
+
+ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args = semshare::ParseToolFlags(
+      argc, argv, "semshare-bench cache-node [--sizes 1000,10000[,100000]] [--queries N] [--json FILE]");
+  if (args.size() != 1 || args[0] != "cache-node") {
+    return semshare::Fail(absl::InvalidArgumentError("usage: semshare-bench cache-node [flags]"));
+  }
+  std::string table;
+  absl::StatusOr<semshare::Json> result = semshare::bench::RunCacheNodeBench(&table);
+  if (!result.ok()) return semshare::Fail(result.status());
+  return semshare::EmitResultTo(*result, table, absl::GetFlag(FLAGS_json));
+}
