@@ -96,7 +96,7 @@ uint32_t Crc32cTable(const char* p, size_t n, uint32_t state) {
 
 #if defined(__x86_64__)
 // One crc32q chain: 8 bytes per ~3 cycles, several GB/s, well above what a KV fetch needs.
-__attribute__((target("sse4.2"))) uint32_t Crc32cHw(const char* p, size_t n, uint32_t state) {
+__attribute__((target("sse4.2"))) uint32_t Crc32cHwChain(const char* p, size_t n, uint32_t state) {
   uint64_t s = state;
   while (n >= 8) {
     uint64_t v;
@@ -108,6 +108,57 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHw(const char* p, size_t n, uin
   uint32_t s32 = static_cast<uint32_t>(s);
   while (n-- > 0) s32 = __builtin_ia32_crc32qi(s32, static_cast<uint8_t>(*p++));
   return s32;
+}
+
+// crc32q has a latency of three cycles but a throughput of one: three independent chains over
+// three consecutive blocks run about three times faster than one, then combine. Combining
+// needs "the raw CRC state advanced over kBlock zero bytes", a linear map of the 32-bit state,
+// tabulated once per byte of the state.
+constexpr size_t kBlock = 4096;
+
+struct ZeroShiftTable {
+  uint32_t t[4][256];
+};
+
+__attribute__((target("sse4.2"))) const ZeroShiftTable& ShiftTable() {
+  static const ZeroShiftTable table = [] {
+    ZeroShiftTable z;
+    const std::string zeros(kBlock, '\0');
+    for (int byte = 0; byte < 4; ++byte) {
+      for (uint32_t v = 0; v < 256; ++v) {
+        z.t[byte][v] = Crc32cHwChain(zeros.data(), kBlock, v << (8 * byte));
+      }
+    }
+    return z;
+  }();
+  return table;
+}
+
+inline uint32_t ShiftOverBlock(const ZeroShiftTable& z, uint32_t s) {
+  return z.t[0][s & 0xff] ^ z.t[1][(s >> 8) & 0xff] ^ z.t[2][(s >> 16) & 0xff] ^ z.t[3][s >> 24];
+}
+
+__attribute__((target("sse4.2"))) uint32_t Crc32cHw(const char* p, size_t n, uint32_t state) {
+  if (n >= 3 * kBlock) {
+    const ZeroShiftTable& z = ShiftTable();
+    while (n >= 3 * kBlock) {
+      uint64_t a = state, b = 0, c = 0;
+      for (size_t i = 0; i < kBlock; i += 8) {
+        uint64_t va, vb, vc;
+        std::memcpy(&va, p + i, 8);
+        std::memcpy(&vb, p + kBlock + i, 8);
+        std::memcpy(&vc, p + 2 * kBlock + i, 8);
+        a = __builtin_ia32_crc32di(a, va);
+        b = __builtin_ia32_crc32di(b, vb);
+        c = __builtin_ia32_crc32di(c, vc);
+      }
+      state = ShiftOverBlock(z, ShiftOverBlock(z, static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^
+              static_cast<uint32_t>(c);
+      p += 3 * kBlock;
+      n -= 3 * kBlock;
+    }
+  }
+  return Crc32cHwChain(p, n, state);
 }
 
 bool HasSse42() {

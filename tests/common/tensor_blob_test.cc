@@ -26,14 +26,16 @@ TEST(Crc32cTest, KnownVectors) {
 
 TEST(Crc32cTest, HardwareMatchesTableAndExtends) {
   std::mt19937_64 rng(3);
-  std::string data(10007, '\0');
+  std::string data(100003, '\0');
   for (char& c : data) c = static_cast<char>(rng());
-  for (size_t n : {0, 1, 7, 8, 9, 63, 64, 1000, 10007}) {
+  // Past 12,288 bytes (three 4 KiB blocks) the hardware path runs three interleaved chains.
+  for (size_t n : {0, 1, 7, 8, 9, 63, 64, 1000, 10007, 12287, 12288, 12289, 24583, 100003}) {
     const absl::string_view part(data.data(), n);
     EXPECT_EQ(Crc32c(part), Crc32cPortable(part)) << n;
   }
   const absl::string_view all(data);
   EXPECT_EQ(Crc32c(all.substr(333), Crc32c(all.substr(0, 333))), Crc32c(all));
+  EXPECT_EQ(Crc32c(all.substr(50001), Crc32c(all.substr(0, 50001))), Crc32c(all));
 }
 
 TEST(DTypeTest, NamesAndSizes) {
