@@ -47,6 +47,7 @@ class TokenEncoder {
   at::Tensor Sketch(const at::Tensor& rotated) const;
 
   const ECacheOptions& options() const { return options_; }
+  int64_t projection_bytes() const { return static_cast<int64_t>(projection_.nbytes()); }
 
  private:
   TokenEncoder(ECacheOptions options, Rope rope, at::Tensor projection)

@@ -15,15 +15,6 @@ namespace {
 // Attention score blocks are bounded to this many bytes; long prompts run in query chunks.
 constexpr int64_t kAttentionBlockBytes = int64_t{24} << 20;
 
-absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device) {
-  if (name == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  if (name == "float32") return at::kFloat;
-  if (name == "bfloat16") return at::kBFloat16;
-  if (name == "float16") return at::kHalf;
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype '", name, "' is not one of auto, float32, bfloat16, float16"));
-}
-
 absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
   try {
     at::Device device(name);
@@ -41,6 +32,15 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
 }
 
 }  // namespace
+
+absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device) {
+  if (name == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype '", name, "' is not one of auto, float32, bfloat16, float16"));
+}
 
 Model::Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype)
     : config_(std::move(config)),
@@ -117,9 +117,7 @@ absl::StatusOr<std::vector<int32_t>> Model::Tokenize(const std::string& text, bo
   if (tokenizer_ == nullptr) {
     return absl::FailedPreconditionError("the model directory has no tokenizer");
   }
-  SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer_->Encode(text));
-  if (add_bos && tokenizer_->bos_id() >= 0) ids.insert(ids.begin(), tokenizer_->bos_id());
-  return ids;
+  return TokenizePrompt(*tokenizer_, text, add_bos);
 }
 
 at::Tensor Model::Embed(const at::Tensor& ids) const {

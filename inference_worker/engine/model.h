@@ -24,6 +24,9 @@ struct ModelOptions {
   std::string dtype = "auto";
 };
 
+// The compute dtype `name` (a ModelOptions::dtype) stands for on `device`.
+absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device);
+
 // Optional attention bookkeeping for retention: which queries count as the observation
 // window (prompt positions >= window_start_position).
 struct AttentionStatsRequest {

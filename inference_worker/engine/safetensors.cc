@@ -243,7 +243,8 @@ std::string SafetensorsDtypeName(at::ScalarType dtype) {
   return info == nullptr ? "" : info->name;
 }
 
-absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path) {
+absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path,
+                                              const TensorFilter& wanted) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoError("cannot open", path);
   struct stat info;
@@ -308,15 +309,17 @@ absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path) {
 
   TensorMap tensors;
   for (const HeaderEntry& entry : entries) {
+    if (wanted && !wanted(entry.name)) continue;
     SEMSHARE_ASSIGN_OR_RETURN(at::Tensor tensor, ReadEntry(fd.get(), path, data_start, entry));
     tensors.emplace(entry.name, std::move(tensor));
   }
   return tensors;
 }
 
-absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir) {
+absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir,
+                                                const TensorFilter& wanted) {
   const std::string single = JoinPath(dir, "model.safetensors");
-  if (FileExists(single)) return ReadSafetensorsFile(single);
+  if (FileExists(single)) return ReadSafetensorsFile(single, wanted);
 
   const std::string index_path = JoinPath(dir, "model.safetensors.index.json");
   if (!FileExists(index_path)) {
@@ -337,6 +340,7 @@ absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir) {
           absl::StrCat(index_path, ": weight_map entry for '", name, "' (", shard.Dump(),
                        ") is not the name of a file beside the index"));
     }
+    if (wanted && !wanted(name)) continue;
     names_by_shard[shard.string_value()].push_back(name);
   }
   for (const auto& [shard, names] : names_by_shard) {
@@ -350,7 +354,7 @@ absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir) {
   TensorMap tensors;
   for (const auto& [shard, names] : names_by_shard) {
     const std::string shard_path = JoinPath(dir, shard);
-    SEMSHARE_ASSIGN_OR_RETURN(TensorMap shard_tensors, ReadSafetensorsFile(shard_path));
+    SEMSHARE_ASSIGN_OR_RETURN(TensorMap shard_tensors, ReadSafetensorsFile(shard_path, wanted));
     for (const std::string& name : names) {
       if (shard_tensors.count(name) == 0) {
         return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": tensor '", name,

@@ -16,14 +16,20 @@ namespace semshare {
 
 using TensorMap = std::map<std::string, at::Tensor>;
 
+// Which tensors to read by name; empty = all. The others are never read (nor allocated), so
+// one tensor of a large checkpoint costs only its own bytes.
+using TensorFilter = std::function<bool(const std::string& name)>;
+
 // Reads one .safetensors file into CPU tensors of the stored dtype (BF16, F16, F32, F64, I64,
 // I32, I8, U8, BOOL). A truncated file, a header that points outside the data, overlapping
 // tensors or an unknown dtype is DataLoss/InvalidArgument naming the file and the tensor.
-absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path);
+absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path,
+                                              const TensorFilter& wanted = {});
 
 // Reads the weights of a checkpoint directory: model.safetensors, or the shards listed in
-// model.safetensors.index.json ("weight_map").
-absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir);
+// model.safetensors.index.json ("weight_map"; shards holding no wanted tensor are not opened).
+absl::StatusOr<TensorMap> ReadCheckpointTensors(const std::string& dir,
+                                                const TensorFilter& wanted = {});
 
 // Writes tensors (moved to CPU, made contiguous) as one .safetensors file, atomically.
 absl::Status WriteSafetensorsFile(const std::string& path, const TensorMap& tensors);

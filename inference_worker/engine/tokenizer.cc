@@ -8,6 +8,13 @@
 
 namespace semshare {
 
+absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const Tokenizer& tokenizer,
+                                                    absl::string_view text, bool add_bos) {
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text);
+  if (ids.ok() && add_bos && tokenizer.bos_id() >= 0) ids->insert(ids->begin(), tokenizer.bos_id());
+  return ids;
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir) {
   // tokenizer.model wins: Llama-2 style checkpoints ship both, and the SentencePiece model is
   // the original the tokenizer.json was converted from.

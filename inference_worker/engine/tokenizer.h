@@ -28,6 +28,11 @@ class Tokenizer {
   virtual int32_t eos_id() const = 0;  // -1 when the vocabulary has none
 };
 
+// Token ids of a prompt: `text` encoded, with the BOS in front when `add_bos` and the
+// vocabulary has one. The one prompt tokenization of the engine and the router.
+absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const Tokenizer& tokenizer,
+                                                    absl::string_view text, bool add_bos);
+
 // Loads DIR/tokenizer.model if present, else DIR/tokenizer.json. NotFound when neither is.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
 

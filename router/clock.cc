@@ -1,0 +1,20 @@
+#include "router/clock.h"
+
+#include "absl/time/clock.h"
+
+namespace semshare::router {
+namespace {
+
+class SystemClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+const Clock* RealClock() {
+  static const SystemClock* const clock = new SystemClock();
+  return clock;
+}
+
+}  // namespace semshare::router
