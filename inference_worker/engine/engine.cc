@@ -217,7 +217,6 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
                                              const Reference& reference,
                                              const ReuseOptions& options, PrefillOutcome* out) const {
   const int64_t n = static_cast<int64_t>(target.size());
-  const int64_t num_layers = model_->num_layers();
   const at::Device device = model_->device();
 
   auto stage = Clock::now();
@@ -247,8 +246,16 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
   out->cache = RearrangeKV(reference.kv, source, positions, model_->rope(), options.rerotate_keys);
   Sync(out->cache.layers.back().k());
   out->times.rearrange_ms = MillisSince(stage);
+  RecomputeRearranged(embeddings, mapping, options, out);
+  return true;
+}
 
-  stage = Clock::now();
+void Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
+                                 const ReuseOptions& options, PrefillOutcome* out) const {
+  const int64_t n = out->prompt_tokens;
+  const int64_t num_layers = model_->num_layers();
+  const at::Device device = model_->device();
+  const auto stage = Clock::now();
   out->method = "semshare";
   out->hit = true;
   out->unmatched_tokens = mapping.num_unmatched;
@@ -324,7 +331,53 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
   out->layer_budgets.clear();
   // Retention protects each layer's recompute set.
   ApplyRetention(options, recomputed, out);
-  return true;
+}
+
+absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t>& target,
+                                                       const TokenMapping& mapping, KVCache gathered,
+                                                       const ReuseOptions& options) const {
+  SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
+  const int64_t n = static_cast<int64_t>(target.size());
+  if (static_cast<int64_t>(mapping.source.size()) != n || static_cast<int64_t>(mapping.unmatched.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("mapping covers ", mapping.source.size(),
+                                                   " tokens, the prompt has ", n));
+  }
+  if (gathered.layers.size() != static_cast<size_t>(model_->num_layers())) {
+    return absl::InvalidArgumentError(absl::StrCat("gathered KV has ", gathered.layers.size(),
+                                                   " layers, the model ", model_->num_layers()));
+  }
+  const ModelConfig& c = model_->config();
+  for (const LayerKV& layer : gathered.layers) {
+    if (layer.size() != n || layer.k().size(0) != c.num_key_value_heads || layer.k().size(2) != c.head_dim ||
+        layer.v().sizes() != layer.k().sizes()) {
+      return absl::InvalidArgumentError(absl::StrCat("gathered KV layer of shape [", layer.k().size(0), ", ",
+                                                     layer.size(), ", ", layer.k().size(2),
+                                                     "] does not fit the model and prompt"));
+    }
+  }
+  PrefillOutcome out;
+  out.prompt_tokens = n;
+  out.similarity = mapping.similarity;
+  try {
+    auto stage = Clock::now();
+    const at::Tensor embeddings = model_->Embed(model_->IdsTensor(target));
+    out.times.encode_ms = MillisSince(stage);
+    stage = Clock::now();
+    // Rows are already in target order: the identity gather leaves them bit for bit, and the
+    // re-rotation reads each row's reference position from the gathered positions.
+    const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(model_->device()));
+    for (LayerKV& layer : gathered.layers) {
+      layer = LayerKV(layer.k().to(model_->device(), model_->dtype()), layer.v().to(model_->device(), model_->dtype()),
+                      layer.positions().to(model_->device(), at::kLong));
+    }
+    out.cache = RearrangeKV(gathered, positions, positions, model_->rope(), options.rerotate_keys);
+    Sync(out.cache.layers.back().k());
+    out.times.rearrange_ms = MillisSince(stage);
+    RecomputeRearranged(embeddings, mapping, options, &out);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
+  }
+  return out;
 }
 
 void Engine::ApplyRetention(const ReuseOptions& options,
@@ -358,9 +411,7 @@ void Engine::ApplyRetention(const ReuseOptions& options,
   out->times.retention_ms = MillisSince(start);
 }
 
-absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& target,
-                                               const Reference* reference,
-                                               const ReuseOptions& options) const {
+absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   const ModelConfig& c = model_->config();
   if (target.empty()) return absl::InvalidArgumentError("empty prompt");
@@ -373,6 +424,14 @@ absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& targe
     return absl::InvalidArgumentError(absl::StrCat("prompt of ", target.size(),
                                                    " tokens exceeds the model's sliding window of ", c.sliding_window));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& target,
+                                               const Reference* reference,
+                                               const ReuseOptions& options) const {
+  SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
+  const ModelConfig& c = model_->config();
   if (reference != nullptr && reference->kv.layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
     return absl::InvalidArgumentError(absl::StrCat("reference KV has ", reference->kv.layers.size(),
                                                    " layers, the model ", c.num_hidden_layers));
@@ -435,8 +494,26 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
                                                 const SamplingOptions& sampling) const {
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
   const auto start = Clock::now();
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, Prefill(target, reference, options));
+  return Decode(std::move(prefill), options, sampling, start);
+}
+
+absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_t>& target,
+                                                        const TokenMapping& mapping, KVCache gathered,
+                                                        const ReuseOptions& options,
+                                                        const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  const auto start = Clock::now();
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
+                            PrefillGathered(target, mapping, std::move(gathered), options));
+  return Decode(std::move(prefill), options, sampling, start);
+}
+
+absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, const ReuseOptions& options,
+                                              const SamplingOptions& sampling,
+                                              std::chrono::steady_clock::time_point start) const {
   GenerateResult result;
-  SEMSHARE_ASSIGN_OR_RETURN(result.prefill, Prefill(target, reference, options));
+  result.prefill = std::move(prefill_outcome);
   std::mt19937_64 rng(sampling.seed);
   PrefillOutcome& prefill = result.prefill;
   const int64_t n = prefill.prompt_tokens;

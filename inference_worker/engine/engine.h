@@ -1,6 +1,7 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -120,6 +121,21 @@ class Engine {
                                           const Reference* reference, const ReuseOptions& options,
                                           const SamplingOptions& sampling) const;
 
+  // A semshare hit from reference KV already gathered into target order, as a cache node's
+  // FetchKV streams it: row i of every layer is the reference token mapping.source[i], with
+  // its reference position as the layer's position. Re-rotates keys, recomputes and applies
+  // retention. Equals Prefill(target, &reference, options) for the reference and mapping that
+  // produced `gathered`, when that is a hit (the threshold and bypass are the caller's: none
+  // is applied here).
+  absl::StatusOr<PrefillOutcome> PrefillGathered(const std::vector<int32_t>& target,
+                                                 const TokenMapping& mapping, KVCache gathered,
+                                                 const ReuseOptions& options) const;
+  // PrefillGathered then decode, as Generate.
+  absl::StatusOr<GenerateResult> GenerateGathered(const std::vector<int32_t>& target,
+                                                  const TokenMapping& mapping, KVCache gathered,
+                                                  const ReuseOptions& options,
+                                                  const SamplingOptions& sampling) const;
+
   // Mean negative log-likelihood of `continuation` following the prompt, decoding from the
   // prefilled cache (with decode-time eviction when the retention options ask for it).
   absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill,
@@ -143,6 +159,13 @@ class Engine {
   // Returns false (and leaves `out` untouched) on a miss.
   absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target, const Reference& reference,
                                        const ReuseOptions& options, PrefillOutcome* out) const;
+  absl::Status ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const;
+  // Selective recompute over out->cache, already rearranged into target order.
+  void RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
+                           const ReuseOptions& options, PrefillOutcome* out) const;
+  absl::StatusOr<GenerateResult> Decode(PrefillOutcome prefill, const ReuseOptions& options,
+                                        const SamplingOptions& sampling,
+                                        std::chrono::steady_clock::time_point start) const;
   void ApplyRetention(const ReuseOptions& options, const std::vector<std::vector<uint8_t>>& protect,
                       PrefillOutcome* out) const;
   void EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const;

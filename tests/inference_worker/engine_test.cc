@@ -123,6 +123,61 @@ TEST(EngineTest, ParaphraseHitKeepsGreedyOutputClose) {
   EXPECT_EQ(hit.tokens.front(), expected.tokens.front());
 }
 
+// What a cache node's FetchKV streams: every layer's rows gathered by the mapping, each
+// carrying its reference position.
+KVCache GatherLikeACacheNode(const KVCache& reference, const TokenMapping& mapping) {
+  const at::Tensor source =
+      at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong);
+  KVCache gathered;
+  for (const LayerKV& layer : reference.layers) {
+    gathered.layers.emplace_back(layer.k().index_select(1, source).clone(),
+                                 layer.v().index_select(1, source).clone(), source.clone());
+  }
+  return gathered;
+}
+
+TEST(EngineTest, GatheredKvServesExactlyAsTheReference) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  ReuseOptions options = NoBypass();
+  const TokenCodes codes = engine->EncodeCodes(target, options.ecache).value();
+  const TokenMapping mapping = MapTokens(codes, reference.codes, options.mapping).value();
+  SamplingOptions sampling;
+  sampling.max_tokens = 12;
+  const GenerateResult want = engine->Generate(target, &reference, options, sampling).value();
+  ASSERT_TRUE(want.prefill.hit);
+  const GenerateResult got =
+      engine->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options, sampling)
+          .value();
+  EXPECT_TRUE(got.prefill.hit);
+  EXPECT_EQ(got.prefill.method, "semshare");
+  EXPECT_TRUE(at::equal(got.prefill.logits, want.prefill.logits));
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_DOUBLE_EQ(got.prefill.recompute_share, want.prefill.recompute_share);
+  EXPECT_EQ(got.prefill.layer_budgets, want.prefill.layer_budgets);
+}
+
+TEST(EngineTest, GatheredKvOfTheWrongShapeIsRefused) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  const ReuseOptions options = NoBypass();
+  const TokenMapping mapping =
+      MapTokens(engine->EncodeCodes(target, options.ecache).value(), reference.codes, options.mapping).value();
+  KVCache short_cache = GatherLikeACacheNode(reference.kv, mapping);
+  short_cache.layers.pop_back();
+  EXPECT_EQ(engine->PrefillGathered(target, mapping, std::move(short_cache), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<int32_t> longer(target.size() + 1, 5);
+  EXPECT_EQ(engine->PrefillGathered(longer, mapping, GatherLikeACacheNode(reference.kv, mapping), options)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EngineTest, UnrelatedPromptIsAMiss) {
   const Model& model = AustenModel();
   auto engine = Engine::Create(&model).value();

@@ -1,0 +1,95 @@
+// semshare-worker: runs the engine behind semshare.v1.Worker; pulls references' KV from the
+// shards on hits and stores new references on misses.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/cli.h"
+#include "common/cluster_auth.h"
+#include "inference_worker/engine/engine.h"
+#include "inference_worker/service/reference_source.h"
+#include "inference_worker/service/worker.h"
+#include "inference_worker/service/worker_service.h"
+#include "inference_worker/tools/reuse_flags.h"
+
+ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
+ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
+ABSL_FLAG(int32_t, max_concurrent, 1, "requests executing at once");
+ABSL_FLAG(int32_t, max_queue, 16, "requests waiting for a slot; past it RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, local_cache_bytes, int64_t{512} << 20, "bytes of references' KV held for repeat hits");
+ABSL_FLAG(int32_t, max_pending_stores, 16, "new references waiting to be stored; past it dropped");
+
+namespace semshare::worker {
+namespace {
+
+// Blocks SIGTERM and SIGINT in every thread (before any starts) so only sigwait sees them.
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int Run() {
+  const sigset_t signals = BlockShutdownSignals();
+  if (absl::GetFlag(FLAGS_listen).empty()) return Fail(absl::InvalidArgumentError("--listen is required"));
+  if (absl::GetFlag(FLAGS_cluster_token_file).empty()) {
+    return Fail(absl::InvalidArgumentError("--cluster-token-file is required"));
+  }
+  WorkerOptions options;
+  options.max_concurrent = absl::GetFlag(FLAGS_max_concurrent);
+  options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.local_cache_bytes = absl::GetFlag(FLAGS_local_cache_bytes);
+  options.max_pending_stores = absl::GetFlag(FLAGS_max_pending_stores);
+  if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
+  absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
+  if (!reuse.ok()) return Fail(reuse.status());
+  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
+  if (!token.ok()) return Fail(token.status());
+  WorkerServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  if (absl::Status s = server_options.Validate(); !s.ok()) return Fail(s);
+
+  absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
+  if (!model.ok()) return Fail(model.status());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
+  if (!engine.ok()) return Fail(engine.status());
+  CacheNodeReferenceSource source(*token, cache_node::CacheNodeClient::Options());
+  absl::StatusOr<std::unique_ptr<InferenceWorker>> worker =
+      InferenceWorker::Create(engine->get(), *reuse, &source, options);
+  if (!worker.ok()) return Fail(worker.status());
+  absl::StatusOr<std::unique_ptr<WorkerServer>> server =
+      WorkerServer::Start(worker->get(), *std::move(token), server_options);
+  if (!server.ok()) return Fail(server.status());
+
+  std::printf("semshare-worker ready: listen=%s port=%d fingerprint=%s max_concurrent=%d max_queue=%d\n",
+              (*server)->address().c_str(), (*server)->port(),
+              (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::printf("semshare-worker: signal %d, shutting down\n", signal_number);
+  std::fflush(stdout);
+  (*server)->Shutdown();
+  worker->reset();  // finishes the stores already queued
+  std::printf("semshare-worker: stopped\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace semshare::worker
+
+int main(int argc, char** argv) {
+  semshare::ParseToolFlags(argc, argv,
+                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda --cluster-token-file F "
+                           "[--max-concurrent N] [--max-queue N] [--local-cache-bytes N]");
+  return semshare::worker::Run();
+}

@@ -1,0 +1,415 @@
+#include "inference_worker/service/worker.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "inference_worker/engine/engine.h"
+
+namespace semshare::worker {
+
+// Rows of a reference's KV the worker holds, in ascending reference position; each layer's
+// positions are those reference positions.
+struct HeldReference {
+  std::string reference_id;
+  std::vector<int32_t> positions;
+  KVCache kv;
+  int64_t bytes = 0;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MillisSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::string HeldKey(const std::string& tenant, const std::string& fingerprint, const std::string& id) {
+  return absl::StrCat(tenant, std::string(1, '\0'), fingerprint, std::string(1, '\0'), id);
+}
+
+absl::StatusOr<at::ScalarType> ScalarTypeOf(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return at::kFloat;
+    case DType::kFloat16: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+  }
+  return absl::InvalidArgumentError("unknown KV dtype");
+}
+
+absl::StatusOr<DType> DTypeOf(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return DType::kFloat32;
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    default: return absl::InvalidArgumentError(absl::StrCat("no KV dtype for ", at::toString(type)));
+  }
+}
+
+absl::StatusOr<at::Tensor> TensorFromBlob(const TensorBlob& blob) {
+  SEMSHARE_ASSIGN_OR_RETURN(at::ScalarType type, ScalarTypeOf(blob.dtype));
+  int64_t numel = 1;
+  for (int64_t d : blob.shape) numel *= d;
+  if (blob.shape.size() != 3 || numel * static_cast<int64_t>(at::elementSize(type)) !=
+                                    static_cast<int64_t>(blob.data.size())) {
+    return absl::InvalidArgumentError("fetched KV blob has a bad shape or size");
+  }
+  at::Tensor t = at::empty(blob.shape, at::TensorOptions().dtype(type));
+  std::memcpy(t.data_ptr(), blob.data.data(), blob.data.size());
+  return t;
+}
+
+absl::StatusOr<TensorBlob> BlobFromTensor(const at::Tensor& tensor) {
+  TensorBlob blob;
+  SEMSHARE_ASSIGN_OR_RETURN(blob.dtype, DTypeOf(tensor.scalar_type()));
+  const at::Tensor t = tensor.to(at::kCPU).contiguous();
+  blob.shape.assign(t.sizes().begin(), t.sizes().end());
+  blob.data.assign(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  return blob;
+}
+
+// The distinct reference positions among `row_positions`, each row's KV once.
+std::shared_ptr<const HeldReference> HoldRows(const std::string& reference_id, const KVCache& rows,
+                                              const std::vector<int32_t>& row_positions) {
+  std::map<int32_t, int64_t> first_row;
+  for (size_t r = 0; r < row_positions.size(); ++r) first_row.emplace(row_positions[r], static_cast<int64_t>(r));
+  auto held = std::make_shared<HeldReference>();
+  held->reference_id = reference_id;
+  std::vector<int64_t> index;
+  std::vector<int64_t> positions;
+  for (const auto& [position, row] : first_row) {
+    held->positions.push_back(position);
+    positions.push_back(position);
+    index.push_back(row);
+  }
+  const at::Tensor index_tensor = at::tensor(index, at::kLong);
+  const at::Tensor position_tensor = at::tensor(positions, at::kLong);
+  for (const LayerKV& layer : rows.layers) {
+    const at::Device device = layer.k().device();
+    held->kv.layers.emplace_back(layer.k().index_select(1, index_tensor.to(device)),
+                                 layer.v().index_select(1, index_tensor.to(device)), position_tensor.to(device));
+    held->bytes += static_cast<int64_t>(held->kv.layers.back().k().nbytes() + held->kv.layers.back().v().nbytes());
+  }
+  return held;
+}
+
+// `held` extended by the rows of `rows`.
+std::shared_ptr<const HeldReference> MergeRows(const HeldReference* held, const std::string& reference_id,
+                                               const KVCache& rows, const std::vector<int32_t>& row_positions) {
+  if (held == nullptr) return HoldRows(reference_id, rows, row_positions);
+  KVCache both;
+  for (size_t l = 0; l < rows.layers.size(); ++l) {
+    const LayerKV& a = held->kv.layers[l];
+    const LayerKV& b = rows.layers[l];
+    both.layers.emplace_back(at::cat({a.k(), b.k()}, 1), at::cat({a.v(), b.v()}, 1),
+                             at::cat({a.positions(), b.positions()}, 0));
+  }
+  std::vector<int32_t> positions = held->positions;
+  positions.insert(positions.end(), row_positions.begin(), row_positions.end());
+  return HoldRows(reference_id, both, positions);
+}
+
+// Rows of `held` in target order (row i = reference token source[i]), or nullopt when it does
+// not hold every one.
+std::optional<KVCache> GatherHeld(const HeldReference& held, const std::vector<int32_t>& source) {
+  std::vector<int64_t> index;
+  index.reserve(source.size());
+  for (int32_t s : source) {
+    auto it = std::lower_bound(held.positions.begin(), held.positions.end(), s);
+    if (it == held.positions.end() || *it != s) return std::nullopt;
+    index.push_back(it - held.positions.begin());
+  }
+  const at::Tensor index_tensor = at::tensor(index, at::kLong);
+  const at::Tensor positions = at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
+  KVCache gathered;
+  for (const LayerKV& layer : held.kv.layers) {
+    const at::Device device = layer.k().device();
+    gathered.layers.emplace_back(layer.k().index_select(1, index_tensor.to(device)),
+                                 layer.v().index_select(1, index_tensor.to(device)), positions.to(device));
+  }
+  return gathered;
+}
+
+// FetchKV's layers as engine KV in target order; checks they fit the model and the prompt.
+absl::StatusOr<KVCache> FetchGathered(ReferenceSource* source, const cache_node::ReferenceScope& scope,
+                                      const ReuseSource& reuse, const ModelConfig& config,
+                                      std::vector<int32_t>* row_positions) {
+  const int64_t n = static_cast<int64_t>(reuse.mapping.source.size());
+  std::vector<std::optional<LayerKV>> layers(static_cast<size_t>(config.num_hidden_layers));
+  absl::Status fetched = source->FetchKV(
+      reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
+      [&](cache_node::FetchedLayer layer) -> absl::Status {
+        if (layer.layer < 0 || layer.layer >= config.num_hidden_layers || layers[layer.layer].has_value()) {
+          return absl::InvalidArgumentError(absl::StrCat("unexpected layer ", layer.layer));
+        }
+        if (static_cast<int64_t>(layer.target_tokens.size()) != n ||
+            static_cast<int64_t>(layer.source_positions.size()) != n) {
+          return absl::InvalidArgumentError("fetched layer does not cover every target token");
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          if (layer.target_tokens[i] != i) return absl::InvalidArgumentError("fetched rows out of order");
+        }
+        SEMSHARE_ASSIGN_OR_RETURN(at::Tensor k, TensorFromBlob(layer.kv.key));
+        SEMSHARE_ASSIGN_OR_RETURN(at::Tensor v, TensorFromBlob(layer.kv.value));
+        if (k.size(0) != config.num_key_value_heads || k.size(1) != n || k.size(2) != config.head_dim ||
+            !k.sizes().equals(v.sizes())) {
+          return absl::InvalidArgumentError("fetched KV does not fit the model");
+        }
+        if (layer.layer == 0) *row_positions = layer.source_positions;
+        const at::Tensor positions =
+            at::tensor(std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()), at::kLong);
+        layers[layer.layer].emplace(std::move(k), std::move(v), positions);
+        return absl::OkStatus();
+      });
+  SEMSHARE_RETURN_IF_ERROR(fetched);
+  KVCache cache;
+  for (auto& layer : layers) {
+    if (!layer.has_value()) return absl::DataLossError("the fetch ended before every layer arrived");
+    cache.layers.push_back(std::move(*layer));
+  }
+  return cache;
+}
+
+}  // namespace
+
+absl::Status WorkerOptions::Validate() const {
+  if (max_concurrent < 1) return absl::InvalidArgumentError("max concurrent requests must be >= 1");
+  if (max_queue < 0) return absl::InvalidArgumentError("max queued requests must be >= 0");
+  if (local_cache_bytes < 0) return absl::InvalidArgumentError("local cache bytes must be >= 0");
+  if (max_pending_stores < 0) return absl::InvalidArgumentError("max pending stores must be >= 0");
+  return absl::OkStatus();
+}
+
+InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
+                                 const WorkerOptions& options)
+    : engine_(engine),
+      reuse_(std::make_unique<const ReuseOptions>(reuse)),
+      source_(source),
+      options_(options),
+      fingerprint_(engine->model().fingerprint()),
+      held_(options.local_cache_bytes) {
+  store_thread_ = std::thread([this] { StoreLoop(); });
+}
+
+absl::StatusOr<std::unique_ptr<InferenceWorker>> InferenceWorker::Create(const Engine* engine,
+                                                                         const ReuseOptions& reuse,
+                                                                         ReferenceSource* source,
+                                                                         const WorkerOptions& options) {
+  if (engine == nullptr || source == nullptr) return absl::InvalidArgumentError("worker needs an engine and a source");
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  SEMSHARE_RETURN_IF_ERROR(reuse.Validate());
+  if (reuse.method != ReuseMethod::kSemShare) {
+    return absl::InvalidArgumentError("the worker serves the semshare method only");
+  }
+  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options));
+}
+
+InferenceWorker::~InferenceWorker() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+  }
+  store_thread_.join();
+}
+
+absl::Status InferenceWorker::Admit() {
+  absl::MutexLock lock(&mutex_);
+  if (queued_ == 0 && HasFreeSlot()) {
+    ++active_;
+    return absl::OkStatus();
+  }
+  if (queued_ >= options_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat("worker busy: ", active_, " running, ", queued_,
+                                                     " queued (max ", options_.max_queue, ")"));
+  }
+  ++queued_;
+  mutex_.Await(absl::Condition(this, &InferenceWorker::HasFreeSlot));
+  --queued_;
+  ++active_;
+  return absl::OkStatus();
+}
+
+void InferenceWorker::Release() {
+  absl::MutexLock lock(&mutex_);
+  --active_;
+}
+
+absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& request) {
+  SEMSHARE_RETURN_IF_ERROR(Admit());
+  absl::StatusOr<WorkerReply> reply = Serve(request);
+  Release();
+  return reply;
+}
+
+absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request) {
+  const auto start = Clock::now();
+  if (request.tenant.empty()) return absl::InvalidArgumentError("request has no tenant");
+  SamplingOptions sampling;
+  sampling.max_tokens = request.sampling.max_tokens;
+  sampling.temperature = request.sampling.temperature;
+  sampling.top_p = request.sampling.top_p;
+  sampling.seed = request.sampling.seed;
+  for (int64_t eos : engine_->model().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+
+  WorkerReply reply;
+  std::optional<GenerateResult> result;
+  if (request.reuse.has_value()) {
+    const ReuseSource& reuse = *request.reuse;
+    const double threshold =
+        request.similarity_threshold > 0 ? request.similarity_threshold : reuse_->similarity_threshold;
+    const cache_node::ReferenceScope scope{request.tenant, request.model_fingerprint};
+    const std::string key = HeldKey(request.tenant, request.model_fingerprint, reuse.reference_id);
+    if (request.model_fingerprint != fingerprint_) {
+      reply.miss_reason = "the reference was made by another model";
+    } else if (reuse.mapping.source.size() != request.prompt.size()) {
+      reply.miss_reason = "the mapping does not cover the prompt";
+    } else if (reuse.mapping.similarity < threshold) {
+      reply.miss_reason = "similarity below the threshold";
+    } else {
+      const auto fetch_start = Clock::now();
+      std::shared_ptr<const HeldReference> held;
+      {
+        absl::MutexLock lock(&mutex_);
+        held = held_.Get(key).value_or(nullptr);
+      }
+      std::optional<KVCache> gathered;
+      if (held != nullptr) gathered = GatherHeld(*held, reuse.mapping.source);
+      reply.local_hit = gathered.has_value();
+      if (!gathered.has_value()) {
+        std::vector<int32_t> row_positions;
+        absl::StatusOr<KVCache> fetched =
+            FetchGathered(source_, scope, reuse, engine_->model().config(), &row_positions);
+        if (fetched.ok()) {
+          std::shared_ptr<const HeldReference> merged =
+              MergeRows(held.get(), reuse.reference_id, *fetched, row_positions);
+          absl::MutexLock lock(&mutex_);
+          held_.Put(key, merged, merged->bytes);
+          gathered = *std::move(fetched);
+        } else {
+          reply.miss_reason = absl::StrCat("fetch failed: ", fetched.status().ToString());
+        }
+      }
+      reply.fetch_ms = MillisSince(fetch_start);
+      if (gathered.has_value()) {
+        absl::StatusOr<GenerateResult> hit =
+            engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
+        if (hit.ok()) {
+          result = *std::move(hit);
+          reply.cache_hit = true;
+          reply.reference_id = reuse.reference_id;
+          reply.shard = reuse.shard;
+          reply.similarity = reuse.mapping.similarity;
+        } else {
+          reply.local_hit = false;
+          reply.miss_reason = absl::StrCat("reuse failed: ", hit.status().ToString());
+        }
+      }
+    }
+  }
+  if (!result.has_value()) {
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult miss, engine_->Generate(request.prompt, nullptr, *reuse_, sampling));
+    result = std::move(miss);
+    if (request.store.has_value()) {
+      reply.reference_id = request.store->reference_id;
+      reply.shard = request.store->shard;
+      absl::MutexLock lock(&mutex_);
+      if (static_cast<int32_t>(stores_.size()) < options_.max_pending_stores) {
+        stores_.push_back(PendingStore{request.tenant, request.prompt, *request.store});
+      } else {
+        ++stores_dropped_;
+      }
+    }
+  }
+  const PrefillOutcome& prefill = result->prefill;
+  reply.tokens = result->tokens;
+  if (const Tokenizer* tokenizer = engine_->model().tokenizer(); tokenizer != nullptr) {
+    reply.text = tokenizer->Decode(reply.tokens);
+  }
+  reply.recompute_share = prefill.recompute_share;
+  reply.kv_kept_share = prefill.kv_kept_share;
+  reply.prompt_tokens = prefill.prompt_tokens;
+  reply.recompute_ms =
+      prefill.times.encode_ms + prefill.times.rearrange_ms + prefill.times.prefill_ms + prefill.times.retention_ms;
+  reply.decode_ms = prefill.times.decode_ms;
+  reply.ttft_ms = reply.fetch_ms + result->ttft_ms;
+  reply.latency_ms = MillisSince(start);
+  return reply;
+}
+
+void InferenceWorker::StoreLoop() {
+  while (true) {
+    PendingStore store;
+    {
+      absl::MutexLock lock(&mutex_);
+      mutex_.Await(absl::Condition(this, &InferenceWorker::HasStoreWork));
+      if (stores_.empty()) return;  // stopping, and nothing left
+      store = std::move(stores_.front());
+      stores_.pop_front();
+      storing_ = true;
+    }
+    const absl::Status stored = Store(store);
+    if (!stored.ok()) {
+      std::fprintf(stderr, "semshare-worker: storing reference %s on %s failed: %s\n",
+                   store.target.reference_id.c_str(), store.target.shard.c_str(), stored.ToString().c_str());
+    }
+    absl::MutexLock lock(&mutex_);
+    storing_ = false;
+    ++(stored.ok() ? stores_done_ : stores_failed_);
+  }
+}
+
+absl::Status InferenceWorker::Store(const PendingStore& store) {
+  SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine_->BuildReference(store.prompt, reuse_->ecache));
+  cache_node::NewReference new_reference;
+  new_reference.reference_id = store.target.reference_id;
+  new_reference.token_ids = reference.ids;
+  new_reference.codes = reference.codes;
+  const at::Tensor sketch = reference.sketch.to(at::kCPU, at::kFloat).contiguous();
+  new_reference.sketch.assign(sketch.data_ptr<float>(), sketch.data_ptr<float>() + sketch.numel());
+  for (const LayerKV& layer : reference.kv.layers) {
+    cache_node::LayerKV blobs;
+    SEMSHARE_ASSIGN_OR_RETURN(blobs.key, BlobFromTensor(layer.k()));
+    SEMSHARE_ASSIGN_OR_RETURN(blobs.value, BlobFromTensor(layer.v()));
+    new_reference.layers.push_back(std::move(blobs));
+  }
+  SEMSHARE_RETURN_IF_ERROR(
+      source_->Put(store.target.shard, {store.tenant, fingerprint_}, std::move(new_reference)));
+  // The worker that made a reference holds all of it: a repeat hit here needs no transfer.
+  std::vector<int32_t> positions(reference.ids.size());
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int32_t>(i);
+  std::shared_ptr<const HeldReference> held = HoldRows(store.target.reference_id, reference.kv, positions);
+  absl::MutexLock lock(&mutex_);
+  held_.Put(HeldKey(store.tenant, fingerprint_, store.target.reference_id), held, held->bytes);
+  return absl::OkStatus();
+}
+
+void InferenceWorker::WaitForStores() {
+  absl::MutexLock lock(&mutex_);
+  mutex_.Await(absl::Condition(this, &InferenceWorker::StoresIdle));
+}
+
+WorkerLoad InferenceWorker::Load() const {
+  WorkerLoad load;
+  load.model_fingerprint = fingerprint_;
+  load.max_concurrency = options_.max_concurrent;
+  absl::MutexLock lock(&mutex_);
+  load.active_requests = active_;
+  load.queued_requests = queued_;
+  for (const std::string& key : held_.Keys()) load.cached_reference_ids.push_back(key.substr(key.rfind('\0') + 1));
+  load.cached_bytes = held_.bytes();
+  load.stores_done = stores_done_;
+  load.stores_failed = stores_failed_;
+  load.stores_dropped = stores_dropped_;
+  return load;
+}
+
+}  // namespace semshare::worker

@@ -1,0 +1,169 @@
+#ifndef SEMSHARE_INFERENCE_WORKER_SERVICE_WORKER_H_
+#define SEMSHARE_INFERENCE_WORKER_SERVICE_WORKER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/token_mapping.h"
+#include "inference_worker/service/byte_lru.h"
+#include "inference_worker/service/reference_source.h"
+
+// The inference worker's domain layer (DESIGN.md, "The cluster"): serves one generate request
+// at a time per slot with the engine, reusing a reference's KV fetched from a shard. No gRPC
+// and no libtorch types here.
+namespace semshare {
+class Engine;
+struct ReuseOptions;
+}  // namespace semshare
+
+namespace semshare::worker {
+
+struct WorkerOptions {
+  int32_t max_concurrent = 1;  // requests executing at once
+  int32_t max_queue = 16;      // requests waiting for a slot; past it: ResourceExhausted
+  int64_t local_cache_bytes = int64_t{512} << 20;  // references' KV held for repeat hits
+  int32_t max_pending_stores = 16;  // new references waiting to be stored; past it: dropped
+
+  absl::Status Validate() const;
+};
+
+// The reference a hit reuses, as the router found it.
+struct ReuseSource {
+  std::string shard;
+  std::string reference_id;
+  TokenMapping mapping;  // target token i reuses reference token mapping.source[i]
+};
+
+// Where a miss stores its prompt as a new reference.
+struct StoreTarget {
+  std::string shard;
+  std::string reference_id;
+};
+
+struct Sampling {
+  int32_t max_tokens = 64;
+  double temperature = 0;  // 0: greedy
+  double top_p = 1.0;
+  uint64_t seed = 0;
+};
+
+struct WorkerRequest {
+  std::string tenant;             // from authenticated call metadata, never from the message
+  std::string model_fingerprint;  // of the reference's KV; must be the worker's model's
+  std::vector<int32_t> prompt;
+  Sampling sampling;
+  std::optional<ReuseSource> reuse;   // absent: a miss
+  std::optional<StoreTarget> store;   // absent: nothing stored
+  double similarity_threshold = 0;    // 0: the worker's default
+};
+
+struct WorkerReply {
+  std::vector<int32_t> tokens;
+  std::string text;  // empty when the model has no tokenizer
+  bool cache_hit = false;
+  bool local_hit = false;  // the reference's KV came from the local cache: no transfer
+  std::string reference_id;  // reused (hit) or stored (miss with a store target)
+  std::string shard;
+  std::string miss_reason;  // why a named reference was not reused
+  double similarity = 0;
+  double recompute_share = 1;
+  double kv_kept_share = 1;
+  double ttft_ms = 0;
+  double latency_ms = 0;
+  int64_t prompt_tokens = 0;
+  double fetch_ms = 0;
+  double recompute_ms = 0;  // prefill or selective recompute, rearrangement and retention
+  double decode_ms = 0;
+};
+
+struct WorkerLoad {
+  std::string model_fingerprint;
+  int32_t active_requests = 0;
+  int32_t queued_requests = 0;
+  int32_t max_concurrency = 0;
+  std::vector<std::string> cached_reference_ids;  // most recently used first
+  int64_t cached_bytes = 0;
+  int64_t stores_done = 0;
+  int64_t stores_failed = 0;
+  int64_t stores_dropped = 0;  // the store queue was full
+};
+
+struct HeldReference;  // a reference's KV rows held locally (worker.cc)
+
+// Thread-safe. Misses store their prompt as a new reference on a background thread, after the
+// reply; the fetch of layer l+1 is not yet overlapped with the recompute of layer l.
+class InferenceWorker {
+ public:
+  // `engine` and `source` must outlive the worker.
+  static absl::StatusOr<std::unique_ptr<InferenceWorker>> Create(const Engine* engine,
+                                                                 const ReuseOptions& reuse,
+                                                                 ReferenceSource* source,
+                                                                 const WorkerOptions& options);
+  // Finishes the stores already queued.
+  ~InferenceWorker();
+
+  // Waits for a slot (ResourceExhausted at once when the queue is full). A reference that
+  // cannot be reused (another model, below the threshold, not found, a broken transfer) makes
+  // the request a miss, never a failure.
+  absl::StatusOr<WorkerReply> Generate(const WorkerRequest& request);
+
+  WorkerLoad Load() const;
+  // Blocks until every queued store has been attempted.
+  void WaitForStores();
+  const std::string& model_fingerprint() const { return fingerprint_; }
+
+ private:
+  struct PendingStore {
+    std::string tenant;
+    std::vector<int32_t> prompt;
+    StoreTarget target;
+  };
+
+  InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
+                  const WorkerOptions& options);
+  absl::Status Admit();
+  void Release();
+  bool HasFreeSlot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return active_ < options_.max_concurrent;
+  }
+  bool HasStoreWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return stopping_ || !stores_.empty();
+  }
+  bool StoresIdle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return stores_.empty() && !storing_;
+  }
+  absl::StatusOr<WorkerReply> Serve(const WorkerRequest& request);
+  void StoreLoop();
+  absl::Status Store(const PendingStore& store);
+
+  const Engine* engine_;
+  const std::unique_ptr<const ReuseOptions> reuse_;
+  ReferenceSource* source_;
+  const WorkerOptions options_;
+  const std::string fingerprint_;
+
+  mutable absl::Mutex mutex_;
+  int32_t active_ ABSL_GUARDED_BY(mutex_) = 0;
+  int32_t queued_ ABSL_GUARDED_BY(mutex_) = 0;
+  ByteLru<std::shared_ptr<const HeldReference>> held_ ABSL_GUARDED_BY(mutex_);
+  std::deque<PendingStore> stores_ ABSL_GUARDED_BY(mutex_);
+  bool storing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  int64_t stores_done_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t stores_failed_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t stores_dropped_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::thread store_thread_;
+};
+
+}  // namespace semshare::worker
+
+#endif  // SEMSHARE_INFERENCE_WORKER_SERVICE_WORKER_H_

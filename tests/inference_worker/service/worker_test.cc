@@ -1,0 +1,198 @@
+#include "inference_worker/service/worker.h"
+
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "inference_worker/service/byte_lru.h"
+#include "tests/inference_worker/service/worker_fixture.h"
+
+namespace semshare::worker {
+namespace {
+
+TEST(ByteLruTest, EvictsLeastRecentlyUsedPastTheBudget) {
+  ByteLru<std::string> lru(10);
+  lru.Put("a", "A", 4);
+  lru.Put("b", "B", 4);
+  ASSERT_TRUE(lru.Get("a").has_value());  // a is now most recent
+  lru.Put("c", "C", 4);                   // evicts b
+  EXPECT_FALSE(lru.Get("b").has_value());
+  EXPECT_EQ(lru.Keys(), (std::vector<std::string>{"c", "a"}));
+  EXPECT_EQ(lru.bytes(), 8);
+  lru.Put("huge", "H", 11);  // larger than the budget: not kept, nothing evicted
+  EXPECT_EQ(lru.size(), 2u);
+  lru.Put("a", "A2", 2);  // replaces
+  EXPECT_EQ(lru.bytes(), 6);
+  EXPECT_EQ(*lru.Get("a"), "A2");
+}
+
+// An in-memory shard: gathers like a cache node, counts calls.
+class FakeSource : public ReferenceSource {
+ public:
+  absl::Status FetchKV(const std::string& shard, const cache_node::ReferenceScope& scope,
+                       const std::string& reference_id, absl::Span<const int32_t> source,
+                       const std::function<absl::Status(cache_node::FetchedLayer)>& sink) override {
+    ++fetches;
+    auto it = references.find(reference_id);
+    if (it == references.end() || scope.model_fingerprint != it->second.first) {
+      return absl::NotFoundError("no such reference");
+    }
+    const at::Tensor index = at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
+    const KVCache& kv = it->second.second.kv;
+    for (size_t l = 0; l < kv.layers.size(); ++l) {
+      cache_node::FetchedLayer layer;
+      layer.layer = static_cast<int32_t>(l);
+      for (size_t i = 0; i < source.size(); ++i) {
+        layer.target_tokens.push_back(static_cast<int32_t>(i));
+        layer.source_positions.push_back(source[i]);
+      }
+      for (auto [tensor, blob] : {std::pair{kv.layers[l].k(), &layer.kv.key}, std::pair{kv.layers[l].v(), &layer.kv.value}}) {
+        const at::Tensor g = tensor.index_select(1, index).contiguous();
+        blob->shape.assign(g.sizes().begin(), g.sizes().end());
+        blob->data.assign(static_cast<const char*>(g.data_ptr()), g.nbytes());
+      }
+      if (absl::Status s = sink(std::move(layer)); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Put(const std::string& shard, const cache_node::ReferenceScope& scope,
+                   cache_node::NewReference reference) override {
+    puts.push_back({shard, scope.tenant, reference.reference_id});
+    put_layers = reference.layers.size();
+    return absl::OkStatus();
+  }
+
+  std::map<std::string, std::pair<std::string, Reference>> references;  // id -> (fingerprint, reference)
+  int fetches = 0;
+  std::vector<std::vector<std::string>> puts;
+  size_t put_layers = 0;
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine_ = Engine::Create(&AustenModel()).value();
+    std::tie(reference_ids_, target_) = FirstPair();
+    source_.references["ref-1"] = {AustenModel().fingerprint(), engine_->BuildReference(reference_ids_).value()};
+    const Reference& reference = source_.references["ref-1"].second;
+    mapping_ = MapTokens(engine_->EncodeCodes(target_, WorkerReuse().ecache).value(), reference.codes,
+                         WorkerReuse().mapping)
+                   .value();
+  }
+
+  WorkerRequest HitRequest() const {
+    WorkerRequest request;
+    request.tenant = "tenant-a";
+    request.model_fingerprint = AustenModel().fingerprint();
+    request.prompt = target_;
+    request.sampling.max_tokens = 8;
+    request.reuse = ReuseSource{"shard-1", "ref-1", mapping_};
+    return request;
+  }
+
+  std::vector<int32_t> Expected(const Reference* reference) const {
+    SamplingOptions sampling;
+    sampling.max_tokens = 8;
+    for (int64_t eos : AustenModel().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    return engine_->Generate(target_, reference, WorkerReuse(), sampling).value().tokens;
+  }
+
+  std::unique_ptr<Engine> engine_;
+  FakeSource source_;
+  std::vector<int32_t> reference_ids_;
+  std::vector<int32_t> target_;
+  TokenMapping mapping_;
+};
+
+TEST_F(WorkerTest, HitEqualsTheEnginesSemshareOutputAndRepeatsLocally) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  const WorkerReply first = worker->Generate(HitRequest()).value();
+  EXPECT_TRUE(first.cache_hit) << first.miss_reason;
+  EXPECT_FALSE(first.local_hit);
+  EXPECT_EQ(first.tokens, Expected(&source_.references["ref-1"].second));
+  EXPECT_LT(first.recompute_share, 1.0);
+  EXPECT_EQ(source_.fetches, 1);
+
+  const WorkerReply second = worker->Generate(HitRequest()).value();
+  EXPECT_TRUE(second.cache_hit);
+  EXPECT_TRUE(second.local_hit);
+  EXPECT_EQ(second.tokens, first.tokens);
+  EXPECT_EQ(source_.fetches, 1);  // no transfer
+  EXPECT_EQ(worker->Load().cached_reference_ids, std::vector<std::string>{"ref-1"});
+
+  WorkerRequest other_tenant = HitRequest();
+  other_tenant.tenant = "tenant-b";  // holds nothing for tenant-b: fetches (the shard decides)
+  (void)worker->Generate(other_tenant).value();
+  EXPECT_EQ(source_.fetches, 2);
+}
+
+TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  WorkerRequest request = HitRequest();
+  request.model_fingerprint = "another-model";
+  const WorkerReply reply = worker->Generate(request).value();
+  EXPECT_FALSE(reply.cache_hit);
+  EXPECT_FALSE(reply.miss_reason.empty());
+  EXPECT_EQ(source_.fetches, 0);
+  EXPECT_EQ(reply.tokens, Expected(nullptr));
+}
+
+TEST_F(WorkerTest, UnknownReferenceOrLowSimilarityIsAMiss) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  WorkerRequest unknown = HitRequest();
+  unknown.reuse->reference_id = "gone";
+  const WorkerReply a = worker->Generate(unknown).value();
+  EXPECT_FALSE(a.cache_hit);
+  EXPECT_EQ(a.tokens, Expected(nullptr));
+  WorkerRequest strict = HitRequest();
+  strict.similarity_threshold = 0.9999;
+  const WorkerReply b = worker->Generate(strict).value();
+  EXPECT_FALSE(b.cache_hit);
+  EXPECT_EQ(source_.fetches, 1);  // only the unknown one was tried
+}
+
+TEST_F(WorkerTest, MissStoresThePromptAfterReplying) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  WorkerRequest request = HitRequest();
+  request.reuse.reset();
+  request.store = StoreTarget{"shard-2", "new-ref"};
+  const WorkerReply reply = worker->Generate(request).value();
+  EXPECT_FALSE(reply.cache_hit);
+  EXPECT_EQ(reply.reference_id, "new-ref");
+  worker->WaitForStores();
+  ASSERT_EQ(source_.puts.size(), 1u);
+  EXPECT_EQ(source_.puts[0], (std::vector<std::string>{"shard-2", "tenant-a", "new-ref"}));
+  EXPECT_EQ(source_.put_layers, static_cast<size_t>(AustenModel().num_layers()));
+  EXPECT_EQ(worker->Load().stores_done, 1);
+  EXPECT_EQ(worker->Load().cached_reference_ids, std::vector<std::string>{"new-ref"});
+}
+
+TEST_F(WorkerTest, PastTheQueueIsResourceExhausted) {
+  GatedSource gated(&source_);
+  WorkerOptions options;
+  options.max_concurrent = 1;
+  options.max_queue = 0;
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &gated, options).value();
+  std::thread running([&] { EXPECT_TRUE(worker->Generate(HitRequest()).ok()); });
+  gated.WaitUntilEntered();
+  EXPECT_EQ(worker->Load().active_requests, 1);
+  EXPECT_EQ(worker->Generate(HitRequest()).status().code(), absl::StatusCode::kResourceExhausted);
+  gated.Release();
+  running.join();
+  EXPECT_TRUE(worker->Generate(HitRequest()).ok());
+}
+
+TEST(WorkerOptionsTest, BadOptionsAreRefused) {
+  WorkerOptions options;
+  options.max_concurrent = 0;
+  EXPECT_FALSE(options.Validate().ok());
+  options = WorkerOptions{};
+  options.max_queue = -1;
+  EXPECT_FALSE(options.Validate().ok());
+}
+
+}  // namespace
+}  // namespace semshare::worker
