@@ -155,7 +155,7 @@ absl::StatusOr<GenerateResult> SemshareClient::Generate(const std::string& promp
   }
   const absl::Status finished = FromGrpcStatus(reader->Finish());
   if (!failure.ok()) return failure;
-  SEMSHARE_RETURN_IF_ERROR(finished);
+  if (!finished.ok()) return finished;
   if (!have_stats) return absl::InternalError("router ended the generate stream without stats");
   return result;
 }
