@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <thread>
 
 #include "common/file_util.h"
@@ -29,17 +30,23 @@ struct ProcessResult {
   std::string err;
 };
 
-std::string ReadAllFrom(int fd) {
+// Reads until end of file, calling `on_read` with all text so far after each read.
+std::string ReadAllFrom(int fd, const std::function<void(const std::string&)>& on_read = nullptr) {
   std::string text;
   char buffer[4096];
   ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(n));
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+    text.append(buffer, static_cast<size_t>(n));
+    if (on_read) on_read(text);
+  }
   close(fd);
   return text;
 }
 
-// Runs build/bin/semshare with `args` and collects its exit code, stdout and stderr.
-ProcessResult RunSemshare(std::vector<std::string> args) {
+// Runs build/bin/semshare with `args` and collects its exit code, stdout and stderr;
+// `on_stdout` sees stdout as it arrives.
+ProcessResult RunSemshare(std::vector<std::string> args,
+                          const std::function<void(const std::string&)>& on_stdout = nullptr) {
   int out_pipe[2];
   int err_pipe[2];
   EXPECT_EQ(pipe(out_pipe), 0);
@@ -64,7 +71,7 @@ ProcessResult RunSemshare(std::vector<std::string> args) {
   ProcessResult result;
   // Both pipes drain at once so neither can fill up and stall the child.
   std::thread err_reader([&] { result.err = ReadAllFrom(err_pipe[0]); });
-  result.out = ReadAllFrom(out_pipe[0]);
+  result.out = ReadAllFrom(out_pipe[0], on_stdout);
   err_reader.join();
   int status = 0;
   waitpid(pid, &status, 0);
@@ -94,6 +101,18 @@ TEST_F(SemshareCliTest, GenerateStreamsTextAndSummarisesStats) {
   ASSERT_TRUE(router_.last_request().has_value());
   EXPECT_EQ(router_.last_request()->max_tokens(), 8);
   EXPECT_DOUBLE_EQ(router_.last_request()->similarity_threshold(), 0.75);
+}
+
+TEST_F(SemshareCliTest, GenerateWritesTextAsItArrives) {
+  // The router holds the rest of the stream until the first chunk shows on the CLI's stdout.
+  router_.HoldAfterFirstChunk();
+  std::vector<std::string> args = Base("generate");
+  args.insert(args.end(), {"--prompt", "p", "--deadline-s", "60"});  // a buffering CLI fails
+  const ProcessResult run = RunSemshare(args, [this](const std::string& out) {
+    if (out == "The sky ") router_.Release();
+  });
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "The sky is blue because of Rayleigh.\n");
 }
 
 TEST_F(SemshareCliTest, GenerateJsonIsOneObjectWithTextTokensAndStats) {

@@ -91,6 +91,11 @@ class FakeRouter final : public v1::Router::Service {
     absl::MutexLock lock(&mu_);
     hold_ = true;
   }
+  // Generate sends the first chunk, then waits for Release() (for streaming tests).
+  void HoldAfterFirstChunk() {
+    absl::MutexLock lock(&mu_);
+    hold_after_first_chunk_ = true;
+  }
   void Release() {
     if (!released_.HasBeenNotified()) released_.Notify();
   }
@@ -108,17 +113,20 @@ class FakeRouter final : public v1::Router::Service {
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override {
     bool hold = false;
+    bool hold_after_first_chunk = false;
     {
       absl::MutexLock lock(&mu_);
       last_request_ = *request;
       hold = hold_;
+      hold_after_first_chunk = hold_after_first_chunk_;
     }
     if (grpc::Status refused = Admit(*context); !refused.ok()) return refused;
     if (hold) released_.WaitForNotification();
-    for (const v1::TokenChunk& chunk : chunks) {
+    for (size_t i = 0; i < chunks.size(); ++i) {
       v1::GenerateResponse response;
-      *response.mutable_tokens() = chunk;
+      *response.mutable_tokens() = chunks[i];
       if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "gone");
+      if (i == 0 && hold_after_first_chunk) released_.WaitForNotification();
     }
     if (send_stats) {
       v1::GenerateResponse response;
@@ -162,6 +170,7 @@ class FakeRouter final : public v1::Router::Service {
   std::optional<v1::GenerateRequest> last_request_ ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> fail_with_ ABSL_GUARDED_BY(mu_);
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_after_first_chunk_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification released_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

@@ -100,6 +100,23 @@ TEST_F(SemshareClientTest, StreamingGenerateDeliversChunksInOrderAndTheSameResul
   EXPECT_EQ(GenerateResultToJson(*streamed).Dump(), GenerateResultToJson(*blocking).Dump());
 }
 
+TEST_F(SemshareClientTest, ChunksArriveBeforeTheStreamEnds) {
+  // The router holds the rest of the stream until the first chunk has reached the callback: a
+  // client that buffered the whole stream would never see it (and would fail on the deadline).
+  router_.HoldAfterFirstChunk();
+  std::unique_ptr<SemshareClient> client = Connect();
+  std::vector<std::string> texts;
+  absl::StatusOr<GenerateResult> result =
+      client->Generate("p", GenerateOptions(), [&](const GenerateChunk& chunk) {
+        if (texts.empty()) router_.Release();
+        texts.push_back(chunk.text);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(texts.size(), 3u);
+  EXPECT_EQ(result->text, "The sky is blue because of Rayleigh.");
+}
+
 TEST_F(SemshareClientTest, CallbackErrorCancelsTheCallAndIsReturned) {
   std::unique_ptr<SemshareClient> client = Connect();
   int calls = 0;
