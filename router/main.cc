@@ -1,0 +1,114 @@
+// semshare-router: the front door. Authenticates clients, finds a similar reference on the
+// shards, picks a worker and streams its tokens back.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_split.h"
+#include "common/cli.h"
+#include "common/cluster_auth.h"
+#include "router/api_keys.h"
+#include "router/backoff.h"
+#include "router/clock.h"
+#include "router/service/router.h"
+#include "router/service/router_service.h"
+#include "router/service/shard_search.h"
+#include "router/service/target_encoder.h"
+#include "router/service/worker_pool.h"
+
+ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
+ABSL_FLAG(std::string, shards, "", "cache node addresses, comma-separated");
+ABSL_FLAG(std::string, workers, "", "inference worker addresses, comma-separated");
+ABSL_FLAG(std::string, model, "", "model directory (only the tokenizer and embedding matrix are read)");
+ABSL_FLAG(std::string, worker_device, "cpu", "the workers' device, cpu|cuda (codes are rounded as theirs)");
+ABSL_FLAG(std::string, api_keys, "", "API keys file: KEY TENANT BYTE_BUDGET per line");
+ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
+ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference needs to be reused");
+ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
+ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status is trusted");
+
+namespace semshare::router {
+namespace {
+
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+std::vector<std::string> SplitList(const std::string& list) {
+  return absl::StrSplit(list, ',', absl::SkipWhitespace());
+}
+
+int Run() {
+  const sigset_t signals = BlockShutdownSignals();
+  for (const auto& [name, value] : {std::pair{"--listen", absl::GetFlag(FLAGS_listen)},
+                                    std::pair{"--model", absl::GetFlag(FLAGS_model)},
+                                    std::pair{"--api-keys", absl::GetFlag(FLAGS_api_keys)},
+                                    std::pair{"--cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}}) {
+    if (value.empty()) return Fail(absl::InvalidArgumentError(std::string(name) + " is required"));
+  }
+  absl::StatusOr<ApiKeys> keys = ApiKeys::Load(absl::GetFlag(FLAGS_api_keys));
+  if (!keys.ok()) return Fail(keys.status());
+  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
+  if (!token.ok()) return Fail(token.status());
+  RouterOptions options;
+  options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
+  if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
+  ShardSearchOptions search_options;
+  search_options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_search_deadline_ms));
+  WorkerPoolOptions pool_options;
+  pool_options.status_ttl = absl::Milliseconds(absl::GetFlag(FLAGS_worker_status_ttl_ms));
+
+  absl::BitGen random;
+  absl::StatusOr<std::unique_ptr<EndpointHealth>> health = EndpointHealth::Create(BackoffOptions(), RealClock(), random);
+  if (!health.ok()) return Fail(health.status());
+  absl::StatusOr<std::unique_ptr<ShardSearch>> shards =
+      ShardSearch::Create(SplitList(absl::GetFlag(FLAGS_shards)), *token, search_options, health->get());
+  if (!shards.ok()) return Fail(shards.status());
+  absl::StatusOr<std::unique_ptr<WorkerPool>> workers = WorkerPool::Create(
+      SplitList(absl::GetFlag(FLAGS_workers)), *token, pool_options, health->get(), RealClock());
+  if (!workers.ok()) return Fail(workers.status());
+  absl::StatusOr<std::unique_ptr<TargetEncoder>> encoder =
+      LoadTargetEncoder(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_worker_device));
+  if (!encoder.ok()) return Fail(encoder.status());
+  absl::StatusOr<std::unique_ptr<Router>> router =
+      Router::Create(encoder->get(), shards->get(), workers->get(), options);
+  if (!router.ok()) return Fail(router.status());
+  RouterServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<std::unique_ptr<RouterServer>> server = RouterServer::Start(router->get(), &*keys, server_options);
+  if (!server.ok()) return Fail(server.status());
+
+  std::printf("semshare-router ready: listen=%s port=%d shards=%s workers=%s threshold=%.3f\n",
+              (*server)->address().c_str(), (*server)->port(), absl::GetFlag(FLAGS_shards).c_str(),
+              absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold);
+  std::fflush(stdout);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::printf("semshare-router: signal %d, shutting down\n", signal_number);
+  std::fflush(stdout);
+  (*server)->Shutdown();
+  std::printf("semshare-router: stopped\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace semshare::router
+
+int main(int argc, char** argv) {
+  semshare::ParseToolFlags(argc, argv,
+                           "semshare-router --listen ADDR --shards A,B --workers W,... --model DIR --api-keys FILE "
+                           "--cluster-token-file F [--similarity-threshold 0.8] [--search-deadline-ms N]");
+  return semshare::router::Run();
+}

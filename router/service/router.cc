@@ -1,0 +1,162 @@
+#include "router/service/router.h"
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "router/reference_choice.h"
+#include "router/rendezvous.h"
+
+namespace semshare::router {
+namespace {
+
+double MillisSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
+
+void SetMapping(const TokenMapping& mapping, v1::TokenMapping* out) {
+  out->set_similarity(mapping.similarity);
+  out->mutable_source()->Add(mapping.source.begin(), mapping.source.end());
+  out->mutable_distance()->Add(mapping.distance.begin(), mapping.distance.end());
+  for (size_t i = 0; i < mapping.unmatched.size(); ++i) {
+    if (mapping.unmatched[i]) out->add_unmatched(static_cast<int32_t>(i));
+  }
+}
+
+}  // namespace
+
+absl::Status RouterOptions::Validate() const {
+  if (!(similarity_threshold >= 0 && similarity_threshold <= 1)) {
+    return absl::InvalidArgumentError("--similarity-threshold must be in [0, 1]");
+  }
+  if (default_max_tokens < 1) return absl::InvalidArgumentError("default max tokens must be at least 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(const TargetEncoder* encoder, ShardSearch* shards,
+                                                        WorkerPool* workers, const RouterOptions& options) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
+  return std::unique_ptr<Router>(new Router(encoder, shards, workers, options));
+}
+
+std::string Router::NewReferenceId() {
+  absl::MutexLock lock(&mutex_);
+  return absl::StrFormat("r%016x%016x", absl::Uniform<uint64_t>(random_), absl::Uniform<uint64_t>(random_));
+}
+
+absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, const v1::GenerateRequest& request,
+                                                   const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
+  absl::StatusOr<v1::GenerateStats> stats = Serve(tenant, request, on_tokens);
+  absl::MutexLock lock(&mutex_);
+  Counters& counters = counters_[tenant];
+  ++counters.requests;
+  if (!stats.ok()) {
+    ++counters.failures;
+  } else if (stats->cache_hit()) {
+    ++counters.hits;
+  } else {
+    ++counters.misses;
+  }
+  return stats;
+}
+
+absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const v1::GenerateRequest& request,
+                                                const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
+  const absl::Time start = absl::Now();
+  if (request.prompt().empty()) return absl::InvalidArgumentError("the prompt is empty");
+  if (request.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  SEMSHARE_ASSIGN_OR_RETURN(
+      const double threshold,
+      EffectiveThreshold(request.has_similarity_threshold() ? std::optional<double>(request.similarity_threshold())
+                                                            : std::nullopt,
+                         options_.similarity_threshold));
+  SEMSHARE_ASSIGN_OR_RETURN(EncodedTarget target, encoder_->Encode(request.prompt()));
+  const double tokenize_ms = MillisSince(start);
+
+  const absl::Time search_start = absl::Now();
+  SEMSHARE_ASSIGN_OR_RETURN(const std::string fingerprint, workers_->ModelFingerprint());
+  const std::vector<ShardFindReply> replies =
+      shards_->FindSimilar(cache_node::ReferenceScope{tenant, fingerprint}, target.codes, target.sketch);
+  const ReferenceSearch search =
+      ChooseReference(replies, static_cast<int64_t>(target.token_ids.size()), threshold);
+  const double search_ms = MillisSince(search_start);
+
+  v1::WorkerGenerateRequest call;
+  call.set_request_id(NewReferenceId());
+  call.set_model_fingerprint(fingerprint);
+  call.mutable_prompt_token_ids()->Add(target.token_ids.begin(), target.token_ids.end());
+  call.mutable_target_codes()->set_nbits(target.codes.nbits);
+  call.mutable_target_codes()->mutable_words()->Add(target.codes.words.begin(), target.codes.words.end());
+  call.mutable_sketch()->Add(target.sketch.begin(), target.sketch.end());
+  v1::SamplingParams* sampling = call.mutable_sampling();
+  sampling->set_max_tokens(request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens);
+  sampling->set_temperature(request.temperature());
+  sampling->set_top_p(request.top_p());
+  sampling->set_seed(request.seed());
+  call.set_similarity_threshold(threshold);
+  std::optional<std::string> reference_id;
+  if (search.choice.has_value()) {
+    const ReferenceChoice& choice = *search.choice;
+    reference_id = choice.reference_id;
+    v1::ReuseSource* reuse = call.mutable_reuse();
+    reuse->set_shard(choice.shard);
+    reuse->set_reference_id(choice.reference_id);
+    reuse->set_similarity(choice.similarity);
+    SetMapping(choice.mapping, reuse->mutable_mapping());
+  } else {
+    // A miss becomes a reference on the shard rendezvous hashing names; none up: not stored.
+    const std::string id = NewReferenceId();
+    const std::vector<ShardView> views = shards_->Views();
+    if (absl::StatusOr<size_t> placed = PlaceReference(views, tenant, id); placed.ok()) {
+      call.mutable_store()->set_shard(views[*placed].address);
+      call.mutable_store()->set_reference_id(id);
+    }
+  }
+
+  // One retry on another worker, unless tokens already reached the client.
+  std::vector<size_t> tried;
+  absl::Status last = absl::UnavailableError("no worker is available");
+  const double before_worker_ms = MillisSince(start);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<WorkerChoice> worker = workers_->Choose(tenant, reference_id, tried);
+    if (!worker.ok()) break;
+    tried.push_back(worker->index);
+    bool streamed = false;
+    absl::StatusOr<v1::GenerateStats> stats = workers_->Generate(worker->index, tenant, call, on_tokens, &streamed);
+    if (stats.ok()) {
+      stats->set_ttft_ms(before_worker_ms + stats->ttft_ms());
+      stats->set_latency_ms(MillisSince(start));
+      stats->mutable_stages()->set_tokenize_ms(tokenize_ms);
+      stats->mutable_stages()->set_search_ms(search_ms);
+      if (stats->worker().empty()) stats->set_worker(workers_->address(worker->index));
+      return stats;
+    }
+    last = stats.status();
+    if (streamed || absl::IsCancelled(last) || absl::IsInvalidArgument(last) || absl::IsUnauthenticated(last)) {
+      break;
+    }
+  }
+  return absl::Status(last.code(), absl::StrCat("generate failed: ", last.message()));
+}
+
+v1::RouterStats Router::Stats(const std::string& tenant) {
+  v1::RouterStats stats;
+  {
+    absl::MutexLock lock(&mutex_);
+    const Counters& counters = counters_[tenant];
+    stats.set_requests(counters.requests);
+    stats.set_hits(counters.hits);
+    stats.set_misses(counters.misses);
+    stats.set_failures(counters.failures);
+  }
+  for (const ShardView& view : shards_->Views()) {
+    v1::ShardStatus* shard = stats.add_shards();
+    shard->set_address(view.address);
+    shard->set_healthy(view.up);
+  }
+  for (v1::WorkerLoad& load : workers_->Loads()) *stats.add_workers() = std::move(load);
+  return stats;
+}
+
+}  // namespace semshare::router

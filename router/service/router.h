@@ -1,0 +1,70 @@
+#ifndef SEMSHARE_ROUTER_SERVICE_ROUTER_H_
+#define SEMSHARE_ROUTER_SERVICE_ROUTER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "router/service/shard_search.h"
+#include "router/service/target_encoder.h"
+#include "router/service/worker_pool.h"
+#include "semshare/v1/router.pb.h"
+
+// One request through the cluster (DESIGN.md, "The cluster"): encode the prompt, search every
+// shard, choose a reference and a worker, call it (once more on another worker if it fails),
+// and account the stages. A shard that fails costs a miss; a worker that fails costs a retry.
+namespace semshare::router {
+
+struct RouterOptions {
+  double similarity_threshold = 0.8;  // default when a request sets none
+  int32_t default_max_tokens = 64;    // when a request asks for 0
+
+  absl::Status Validate() const;
+};
+
+// Thread-safe. The parts must outlive the router.
+class Router {
+ public:
+  static absl::StatusOr<std::unique_ptr<Router>> Create(const TargetEncoder* encoder, ShardSearch* shards,
+                                                        WorkerPool* workers, const RouterOptions& options);
+
+  // Streams token chunks to `on_tokens` (false: the client went away) and returns the stats.
+  absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
+                                             const std::function<bool(const v1::TokenChunk&)>& on_tokens);
+
+  // The tenant's counters, the shards' health and the workers' load.
+  v1::RouterStats Stats(const std::string& tenant);
+
+ private:
+  struct Counters {
+    int64_t requests = 0;
+    int64_t hits = 0;
+    int64_t misses = 0;
+    int64_t failures = 0;
+  };
+
+  Router(const TargetEncoder* encoder, ShardSearch* shards, WorkerPool* workers, const RouterOptions& options)
+      : encoder_(encoder), shards_(shards), workers_(workers), options_(options) {}
+
+  absl::StatusOr<v1::GenerateStats> Serve(const std::string& tenant, const v1::GenerateRequest& request,
+                                          const std::function<bool(const v1::TokenChunk&)>& on_tokens);
+  std::string NewReferenceId();
+
+  const TargetEncoder* const encoder_;
+  ShardSearch* const shards_;
+  WorkerPool* const workers_;
+  const RouterOptions options_;
+  absl::Mutex mutex_;
+  absl::BitGen random_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, Counters> counters_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace semshare::router
+
+#endif  // SEMSHARE_ROUTER_SERVICE_ROUTER_H_

@@ -1,0 +1,82 @@
+#include "router/service/router_service.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/grpc_status.h"
+
+namespace semshare::router {
+
+absl::StatusOr<std::string> RouterService::Tenant(const grpc::ServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("authorization");
+  if (found == metadata.end()) return absl::UnauthenticatedError("missing authorization: Bearer KEY");
+  absl::StatusOr<TenantGrant> grant =
+      keys_->Authenticate(absl::string_view(found->second.data(), found->second.size()));
+  if (!grant.ok()) return grant.status();
+  return grant->tenant;
+}
+
+grpc::Status RouterService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                                     grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  absl::StatusOr<std::string> tenant = Tenant(*context);
+  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
+  absl::StatusOr<v1::GenerateStats> stats =
+      router_->Generate(*tenant, *request, [writer](const v1::TokenChunk& chunk) {
+        v1::GenerateResponse response;
+        *response.mutable_tokens() = chunk;
+        return writer->Write(response);
+      });
+  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  v1::GenerateResponse response;
+  *response.mutable_stats() = *std::move(stats);
+  writer->Write(response);
+  return grpc::Status::OK;
+}
+
+grpc::Status RouterService::GetStats(grpc::ServerContext* context, const v1::GetRouterStatsRequest*,
+                                     v1::RouterStats* response) {
+  absl::StatusOr<std::string> tenant = Tenant(*context);
+  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
+  *response = router_->Stats(*tenant);
+  return grpc::Status::OK;
+}
+
+absl::Status RouterServerOptions::Validate() const {
+  if (listen_address.empty()) return absl::InvalidArgumentError("listen address is empty (--listen host:port)");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(Router* router, const ApiKeys* keys,
+                                                                  const RouterServerOptions& options) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
+  grpc::EnableDefaultHealthCheckService(true);
+  auto service = std::make_unique<RouterService>(router, keys);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  const size_t colon = options.listen_address.rfind(':');
+  std::string address = absl::StrCat(options.listen_address.substr(0, colon), ":", port);
+  return std::unique_ptr<RouterServer>(new RouterServer(std::move(service), std::move(server), port, address));
+}
+
+void RouterServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server_->Wait();
+}
+
+RouterServer::~RouterServer() { Shutdown(); }
+
+}  // namespace semshare::router

@@ -1,0 +1,34 @@
+#include "router/service/target_encoder.h"
+
+#include <utility>
+
+#include "common/status_macros.h"
+#include "inference_worker/engine/prompt_encoder.h"
+
+namespace semshare::router {
+namespace {
+
+class PromptTargetEncoder final : public TargetEncoder {
+ public:
+  explicit PromptTargetEncoder(std::unique_ptr<PromptEncoder> encoder) : encoder_(std::move(encoder)) {}
+
+  absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const override {
+    SEMSHARE_ASSIGN_OR_RETURN(EncodedPrompt encoded, encoder_->Encode(prompt));
+    return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes), std::move(encoded.sketch)};
+  }
+
+ private:
+  std::unique_ptr<PromptEncoder> encoder_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TargetEncoder>> LoadTargetEncoder(const std::string& model_dir,
+                                                                  const std::string& worker_device) {
+  PromptEncoderOptions options;
+  options.worker_device = worker_device;
+  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<PromptEncoder> encoder, PromptEncoder::Load(model_dir, options));
+  return std::make_unique<PromptTargetEncoder>(std::move(encoder));
+}
+
+}  // namespace semshare::router

@@ -1,0 +1,37 @@
+#ifndef SEMSHARE_ROUTER_SERVICE_TARGET_ENCODER_H_
+#define SEMSHARE_ROUTER_SERVICE_TARGET_ENCODER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/token_mapping.h"
+
+// The router's view of a prompt: token ids, E-cache codes and sketch. An interface so the
+// router's headers stay free of libtorch (the real one wraps the engine's PromptEncoder).
+namespace semshare::router {
+
+struct EncodedTarget {
+  std::vector<int32_t> token_ids;
+  TokenCodes codes;
+  std::vector<float> sketch;
+};
+
+class TargetEncoder {
+ public:
+  virtual ~TargetEncoder() = default;
+  // Thread-safe.
+  virtual absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const = 0;
+};
+
+// PromptEncoder over `model_dir` (tokenizer and embedding matrix only); `worker_device` is
+// the workers' device, so the codes are rounded as theirs are.
+absl::StatusOr<std::unique_ptr<TargetEncoder>> LoadTargetEncoder(const std::string& model_dir,
+                                                                  const std::string& worker_device);
+
+}  // namespace semshare::router
+
+#endif  // SEMSHARE_ROUTER_SERVICE_TARGET_ENCODER_H_

@@ -1,0 +1,230 @@
+#include "router/service/router_service.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "cache_node/cache_node.h"
+#include "cache_node/rpc/cache_node_server.h"
+#include "common/json.h"
+#include "gtest/gtest.h"
+#include "inference_worker/engine/engine.h"
+#include "inference_worker/service/reference_source.h"
+#include "inference_worker/service/worker.h"
+#include "inference_worker/service/worker_service.h"
+#include "router/api_keys.h"
+#include "router/backoff.h"
+#include "router/service/router.h"
+#include "router/service/shard_search.h"
+#include "router/service/target_encoder.h"
+#include "router/service/worker_pool.h"
+#include "tests/cache_node/rpc/node_fixture.h"
+#include "tests/inference_worker/service/worker_fixture.h"
+#include "tests/router/fake_clock.h"
+
+namespace semshare::router {
+namespace {
+
+using cache_node::TestToken;
+
+constexpr char kKeyA[] = "key-tenant-a-0123456789";
+constexpr char kKeyB[] = "key-tenant-b-0123456789";
+
+struct Shard {
+  std::unique_ptr<cache_node::CacheNode> node;
+  std::unique_ptr<cache_node::CacheNodeServer> server;
+};
+
+Shard StartShard() {
+  cache_node::CacheNodeOptions options;
+  options.data_dir = cache_node::MakeTempDir();
+  options.capacity_bytes = int64_t{1} << 30;
+  Shard shard;
+  shard.node = cache_node::OpenCacheNode(options).value();
+  cache_node::CacheNodeServerOptions server_options;
+  server_options.listen_address = "127.0.0.1:0";
+  server_options.service.max_reference_bytes = options.capacity_bytes;
+  shard.server = cache_node::CacheNodeServer::Start(shard.node.get(), TestToken(), server_options, nullptr).value();
+  return shard;
+}
+
+struct Result {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  v1::GenerateStats stats;
+};
+
+// Two real cache nodes, one real worker over the Austen model and the router, all in-process
+// on port 0.
+class RouterServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    shards_.push_back(StartShard());
+    shards_.push_back(StartShard());
+    engine_ = Engine::Create(&AustenModel()).value();
+    source_ = std::make_unique<worker::CacheNodeReferenceSource>(TestToken(), cache_node::CacheNodeClient::Options());
+    worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), {}).value();
+    worker::WorkerServerOptions worker_options;
+    worker_options.listen_address = "127.0.0.1:0";
+    worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
+
+    keys_ = std::make_unique<ApiKeys>(
+        ApiKeys::Parse(absl::StrCat(kKeyA, " tenant-a 0\n", kKeyB, " tenant-b 0\n"), "test").value());
+    health_ = EndpointHealth::Create(BackoffOptions(), &clock_, random_).value();
+    ShardSearchOptions search;
+    search.deadline = absl::Seconds(30);  // generous: a loaded test machine is not a slow shard
+    shard_search_ = ShardSearch::Create({shards_[0].server->address(), shards_[1].server->address()}, TestToken(),
+                                        search, health_.get())
+                        .value();
+    WorkerPoolOptions pool;
+    pool.status_ttl = absl::ZeroDuration();
+    pool_ = WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_).value();
+    encoder_ = LoadTargetEncoder(AustenDir(), "cpu").value();
+    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), RouterOptions()).value();
+    RouterServerOptions server_options;
+    server_options.listen_address = "127.0.0.1:0";
+    server_ = RouterServer::Start(router_.get(), keys_.get(), server_options).value();
+    stub_ = v1::Router::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+
+    std::ifstream in(std::string(SEMSHARE_TEST_DATA_DIR) + "/pairs-dev.jsonl");
+    std::string line;
+    std::getline(in, line);
+    const Json pair = ParseJson(line).value();
+    reference_ = pair["reference"].string_value();
+    paraphrase_ = pair["target"].string_value();
+  }
+
+  void TearDown() override {
+    server_.reset();
+    router_.reset();
+    pool_.reset();
+    shard_search_.reset();
+    worker_server_.reset();
+    worker_.reset();
+    shards_.clear();
+  }
+
+  Result Generate(const std::string& prompt, const std::string& key) {
+    grpc::ClientContext context;
+    if (!key.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", key));
+    v1::GenerateRequest request;
+    request.set_prompt(prompt);
+    request.set_max_tokens(8);
+    Result result;
+    auto reader = stub_->Generate(&context, request);
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_tokens()) {
+        result.tokens.insert(result.tokens.end(), response.tokens().token_ids().begin(),
+                             response.tokens().token_ids().end());
+      }
+      if (response.has_stats()) result.stats = response.stats();
+    }
+    result.status = reader->Finish();
+    return result;
+  }
+
+  std::vector<int32_t> Ids(const std::string& text) const { return encoder_->Encode(text).value().token_ids; }
+
+  std::vector<int32_t> EngineTokens(const std::vector<int32_t>& prompt, const Reference* reference) const {
+    SamplingOptions sampling;
+    sampling.max_tokens = 8;
+    for (int64_t eos : AustenModel().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    return engine_->Generate(prompt, reference, worker::WorkerReuse(), sampling).value().tokens;
+  }
+
+  std::vector<Shard> shards_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<worker::CacheNodeReferenceSource> source_;
+  std::unique_ptr<worker::InferenceWorker> worker_;
+  std::unique_ptr<worker::WorkerServer> worker_server_;
+  std::unique_ptr<ApiKeys> keys_;
+  FakeClock clock_;
+  absl::BitGen random_;
+  std::unique_ptr<EndpointHealth> health_;
+  std::unique_ptr<ShardSearch> shard_search_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<TargetEncoder> encoder_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<RouterServer> server_;
+  std::unique_ptr<v1::Router::Stub> stub_;
+  std::string reference_;
+  std::string paraphrase_;
+};
+
+TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTokens) {
+  const Result miss = Generate(reference_, kKeyA);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
+  EXPECT_FALSE(miss.stats.cache_hit());
+  EXPECT_FALSE(miss.stats.reference_id().empty());
+  EXPECT_EQ(miss.tokens, EngineTokens(Ids(reference_), nullptr));
+  EXPECT_EQ(miss.stats.prompt_tokens(), static_cast<int64_t>(Ids(reference_).size()));
+  EXPECT_EQ(miss.stats.completion_tokens(), static_cast<int64_t>(miss.tokens.size()));
+  worker_->WaitForStores();
+
+  const Result hit = Generate(paraphrase_, kKeyA);
+  ASSERT_TRUE(hit.status.ok()) << hit.status.error_message();
+  EXPECT_TRUE(hit.stats.cache_hit());
+  EXPECT_EQ(hit.stats.reference_id(), miss.stats.reference_id());
+  EXPECT_EQ(hit.stats.shard(), miss.stats.shard());
+  EXPECT_GE(hit.stats.similarity(), 0.8);
+  EXPECT_EQ(hit.stats.worker(), worker_server_->address());
+  const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+  EXPECT_EQ(hit.tokens, EngineTokens(Ids(paraphrase_), &reference));
+
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
+  v1::RouterStats stats;
+  ASSERT_TRUE(stub_->GetStats(&context, v1::GetRouterStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.requests(), 2);
+  EXPECT_EQ(stats.hits(), 1);
+  EXPECT_EQ(stats.misses(), 1);
+}
+
+TEST_F(RouterServiceTest, WrongOrMissingKeyIsUnauthenticated) {
+  EXPECT_EQ(Generate(reference_, "").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Generate(reference_, "not-a-key-0123456789").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext context;
+  v1::RouterStats stats;
+  EXPECT_EQ(stub_->GetStats(&context, v1::GetRouterStatsRequest(), &stats).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(RouterServiceTest, TenantsNeverHitEachOthersReferences) {
+  const Result a = Generate(reference_, kKeyA);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  worker_->WaitForStores();
+  const Result b = Generate(reference_, kKeyB);
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_FALSE(b.stats.cache_hit());
+  EXPECT_NE(b.stats.reference_id(), a.stats.reference_id());
+  worker_->WaitForStores();
+  // Each tenant now hits its own reference.
+  const Result again = Generate(reference_, kKeyB);
+  ASSERT_TRUE(again.status.ok());
+  EXPECT_TRUE(again.stats.cache_hit());
+  EXPECT_EQ(again.stats.reference_id(), b.stats.reference_id());
+}
+
+TEST_F(RouterServiceTest, AStoppedShardCostsAMissNotAFailure) {
+  shards_[0].server->Shutdown(absl::ZeroDuration());
+  for (const std::string& prompt : {reference_, paraphrase_, reference_}) {
+    const Result result = Generate(prompt, kKeyA);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.tokens.size(), static_cast<size_t>(result.stats.completion_tokens()));
+    worker_->WaitForStores();
+  }
+  // The references went to the shard that is up, so the paraphrase still finds them.
+  const Result hit = Generate(paraphrase_, kKeyA);
+  ASSERT_TRUE(hit.status.ok());
+  EXPECT_TRUE(hit.stats.cache_hit());
+  EXPECT_EQ(hit.stats.shard(), shards_[1].server->address());
+}
+
+}  // namespace
+}  // namespace semshare::router
