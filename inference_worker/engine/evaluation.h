@@ -7,23 +7,13 @@
 
 #include "absl/status/statusor.h"
 #include "common/json.h"
+#include "common/synthetic_pair.h"  // MakeSyntheticPair, used with the evaluation
 #include "inference_worker/engine/engine.h"
 
 namespace semshare {
 
 // ROUGE-L F1 between two token sequences (longest common subsequence). 1.0 when both are empty.
 double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t>& reference);
-
-// A synthetic similar pair for speed measurements: the reference is `length` seeded random
-// tokens; the target replaces `edit_share` of them (in runs of 1-4) with other random tokens
-// and swaps adjacent spans of 16-64 tokens (one swap per 512 tokens), so substitution and
-// re-ordering are both exercised.
-struct SyntheticPair {
-  std::vector<int32_t> reference;
-  std::vector<int32_t> target;
-};
-SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size, uint64_t seed,
-                                int32_t bos_id);
 
 struct EvalPair {
   std::string id;

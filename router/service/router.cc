@@ -64,14 +64,20 @@ absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, co
 absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const v1::GenerateRequest& request,
                                                 const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
   const absl::Time start = absl::Now();
-  if (request.prompt().empty()) return absl::InvalidArgumentError("the prompt is empty");
+  if (request.prompt().empty() == request.prompt_token_ids().empty()) {
+    return absl::InvalidArgumentError("give exactly one of prompt and prompt_token_ids");
+  }
   if (request.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   SEMSHARE_ASSIGN_OR_RETURN(
       const double threshold,
       EffectiveThreshold(request.has_similarity_threshold() ? std::optional<double>(request.similarity_threshold())
                                                             : std::nullopt,
                          options_.similarity_threshold));
-  SEMSHARE_ASSIGN_OR_RETURN(EncodedTarget target, encoder_->Encode(request.prompt()));
+  SEMSHARE_ASSIGN_OR_RETURN(
+      EncodedTarget target,
+      request.prompt().empty()
+          ? encoder_->EncodeIds({request.prompt_token_ids().begin(), request.prompt_token_ids().end()})
+          : encoder_->Encode(request.prompt()));
   const double tokenize_ms = MillisSince(start);
 
   const absl::Time search_start = absl::Now();

@@ -14,10 +14,19 @@ class PromptTargetEncoder final : public TargetEncoder {
 
   absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const override {
     SEMSHARE_ASSIGN_OR_RETURN(EncodedPrompt encoded, encoder_->Encode(prompt));
-    return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes), std::move(encoded.sketch)};
+    return ToTarget(std::move(encoded));
+  }
+
+  absl::StatusOr<EncodedTarget> EncodeIds(std::vector<int32_t> token_ids) const override {
+    SEMSHARE_ASSIGN_OR_RETURN(EncodedPrompt encoded, encoder_->EncodeIds(std::move(token_ids)));
+    return ToTarget(std::move(encoded));
   }
 
  private:
+  static EncodedTarget ToTarget(EncodedPrompt encoded) {
+    return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes), std::move(encoded.sketch)};
+  }
+
   std::unique_ptr<PromptEncoder> encoder_;
 };
 

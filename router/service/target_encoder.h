@@ -25,6 +25,8 @@ class TargetEncoder {
   virtual ~TargetEncoder() = default;
   // Thread-safe.
   virtual absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const = 0;
+  // The same for a prompt given as token ids (with BOS); needs no tokenizer.
+  virtual absl::StatusOr<EncodedTarget> EncodeIds(std::vector<int32_t> token_ids) const = 0;
 };
 
 // PromptEncoder over `model_dir` (tokenizer and embedding matrix only); `worker_device` is

@@ -1,0 +1,275 @@
+#include "tools/bench/cluster_bench.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "cache_node/rpc/cache_node_client.h"
+#include "common/cluster_auth.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/synthetic_pair.h"
+#include "semshare/v1/router.grpc.pb.h"
+
+ABSL_FLAG(std::string, model, "", "model directory (default: bench-100m made with semshare-make-model --seed 1)");
+ABSL_FLAG(std::string, cluster_dir, "", "cluster directory (default: a new one under /tmp)");
+ABSL_FLAG(std::string, cluster_script, "deploy/local/cluster.sh", "the local cluster script");
+ABSL_FLAG(std::string, device, "cpu", "the worker's device, cpu|cuda");
+ABSL_FLAG(int64_t, tokens, 5120, "prompt length in tokens");
+ABSL_FLAG(double, edit_share, 0.1, "share of the paraphrase's tokens replaced");
+ABSL_FLAG(int32_t, max_tokens, 8, "tokens generated a request");
+ABSL_FLAG(int32_t, clients, 16, "concurrent clients (0: skip the load phase)");
+ABSL_FLAG(int32_t, duration_s, 300, "seconds of the load phase");
+
+namespace semshare::bench {
+namespace {
+
+constexpr const char* kProcesses[] = {"shard0", "shard1", "worker", "router"};
+
+std::string BinDir() {
+  if (const char* dir = getenv("SEMSHARE_BIN_DIR"); dir != nullptr) return dir;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "build/bin";
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/'));
+}
+
+absl::Status RunCommand(const std::string& command) {
+  const int status = std::system(command.c_str());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("failed: ", command));
+  }
+  return absl::OkStatus();
+}
+
+std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
+  std::map<std::string, std::string> values;
+  for (absl::string_view line : absl::StrSplit(ReadFileToString(path).value_or(""), '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    values[kv.first] = kv.second;
+  }
+  return values;
+}
+
+std::string ReadTrimmed(const std::string& path) {
+  return std::string(absl::StripAsciiWhitespace(ReadFileToString(path).value_or("")));
+}
+
+// Resident set of a process in bytes (0 when it is gone).
+int64_t RssBytes(const std::string& pid) {
+  for (absl::string_view line : absl::StrSplit(ReadFileToString(absl::StrCat("/proc/", pid, "/status")).value_or(""), '\n')) {
+    if (absl::ConsumePrefix(&line, "VmRSS:")) {
+      int64_t kib = 0;
+      if (absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line), " kB"), &kib)) return kib * 1024;
+    }
+  }
+  return 0;
+}
+
+Json RssOfAll(const std::string& dir) {
+  Json out;
+  for (const char* name : kProcesses) {
+    out[name] = RssBytes(ReadTrimmed(JoinPath(dir, absl::StrCat("run/", name, ".pid"))));
+  }
+  return out;
+}
+
+struct Result {
+  grpc::Status status;
+  v1::GenerateStats stats;
+};
+
+Result Generate(v1::Router::Stub* stub, const std::string& key, const std::vector<int32_t>& ids) {
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", key));
+  v1::GenerateRequest request;
+  request.mutable_prompt_token_ids()->Add(ids.begin(), ids.end());
+  request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  Result result;
+  auto reader = stub->Generate(&context, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    if (response.has_stats()) result.stats = response.stats();
+  }
+  result.status = reader->Finish();
+  return result;
+}
+
+// The tenant's references over the shards, from the shards (the store follows the reply).
+int64_t References(const std::string& dir, const std::string& tenant) {
+  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(JoinPath(dir, "cluster.token"));
+  if (!token.ok()) return -1;
+  int64_t total = 0;
+  for (const char* name : {"shard0", "shard1"}) {
+    auto client = cache_node::CacheNodeClient::Create(
+        absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, absl::StrCat("run/", name, ".port")))), *token);
+    if (!client.ok()) continue;
+    absl::StatusOr<v1::GetStatsResponse> stats = (*client)->GetStats(tenant);
+    if (stats.ok()) total += stats->tenant().references();
+  }
+  return total;
+}
+
+double Percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
+  return values[index];
+}
+
+absl::StatusOr<int32_t> ConfigInt(const std::string& model, const std::string& key) {
+  SEMSHARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(JoinPath(model, "config.json")));
+  SEMSHARE_ASSIGN_OR_RETURN(Json config, ParseJson(text));
+  SEMSHARE_ASSIGN_OR_RETURN(int64_t value, GetInt(config, key));
+  return static_cast<int32_t>(value);
+}
+
+absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& model, std::string* table) {
+  const std::map<std::string, std::string> env = ReadEnvFile(JoinPath(dir, "cluster.env"));
+  const std::string key = env.at("SEMSHARE_API_KEY");
+  std::string tenant;
+  for (absl::string_view line : absl::StrSplit(ReadFileToString(JoinPath(dir, "api_keys")).value_or(""), '\n')) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() == 3 && fields[0] == key) tenant = std::string(fields[1]);
+  }
+  auto channel = grpc::CreateChannel(env.at("SEMSHARE_ROUTER"), grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::Router::Stub> stub = v1::Router::NewStub(channel);
+  SEMSHARE_ASSIGN_OR_RETURN(const int32_t vocab, ConfigInt(model, "vocab_size"));
+  const int32_t bos = ConfigInt(model, "bos_token_id").value_or(-1);
+  const int64_t tokens = absl::GetFlag(FLAGS_tokens);
+  const SyntheticPair pair = MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab, 1, bos);
+
+  Json out;
+  out["bench"] = "cluster";
+  out["model"] = model;
+  out["device"] = absl::GetFlag(FLAGS_device);
+  out["prompt_tokens"] = tokens;
+  const Result miss = Generate(stub.get(), key, pair.reference);
+  if (!miss.status.ok()) return absl::InternalError(absl::StrCat("the miss failed: ", miss.status.error_message()));
+  // Bounded wait for the miss's reference to be stored.
+  for (int i = 0; i < 3000 && References(dir, tenant) < 1; ++i) absl::SleepFor(absl::Milliseconds(100));
+  const Result hit = Generate(stub.get(), key, pair.target);
+  if (!hit.status.ok()) return absl::InternalError(absl::StrCat("the hit failed: ", hit.status.error_message()));
+  const v1::StageTimes& stages = hit.stats.stages();
+  const double overhead_ms = stages.tokenize_ms() + stages.search_ms() + stages.fetch_ms();
+  Json single;
+  single["miss_ttft_ms"] = miss.stats.ttft_ms();
+  single["hit_ttft_ms"] = hit.stats.ttft_ms();
+  single["hit_was_hit"] = hit.stats.cache_hit();
+  single["hit_similarity"] = hit.stats.similarity();
+  single["hit_recompute_share"] = hit.stats.recompute_share();
+  single["speedup"] = hit.stats.ttft_ms() > 0 ? miss.stats.ttft_ms() / hit.stats.ttft_ms() : 0.0;
+  single["hit_router_ms"] = stages.tokenize_ms();
+  single["hit_search_ms"] = stages.search_ms();
+  single["hit_fetch_ms"] = stages.fetch_ms();
+  single["hit_recompute_ms"] = stages.recompute_ms();
+  single["router_search_transfer_share_of_ttft"] = hit.stats.ttft_ms() > 0 ? overhead_ms / hit.stats.ttft_ms() : 0.0;
+  out["miss_then_hit"] = single;
+  absl::StrAppendFormat(table,
+                        "cluster, %d-token prompt, %s\n  miss TTFT %.1f ms | hit TTFT %.1f ms (hit=%d, similarity %.3f) | "
+                        "speedup %.2fx (target >= 5x)\n  hit: encode %.1f + search %.1f + fetch %.1f ms = %.1f%% of TTFT "
+                        "(target <= 10%%); recompute %.1f ms\n",
+                        tokens, absl::GetFlag(FLAGS_device), miss.stats.ttft_ms(), hit.stats.ttft_ms(),
+                        hit.stats.cache_hit(), hit.stats.similarity(), single["speedup"].number_value(),
+                        stages.tokenize_ms(), stages.search_ms(), stages.fetch_ms(), 100 * overhead_ms / hit.stats.ttft_ms(),
+                        stages.recompute_ms());
+
+  const int32_t clients = absl::GetFlag(FLAGS_clients);
+  if (clients <= 0) return out;
+  Json load;
+  load["clients"] = clients;
+  load["duration_s"] = absl::GetFlag(FLAGS_duration_s);
+  load["rss_start_bytes"] = RssOfAll(dir);
+  absl::Mutex mutex;
+  std::vector<double> ttfts;
+  int64_t failures = 0, hits = 0;
+  std::string first_failure;
+  const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  std::vector<std::thread> threads;
+  for (int32_t c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int64_t k = 0; absl::Now() < deadline; ++k) {
+        // The paraphrase with one more token changed a request: every request a near-duplicate hit.
+        std::vector<int32_t> ids = pair.target;
+        ids[1 + static_cast<size_t>((c * 7919 + k * 104729) % (ids.size() - 1))] = 16 + static_cast<int32_t>((c + k) % 64);
+        const Result r = Generate(stub.get(), key, ids);
+        absl::MutexLock lock(&mutex);
+        if (!r.status.ok()) {
+          ++failures;
+          if (first_failure.empty()) first_failure = r.status.error_message();
+          continue;
+        }
+        ttfts.push_back(r.stats.ttft_ms());
+        if (r.stats.cache_hit()) ++hits;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  load["requests"] = static_cast<int64_t>(ttfts.size()) + failures;
+  load["failures"] = failures;
+  load["hits"] = hits;
+  load["first_failure"] = first_failure;
+  load["ttft_p50_ms"] = Percentile(ttfts, 0.5);
+  load["ttft_p99_ms"] = Percentile(ttfts, 0.99);
+  load["rss_end_bytes"] = RssOfAll(dir);
+  absl::StrAppendFormat(table, "load: %d clients for %d s: %d requests, %d failures, %d hits, TTFT p50 %.1f ms p99 %.1f ms\n",
+                        clients, absl::GetFlag(FLAGS_duration_s), static_cast<int64_t>(ttfts.size()) + failures, failures, hits,
+                        Percentile(ttfts, 0.5), Percentile(ttfts, 0.99));
+  for (const char* name : kProcesses) {
+    absl::StrAppendFormat(table, "  RSS %-6s start %8.1f MiB  end %8.1f MiB\n", name,
+                          load["rss_start_bytes"][name].number_value() / (1 << 20),
+                          load["rss_end_bytes"][name].number_value() / (1 << 20));
+  }
+  out["load"] = load;
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Json> RunClusterBench(std::string* table) {
+  std::string dir = absl::GetFlag(FLAGS_cluster_dir);
+  if (dir.empty()) {
+    std::string pattern = "/tmp/semshare_cluster_bench_XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) return absl::InternalError("mkdtemp failed");
+    dir = pattern;
+  }
+  const std::string bin = BinDir();
+  std::string model = absl::GetFlag(FLAGS_model);
+  if (model.empty()) {
+    model = JoinPath(dir, "bench-100m");
+    if (!FileExists(JoinPath(model, "config.json"))) {
+      SEMSHARE_RETURN_IF_ERROR(RunCommand(absl::StrCat("'", bin, "/semshare-make-model' --preset bench-100m --seed 1 --out '",
+                                                       model, "' >/dev/null")));
+    }
+  }
+  const std::string script = absl::GetFlag(FLAGS_cluster_script);
+  const std::string env = absl::StrCat("SEMSHARE_BIN_DIR='", bin, "' SEMSHARE_MODEL='", model, "' SEMSHARE_DEVICE='",
+                                       absl::GetFlag(FLAGS_device), "' SEMSHARE_WORKER_ARGS='--max-queue ",
+                                       std::max(16, absl::GetFlag(FLAGS_clients)), "' ");
+  SEMSHARE_RETURN_IF_ERROR(RunCommand(absl::StrCat(env, "bash '", script, "' up '", dir, "' >&2")));
+  absl::StatusOr<Json> result = MeasureCluster(dir, model, table);
+  const absl::Status down = RunCommand(absl::StrCat("bash '", script, "' down '", dir, "' >&2"));
+  if (!result.ok()) return result.status();
+  SEMSHARE_RETURN_IF_ERROR(down);
+  return result;
+}
+
+}  // namespace semshare::bench
