@@ -193,7 +193,7 @@ TEST_F(ClusterTest, ReferenceThenParaphraseIsAMissThenAHit) {
 // DISABLED: the kill and `up` parts pass, but after the restart the reference prompt did not
 // hit its original reference (r... on the restarted shard) in one run out of three; to be
 // diagnosed (the stats of `again` are in the failure message).
-TEST_F(ClusterTest, DISABLED_AKilledShardCostsMissesAndItsReferencesComeBackWithUp) {
+TEST_F(ClusterTest, AKilledShardCostsMissesAndItsReferencesComeBackWithUp) {
   const std::string key = env_["SEMSHARE_API_KEY"];
   const Pair pair = LoadPair(1);
   const Result first = Generate(pair.reference, key);
@@ -206,10 +206,13 @@ TEST_F(ClusterTest, DISABLED_AKilledShardCostsMissesAndItsReferencesComeBackWith
   std::atomic<int> done{0};
   std::atomic<bool> stop{false};
   std::vector<grpc::Status> failures;
+  // Unrelated prompts keep the cluster busy: their misses store references that cannot compete
+  // with the original one afterwards (a stored copy of the paraphrase could match the
+  // reference prompt as well as the original does, and the router's tie-break may prefer it).
+  const Pair busy = LoadPair(3);
   std::thread client([&] {
     while (!stop.load()) {
-      // Only the paraphrase: its misses store it, never a second copy of the reference.
-      const Result result = Generate(pair.paraphrase, key);
+      const Result result = Generate(busy.reference, key);
       if (!result.status.ok()) failures.push_back(result.status);
       done.fetch_add(1);
     }
