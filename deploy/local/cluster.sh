@@ -15,6 +15,7 @@
 #   SEMSHARE_SHARD_CAPACITY_BYTES  each cache node's byte budget (default: 4 GiB)
 #   SEMSHARE_WORKER_ARGS, SEMSHARE_ROUTER_ARGS, SEMSHARE_SHARD_ARGS  extra flags
 #   SEMSHARE_READY_TIMEOUT_S  how long to wait for a ready line (default: 300)
+#   MALLOC_ARENA_MAX      glibc malloc arenas per process (default here: 2)
 set -euo pipefail
 
 readonly ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -23,6 +24,9 @@ readonly MODEL="${SEMSHARE_MODEL:-$ROOT/tests/data/austen-5m}"
 readonly DEVICE="${SEMSHARE_DEVICE:-cpu}"
 readonly SHARD_CAPACITY="${SEMSHARE_SHARD_CAPACITY_BYTES:-4294967296}"
 readonly READY_TIMEOUT_S="${SEMSHARE_READY_TIMEOUT_S:-300}"
+# glibc gives each busy thread its own malloc arena; under 16 concurrent clients the worker's RSS
+# grew by gigabytes with the default, much less with two (semshare-bench cluster, README).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Start order; `down` goes in reverse.
 readonly PROCESSES=(shard0 shard1 worker router)
 
