@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libfaiss-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
-  python3
+  python3 python3-grpcio python3-protobuf
 )
 
 SUDO=""
