@@ -1,7 +1,5 @@
 // semshare-cache-node: one shard of the cluster, serving semshare.v1.CacheNode over gRPC.
 #include <prometheus/exposer.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,6 +13,7 @@
 #include "cache_node/rpc/metrics.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/shutdown_signals.h"
 
 ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, data_dir, "", "RocksDB directory (created if missing)");
@@ -35,17 +34,6 @@ namespace {
 absl::Status RequireFlag(const std::string& value, const char* name) {
   if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
   return absl::OkStatus();
-}
-
-// Blocks SIGTERM and SIGINT in every thread (call before any thread starts) so that only
-// sigwait below receives them and shutdown runs in ordinary code.
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
 }
 
 int Run() {
@@ -100,8 +88,7 @@ int Run() {
               static_cast<long long>(stats.bytes), options.data_dir.c_str());
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForShutdownSignal(signals);
   std::printf("semshare-cache-node: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();

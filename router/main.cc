@@ -1,7 +1,5 @@
 // semshare-router: the front door. Authenticates clients, finds a similar reference on the
 // shards, picks a worker and streams its tokens back.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/shutdown_signals.h"
 #include "router/api_keys.h"
 #include "router/backoff.h"
 #include "router/clock.h"
@@ -35,15 +34,6 @@ ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status
 
 namespace semshare::router {
 namespace {
-
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
 
 std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
@@ -93,8 +83,7 @@ int Run() {
               (*server)->address().c_str(), (*server)->port(), absl::GetFlag(FLAGS_shards).c_str(),
               absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold);
   std::fflush(stdout);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForShutdownSignal(signals);
   std::printf("semshare-router: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();

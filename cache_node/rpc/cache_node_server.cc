@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/rpc/server_start.h"
 
 namespace semshare::cache_node {
 
@@ -49,29 +50,21 @@ absl::StatusOr<std::unique_ptr<CacheNodeServer>> CacheNodeServer::Start(
 
   auto service = std::make_unique<CacheNodeService>(node, std::move(token), options.service, metrics);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   ForEachBulkTransferArgument(
       [&builder](const char* name, int value) { builder.AddChannelArgument(name, value); });
   builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
-  }
-  const size_t colon = options.listen_address.rfind(':');
-  std::string address = absl::StrCat(options.listen_address.substr(0, colon), ":", port);
-  return std::unique_ptr<CacheNodeServer>(
-      new CacheNodeServer(std::move(service), std::move(server), port, std::move(address)));
+  absl::StatusOr<BoundServer> bound = StartServer(builder, options.listen_address);
+  if (!bound.ok()) return bound.status();
+  return std::unique_ptr<CacheNodeServer>(new CacheNodeServer(
+      std::move(service), std::move(bound->server), bound->port, std::move(bound->address)));
 }
 
 void CacheNodeServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->Shutdown();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  server_->Wait();
+  ShutdownServer(*server_, grace);
 }
 
 CacheNodeServer::~CacheNodeServer() { Shutdown(); }

@@ -1,7 +1,5 @@
 // semshare-worker: runs the engine behind semshare.v1.Worker; pulls references' KV from the
 // shards on hits and stores new references on misses.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/shutdown_signals.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/service/reference_source.h"
 #include "inference_worker/service/worker.h"
@@ -25,16 +24,6 @@ ABSL_FLAG(int32_t, max_pending_stores, 16, "new references waiting to be stored;
 
 namespace semshare::worker {
 namespace {
-
-// Blocks SIGTERM and SIGINT in every thread (before any starts) so only sigwait sees them.
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
 
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
@@ -73,8 +62,7 @@ int Run() {
               (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForShutdownSignal(signals);
   std::printf("semshare-worker: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/server_start.h"
 
 namespace semshare::worker {
 namespace {
@@ -105,27 +106,20 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(InferenceWorke
   grpc::EnableDefaultHealthCheckService(true);
   auto service = std::make_unique<WorkerService>(worker, std::move(token), options.listen_address);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
-  }
-  const size_t colon = options.listen_address.rfind(':');
-  std::string address = absl::StrCat(options.listen_address.substr(0, colon), ":", port);
-  service->set_address(address);
-  return std::unique_ptr<WorkerServer>(new WorkerServer(std::move(service), std::move(server), port, address));
+  absl::StatusOr<BoundServer> bound = StartServer(builder, options.listen_address);
+  if (!bound.ok()) return bound.status();
+  service->set_address(bound->address);
+  return std::unique_ptr<WorkerServer>(
+      new WorkerServer(std::move(service), std::move(bound->server), bound->port, bound->address));
 }
 
 void WorkerServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->Shutdown();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  server_->Wait();
+  ShutdownServer(*server_, grace);
 }
 
 WorkerServer::~WorkerServer() { Shutdown(); }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/server_start.h"
 
 namespace semshare::router {
 
@@ -57,24 +58,17 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(Router* router
   grpc::EnableDefaultHealthCheckService(true);
   auto service = std::make_unique<RouterService>(router, keys);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
-  }
-  const size_t colon = options.listen_address.rfind(':');
-  std::string address = absl::StrCat(options.listen_address.substr(0, colon), ":", port);
-  return std::unique_ptr<RouterServer>(new RouterServer(std::move(service), std::move(server), port, address));
+  absl::StatusOr<BoundServer> bound = StartServer(builder, options.listen_address);
+  if (!bound.ok()) return bound.status();
+  return std::unique_ptr<RouterServer>(
+      new RouterServer(std::move(service), std::move(bound->server), bound->port, bound->address));
 }
 
 void RouterServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->Shutdown();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  server_->Wait();
+  ShutdownServer(*server_, grace);
 }
 
 RouterServer::~RouterServer() { Shutdown(); }
