@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace semshare {
 
@@ -65,6 +66,16 @@ std::string JoinPath(absl::string_view dir, absl::string_view name) {
   if (dir.empty()) return std::string(name);
   if (dir.back() == '/') return absl::StrCat(dir, name);
   return absl::StrCat(dir, "/", name);
+}
+
+std::map<std::string, std::string> ReadKeyValueFile(const std::string& path) {
+  std::map<std::string, std::string> values;
+  for (absl::string_view line : absl::StrSplit(ReadFileToString(path).value_or(""), '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    values[kv.first] = kv.second;
+  }
+  return values;
 }
 
 }  // namespace semshare

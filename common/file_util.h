@@ -1,6 +1,7 @@
 #ifndef SEMSHARE_COMMON_FILE_UTIL_H_
 #define SEMSHARE_COMMON_FILE_UTIL_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -21,6 +22,10 @@ bool FileExists(const std::string& path);
 absl::Status MakeDirectories(const std::string& path);
 
 std::string JoinPath(absl::string_view dir, absl::string_view name);
+
+// The KEY=VALUE lines of a file such as deploy/local/cluster.sh's cluster.env (blank lines
+// and # comments skipped; the value is everything after the first '='). Empty if unreadable.
+std::map<std::string, std::string> ReadKeyValueFile(const std::string& path);
 
 }  // namespace semshare
 

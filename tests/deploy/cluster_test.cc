@@ -54,17 +54,6 @@ std::pair<int, std::string> RunScript(const std::string& verb, const std::string
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadFileToString(out).value_or("")};
 }
 
-// The KEY=VALUE lines of a file.
-std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
-  std::map<std::string, std::string> values;
-  for (absl::string_view line : absl::StrSplit(ReadFileToString(path).value_or(""), '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-    values[kv.first] = kv.second;
-  }
-  return values;
-}
-
 Pair LoadPair(int index) {
   std::ifstream in(std::string(SEMSHARE_TEST_DATA_DIR) + "/pairs-dev.jsonl");
   std::string line;
@@ -81,7 +70,7 @@ class ClusterTest : public ::testing::Test {
     dir_ = pattern;
     const auto [rc, output] = RunScript("up", dir_);
     ASSERT_EQ(rc, 0) << output;
-    env_ = ReadEnvFile(JoinPath(dir_, "cluster.env"));
+    env_ = ReadKeyValueFile(JoinPath(dir_, "cluster.env"));
     ASSERT_FALSE(env_["SEMSHARE_ROUTER"].empty());
     ASSERT_FALSE(env_["SEMSHARE_API_KEY"].empty());
     ASSERT_FALSE(env_["SEMSHARE_API_KEY_2"].empty());

@@ -59,16 +59,6 @@ absl::Status RunCommand(const std::string& command) {
   return absl::OkStatus();
 }
 
-std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
-  std::map<std::string, std::string> values;
-  for (absl::string_view line : absl::StrSplit(ReadFileToString(path).value_or(""), '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-    values[kv.first] = kv.second;
-  }
-  return values;
-}
-
 std::string ReadTrimmed(const std::string& path) {
   return std::string(absl::StripAsciiWhitespace(ReadFileToString(path).value_or("")));
 }
@@ -143,7 +133,7 @@ absl::StatusOr<int32_t> ConfigInt(const std::string& model, const std::string& k
 }
 
 absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& model, std::string* table) {
-  const std::map<std::string, std::string> env = ReadEnvFile(JoinPath(dir, "cluster.env"));
+  const std::map<std::string, std::string> env = ReadKeyValueFile(JoinPath(dir, "cluster.env"));
   const std::string key = env.at("SEMSHARE_API_KEY");
   std::string tenant;
   for (absl::string_view line : absl::StrSplit(ReadFileToString(JoinPath(dir, "api_keys")).value_or(""), '\n')) {
