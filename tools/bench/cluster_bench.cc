@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cache_node/rpc/cache_node_client.h"
 #include "common/cluster_auth.h"
@@ -188,6 +189,17 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   load["clients"] = clients;
   load["duration_s"] = absl::GetFlag(FLAGS_duration_s);
   load["rss_start_bytes"] = RssOfAll(dir);
+  // RSS of every process every few seconds: "flat" is judged after a warm-up (the first fifth of
+  // the run, where allocator pools and caches fill), from the sample at its end to the last one.
+  const absl::Duration sample_every = absl::Seconds(5);
+  std::vector<Json> rss_samples;
+  absl::Notification load_done;
+  std::thread sampler([&] {
+    do {
+      rss_samples.push_back(RssOfAll(dir));
+    } while (!load_done.WaitForNotificationWithTimeout(sample_every));
+    rss_samples.push_back(RssOfAll(dir));
+  });
   absl::Mutex mutex;
   std::vector<double> ttfts;
   int64_t failures = 0, hits = 0;
@@ -213,6 +225,8 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     });
   }
   for (std::thread& t : threads) t.join();
+  load_done.Notify();
+  sampler.join();
   load["requests"] = static_cast<int64_t>(ttfts.size()) + failures;
   load["failures"] = failures;
   load["hits"] = hits;
@@ -223,11 +237,29 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   absl::StrAppendFormat(table, "load: %d clients for %d s: %d requests, %d failures, %d hits, TTFT p50 %.1f ms p99 %.1f ms\n",
                         clients, absl::GetFlag(FLAGS_duration_s), static_cast<int64_t>(ttfts.size()) + failures, failures, hits,
                         Percentile(ttfts, 0.5), Percentile(ttfts, 0.99));
+  const Json& warm = rss_samples[rss_samples.size() / 5];
+  Json rss_warm, rss_peak, rss_growth;
   for (const char* name : kProcesses) {
-    absl::StrAppendFormat(table, "  RSS %-6s start %8.1f MiB  end %8.1f MiB\n", name,
-                          load["rss_start_bytes"][name].number_value() / (1 << 20),
-                          load["rss_end_bytes"][name].number_value() / (1 << 20));
+    double peak = 0;
+    Json series = Json::MakeArray();
+    for (const Json& sample : rss_samples) {
+      peak = std::max(peak, sample[name].number_value());
+      series.push_back(sample[name]);
+    }
+    const double warm_bytes = warm[name].number_value();
+    const double end_bytes = load["rss_end_bytes"][name].number_value();
+    rss_warm[name] = warm_bytes;
+    rss_peak[name] = peak;
+    rss_growth[name] = warm_bytes > 0 ? end_bytes / warm_bytes - 1 : 0.0;
+    load["rss_series_bytes"][name] = series;
+    absl::StrAppendFormat(table, "  RSS %-6s start %8.1f  after warm-up %8.1f  peak %8.1f  end %8.1f MiB (%+.1f%% after warm-up)\n",
+                          name, load["rss_start_bytes"][name].number_value() / (1 << 20), warm_bytes / (1 << 20),
+                          peak / (1 << 20), end_bytes / (1 << 20), 100 * rss_growth[name].number_value());
   }
+  load["rss_sample_every_s"] = absl::ToDoubleSeconds(sample_every);
+  load["rss_after_warmup_bytes"] = rss_warm;
+  load["rss_peak_bytes"] = rss_peak;
+  load["rss_growth_after_warmup"] = rss_growth;
   out["load"] = load;
   return out;
 }
