@@ -246,12 +246,14 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
   out->cache = RearrangeKV(reference.kv, source, positions, model_->rope(), options.rerotate_keys);
   Sync(out->cache.layers.back().k());
   out->times.rearrange_ms = MillisSince(stage);
-  RecomputeRearranged(embeddings, mapping, options, out);
+  SEMSHARE_RETURN_IF_ERROR(RecomputeRearranged(embeddings, mapping, options, {}, out));
   return true;
 }
 
-void Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
-                                 const ReuseOptions& options, PrefillOutcome* out) const {
+absl::Status Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
+                                         const ReuseOptions& options,
+                                         const std::function<absl::Status(int64_t)>& prepare_layer,
+                                         PrefillOutcome* out) const {
   const int64_t n = out->prompt_tokens;
   const int64_t num_layers = model_->num_layers();
   const at::Device device = model_->device();
@@ -274,8 +276,14 @@ void Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMappin
   at::Tensor hidden = embeddings;
   int64_t recomputed_after_layer0 = 0;
   int64_t computed = 0;
+  double prepare_ms = 0;
   out->stats.assign(static_cast<size_t>(num_layers), LayerAttentionStats{});
   for (int64_t l = 0; l < num_layers; ++l) {
+    if (prepare_layer) {
+      const auto prepare = Clock::now();
+      SEMSHARE_RETURN_IF_ERROR(prepare_layer(l));
+      prepare_ms += MillisSince(prepare);
+    }
     LayerKV& layer = out->cache.layers[static_cast<size_t>(l)];
     const at::Tensor index = IndexTensor(current, device);
     const at::Tensor reused_k = layer.k().index_select(1, index).to(at::kFloat);
@@ -323,7 +331,8 @@ void Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMappin
   }
   out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
   Sync(out->logits);
-  out->times.prefill_ms = MillisSince(stage);
+  // Time spent preparing layers (waiting for and re-rotating them) is accounted by the caller.
+  out->times.prefill_ms = MillisSince(stage) - prepare_ms;
   out->recompute_share =
       num_layers > 1 ? static_cast<double>(recomputed_after_layer0) / static_cast<double>(n * (num_layers - 1)) : 1.0;
   out->compute_share = static_cast<double>(computed) / static_cast<double>(n * num_layers);
@@ -331,10 +340,36 @@ void Engine::RecomputeRearranged(const at::Tensor& embeddings, const TokenMappin
   out->layer_budgets.clear();
   // Retention protects each layer's recompute set.
   ApplyRetention(options, recomputed, out);
+  return absl::OkStatus();
 }
+
+namespace {
+
+// Layers already in memory.
+class GatheredCache : public GatheredLayerSource {
+ public:
+  explicit GatheredCache(KVCache cache) : cache_(std::move(cache)) {}
+  absl::StatusOr<LayerKV> Layer(int64_t l) override { return std::move(cache_.layers[static_cast<size_t>(l)]); }
+
+ private:
+  KVCache cache_;
+};
+
+}  // namespace
 
 absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t>& target,
                                                        const TokenMapping& mapping, KVCache gathered,
+                                                       const ReuseOptions& options) const {
+  if (gathered.layers.size() != static_cast<size_t>(model_->num_layers())) {
+    return absl::InvalidArgumentError(absl::StrCat("gathered KV has ", gathered.layers.size(),
+                                                   " layers, the model ", model_->num_layers()));
+  }
+  GatheredCache layers(std::move(gathered));
+  return PrefillGathered(target, mapping, &layers, options);
+}
+
+absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t>& target,
+                                                       const TokenMapping& mapping, GatheredLayerSource* layers,
                                                        const ReuseOptions& options) const {
   SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
   const int64_t n = static_cast<int64_t>(target.size());
@@ -342,19 +377,7 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t
     return absl::InvalidArgumentError(absl::StrCat("mapping covers ", mapping.source.size(),
                                                    " tokens, the prompt has ", n));
   }
-  if (gathered.layers.size() != static_cast<size_t>(model_->num_layers())) {
-    return absl::InvalidArgumentError(absl::StrCat("gathered KV has ", gathered.layers.size(),
-                                                   " layers, the model ", model_->num_layers()));
-  }
   const ModelConfig& c = model_->config();
-  for (const LayerKV& layer : gathered.layers) {
-    if (layer.size() != n || layer.k().size(0) != c.num_key_value_heads || layer.k().size(2) != c.head_dim ||
-        layer.v().sizes() != layer.k().sizes()) {
-      return absl::InvalidArgumentError(absl::StrCat("gathered KV layer of shape [", layer.k().size(0), ", ",
-                                                     layer.size(), ", ", layer.k().size(2),
-                                                     "] does not fit the model and prompt"));
-    }
-  }
   PrefillOutcome out;
   out.prompt_tokens = n;
   out.similarity = mapping.similarity;
@@ -362,18 +385,30 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t
     auto stage = Clock::now();
     const at::Tensor embeddings = model_->Embed(model_->IdsTensor(target));
     out.times.encode_ms = MillisSince(stage);
-    stage = Clock::now();
     // Rows are already in target order: the identity gather leaves them bit for bit, and the
     // re-rotation reads each row's reference position from the gathered positions.
     const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(model_->device()));
-    for (LayerKV& layer : gathered.layers) {
-      layer = LayerKV(layer.k().to(model_->device(), model_->dtype()), layer.v().to(model_->device(), model_->dtype()),
-                      layer.positions().to(model_->device(), at::kLong));
-    }
-    out.cache = RearrangeKV(gathered, positions, positions, model_->rope(), options.rerotate_keys);
-    Sync(out.cache.layers.back().k());
-    out.times.rearrange_ms = MillisSince(stage);
-    RecomputeRearranged(embeddings, mapping, options, &out);
+    LayerRearranger rearranger(&model_->rope(), options.rerotate_keys);
+    out.cache.layers.resize(static_cast<size_t>(model_->num_layers()));
+    const auto prepare_layer = [&](int64_t l) -> absl::Status {
+      auto wait = Clock::now();
+      SEMSHARE_ASSIGN_OR_RETURN(LayerKV layer, layers->Layer(l));
+      out.times.kv_wait_ms += MillisSince(wait);
+      if (layer.size() != n || layer.k().size(0) != c.num_key_value_heads || layer.k().size(2) != c.head_dim ||
+          layer.v().sizes() != layer.k().sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat("gathered KV layer ", l, " of shape [", layer.k().size(0), ", ",
+                                                       layer.size(), ", ", layer.k().size(2),
+                                                       "] does not fit the model and prompt"));
+      }
+      const auto rearrange = Clock::now();
+      const LayerKV on_device(layer.k().to(model_->device(), model_->dtype()),
+                              layer.v().to(model_->device(), model_->dtype()),
+                              layer.positions().to(model_->device(), at::kLong));
+      out.cache.layers[static_cast<size_t>(l)] = rearranger.Rearrange(on_device, positions, positions);
+      out.times.rearrange_ms += MillisSince(rearrange);
+      return absl::OkStatus();
+    };
+    SEMSHARE_RETURN_IF_ERROR(RecomputeRearranged(embeddings, mapping, options, prepare_layer, &out));
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
   }
@@ -506,6 +541,16 @@ absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_
   const auto start = Clock::now();
   SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
                             PrefillGathered(target, mapping, std::move(gathered), options));
+  return Decode(std::move(prefill), options, sampling, start);
+}
+
+absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_t>& target,
+                                                        const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                        const ReuseOptions& options,
+                                                        const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  const auto start = Clock::now();
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, PrefillGathered(target, mapping, layers, options));
   return Decode(std::move(prefill), options, sampling, start);
 }
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +67,7 @@ struct StageTimes {
   double prefill_ms = 0;     // full prefill or selective recompute
   double retention_ms = 0;
   double decode_ms = 0;
+  double kv_wait_ms = 0;     // prefill blocked waiting for gathered layers still in transfer
 };
 
 // The cache a target prompt is served from, and how it was made.
@@ -101,6 +103,16 @@ struct GenerateResult {
   double kv_kept_share = 1.0;  // token-layers held at the end / full cache of that length
 };
 
+// Reference KV gathered into target order that arrives one layer at a time, as a cache node's
+// FetchKV streams it: the engine asks for layer l just before it recomputes layer l, so the
+// transfer of later layers overlaps the recompute of earlier ones.
+class GatheredLayerSource {
+ public:
+  virtual ~GatheredLayerSource() = default;
+  // Layer l, asked for in order 0, 1, ...; blocks until it has arrived. An error ends the prefill.
+  virtual absl::StatusOr<LayerKV> Layer(int64_t l) = 0;
+};
+
 // Serves prompts with the model, reusing a reference's KV by the chosen method. Thread-safe:
 // requests share the model read-only.
 class Engine {
@@ -130,9 +142,18 @@ class Engine {
   absl::StatusOr<PrefillOutcome> PrefillGathered(const std::vector<int32_t>& target,
                                                  const TokenMapping& mapping, KVCache gathered,
                                                  const ReuseOptions& options) const;
+  // The same with layers taken from `layers` as they arrive (the same result as with all of them
+  // given at once). Each layer is checked against the model and the prompt when it arrives.
+  absl::StatusOr<PrefillOutcome> PrefillGathered(const std::vector<int32_t>& target,
+                                                 const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                 const ReuseOptions& options) const;
   // PrefillGathered then decode, as Generate.
   absl::StatusOr<GenerateResult> GenerateGathered(const std::vector<int32_t>& target,
                                                   const TokenMapping& mapping, KVCache gathered,
+                                                  const ReuseOptions& options,
+                                                  const SamplingOptions& sampling) const;
+  absl::StatusOr<GenerateResult> GenerateGathered(const std::vector<int32_t>& target,
+                                                  const TokenMapping& mapping, GatheredLayerSource* layers,
                                                   const ReuseOptions& options,
                                                   const SamplingOptions& sampling) const;
 
@@ -160,9 +181,12 @@ class Engine {
   absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target, const Reference& reference,
                                        const ReuseOptions& options, PrefillOutcome* out) const;
   absl::Status ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const;
-  // Selective recompute over out->cache, already rearranged into target order.
-  void RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
-                           const ReuseOptions& options, PrefillOutcome* out) const;
+  // Selective recompute over out->cache, rearranged into target order; `prepare_layer` (may be
+  // empty) fills out->cache.layers[l] just before layer l is recomputed.
+  absl::Status RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
+                                   const ReuseOptions& options,
+                                   const std::function<absl::Status(int64_t)>& prepare_layer,
+                                   PrefillOutcome* out) const;
   absl::StatusOr<GenerateResult> Decode(PrefillOutcome prefill, const ReuseOptions& options,
                                         const SamplingOptions& sampling,
                                         std::chrono::steady_clock::time_point start) const;

@@ -6,7 +6,7 @@ namespace semshare {
 
 namespace {
 
-LayerKV Rearrange(const LayerKV& reference, const at::Tensor& src, const at::Tensor& positions,
+LayerKV RearrangeCached(const LayerKV& reference, const at::Tensor& src, const at::Tensor& positions,
                   const Rope& rope, bool rerotate_keys, const at::Tensor& cached_delta,
                   const Rope::Table& cached_table, at::Tensor* delta_out, Rope::Table* table_out) {
   at::Tensor k = reference.k().index_select(1, src);
@@ -30,20 +30,24 @@ LayerKV Rearrange(const LayerKV& reference, const at::Tensor& src, const at::Ten
 LayerKV RearrangeLayer(const LayerKV& reference, const at::Tensor& source,
                        const at::Tensor& target_positions, const Rope& rope, bool rerotate_keys) {
   const at::Tensor src = source.to(reference.k().device(), at::kLong);
-  return Rearrange(reference, src, target_positions.to(src.device(), at::kLong), rope, rerotate_keys,
+  return RearrangeCached(reference, src, target_positions.to(src.device(), at::kLong), rope, rerotate_keys,
                    at::Tensor(), Rope::Table{}, nullptr, nullptr);
+}
+
+LayerKV LayerRearranger::Rearrange(const LayerKV& reference, const at::Tensor& source,
+                                   const at::Tensor& target_positions) {
+  const at::Tensor src = source.to(reference.k().device(), at::kLong);
+  return RearrangeCached(reference, src, target_positions.to(src.device(), at::kLong), *rope_, rerotate_keys_,
+                             delta_, table_, &delta_, &table_);
 }
 
 KVCache RearrangeKV(const KVCache& reference, const at::Tensor& source,
                     const at::Tensor& target_positions, const Rope& rope, bool rerotate_keys) {
   KVCache out;
   out.layers.reserve(reference.layers.size());
-  at::Tensor delta;
-  Rope::Table table;
+  LayerRearranger rearranger(&rope, rerotate_keys);
   for (const LayerKV& layer : reference.layers) {
-    const at::Tensor src = source.to(layer.k().device(), at::kLong);
-    out.layers.push_back(Rearrange(layer, src, target_positions.to(src.device(), at::kLong), rope,
-                                   rerotate_keys, delta, table, &delta, &table));
+    out.layers.push_back(rearranger.Rearrange(layer, source, target_positions));
   }
   return out;
 }

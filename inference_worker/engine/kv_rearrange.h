@@ -16,6 +16,20 @@ namespace semshare {
 LayerKV RearrangeLayer(const LayerKV& reference, const at::Tensor& source,
                        const at::Tensor& target_positions, const Rope& rope, bool rerotate_keys);
 
+// RearrangeLayer for layers that arrive one at a time (a FetchKV stream): layers with the same
+// position shift share one cos/sin table, as in RearrangeKV.
+class LayerRearranger {
+ public:
+  LayerRearranger(const Rope* rope, bool rerotate_keys) : rope_(rope), rerotate_keys_(rerotate_keys) {}
+  LayerKV Rearrange(const LayerKV& reference, const at::Tensor& source, const at::Tensor& target_positions);
+
+ private:
+  const Rope* rope_;
+  bool rerotate_keys_;
+  at::Tensor delta_;
+  Rope::Table table_;
+};
+
 // Every layer of `reference` rearranged the same way.
 KVCache RearrangeKV(const KVCache& reference, const at::Tensor& source,
                     const at::Tensor& target_positions, const Rope& rope, bool rerotate_keys);

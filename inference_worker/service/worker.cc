@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -138,45 +140,115 @@ std::optional<KVCache> GatherHeld(const HeldReference& held, const std::vector<i
   return gathered;
 }
 
-// FetchKV's layers as engine KV in target order; checks they fit the model and the prompt.
-absl::StatusOr<KVCache> FetchGathered(ReferenceSource* source, const cache_node::ReferenceScope& scope,
-                                      const ReuseSource& reuse, const ModelConfig& config,
-                                      std::vector<int32_t>* row_positions) {
-  const int64_t n = static_cast<int64_t>(reuse.mapping.source.size());
-  std::vector<std::optional<LayerKV>> layers(static_cast<size_t>(config.num_hidden_layers));
-  absl::Status fetched = source->FetchKV(
-      reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
-      [&](cache_node::FetchedLayer layer) -> absl::Status {
-        if (layer.layer < 0 || layer.layer >= config.num_hidden_layers || layers[layer.layer].has_value()) {
-          return absl::InvalidArgumentError(absl::StrCat("unexpected layer ", layer.layer));
+// FetchKV on its own thread, handing each layer to the engine as it arrives: the transfer of
+// layer l+1 overlaps the recompute of layer l. Checks each layer fits the model and the prompt,
+// and keeps the layers for the worker's local cache.
+class StreamedFetch : public GatheredLayerSource {
+ public:
+  StreamedFetch(ReferenceSource* source, const cache_node::ReferenceScope& scope, const ReuseSource& reuse,
+                const ModelConfig& config)
+      : config_(config), n_(static_cast<int64_t>(reuse.mapping.source.size())) {
+    layers_.resize(static_cast<size_t>(config.num_hidden_layers));
+    thread_ = std::thread([this, source, scope, reuse] {
+      absl::Status status = source->FetchKV(reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
+                                            [this](cache_node::FetchedLayer layer) { return Accept(std::move(layer)); });
+      absl::MutexLock lock(&mutex_);
+      if (status.ok()) {
+        for (const auto& layer : layers_) {
+          if (!layer.has_value()) status = absl::DataLossError("the fetch ended before every layer arrived");
         }
-        if (static_cast<int64_t>(layer.target_tokens.size()) != n ||
-            static_cast<int64_t>(layer.source_positions.size()) != n) {
-          return absl::InvalidArgumentError("fetched layer does not cover every target token");
-        }
-        for (int64_t i = 0; i < n; ++i) {
-          if (layer.target_tokens[i] != i) return absl::InvalidArgumentError("fetched rows out of order");
-        }
-        SEMSHARE_ASSIGN_OR_RETURN(at::Tensor k, TensorFromBlob(layer.kv.key));
-        SEMSHARE_ASSIGN_OR_RETURN(at::Tensor v, TensorFromBlob(layer.kv.value));
-        if (k.size(0) != config.num_key_value_heads || k.size(1) != n || k.size(2) != config.head_dim ||
-            !k.sizes().equals(v.sizes())) {
-          return absl::InvalidArgumentError("fetched KV does not fit the model");
-        }
-        if (layer.layer == 0) *row_positions = layer.source_positions;
-        const at::Tensor positions =
-            at::tensor(std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()), at::kLong);
-        layers[layer.layer].emplace(std::move(k), std::move(v), positions);
-        return absl::OkStatus();
-      });
-  SEMSHARE_RETURN_IF_ERROR(fetched);
-  KVCache cache;
-  for (auto& layer : layers) {
-    if (!layer.has_value()) return absl::DataLossError("the fetch ended before every layer arrived");
-    cache.layers.push_back(std::move(*layer));
+      }
+      status_ = status;
+      done_ = true;
+    });
   }
-  return cache;
-}
+
+  // Stops the transfer if it is still running.
+  ~StreamedFetch() override {
+    {
+      absl::MutexLock lock(&mutex_);
+      cancelled_ = true;
+    }
+    thread_.join();
+  }
+
+  absl::StatusOr<LayerKV> Layer(int64_t l) override {
+    if (l < 0 || l >= static_cast<int64_t>(layers_.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("no layer ", l));
+    }
+    absl::MutexLock lock(&mutex_);
+    waiting_for_ = static_cast<size_t>(l);
+    mutex_.Await(absl::Condition(this, &StreamedFetch::ArrivedOrDone));
+    if (!layers_[waiting_for_].has_value()) {
+      return status_.ok() ? absl::DataLossError(absl::StrCat("the fetch ended before layer ", l, " arrived")) : status_;
+    }
+    return *layers_[waiting_for_];  // shares the tensors: the engine does not write them
+  }
+
+  // Waits for the end of the transfer; OK when every layer arrived intact.
+  absl::Status Finish() {
+    absl::MutexLock lock(&mutex_);
+    mutex_.Await(absl::Condition(&done_));
+    return status_;
+  }
+
+  // After Finish() is OK: every layer, in target order, and their reference positions.
+  KVCache TakeLayers() {
+    absl::MutexLock lock(&mutex_);
+    KVCache cache;
+    for (auto& layer : layers_) cache.layers.push_back(std::move(*layer));
+    return cache;
+  }
+  std::vector<int32_t> row_positions() {
+    absl::MutexLock lock(&mutex_);
+    return row_positions_;
+  }
+
+ private:
+  bool ArrivedOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return done_ || layers_[waiting_for_].has_value();
+  }
+
+  absl::Status Accept(cache_node::FetchedLayer layer) {
+    if (layer.layer < 0 || layer.layer >= config_.num_hidden_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected layer ", layer.layer));
+    }
+    if (static_cast<int64_t>(layer.target_tokens.size()) != n_ ||
+        static_cast<int64_t>(layer.source_positions.size()) != n_) {
+      return absl::InvalidArgumentError("fetched layer does not cover every target token");
+    }
+    for (int64_t i = 0; i < n_; ++i) {
+      if (layer.target_tokens[i] != i) return absl::InvalidArgumentError("fetched rows out of order");
+    }
+    SEMSHARE_ASSIGN_OR_RETURN(at::Tensor k, TensorFromBlob(layer.kv.key));
+    SEMSHARE_ASSIGN_OR_RETURN(at::Tensor v, TensorFromBlob(layer.kv.value));
+    if (k.size(0) != config_.num_key_value_heads || k.size(1) != n_ || k.size(2) != config_.head_dim ||
+        !k.sizes().equals(v.sizes())) {
+      return absl::InvalidArgumentError("fetched KV does not fit the model");
+    }
+    const at::Tensor positions =
+        at::tensor(std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()), at::kLong);
+    absl::MutexLock lock(&mutex_);
+    if (cancelled_) return absl::CancelledError("the request no longer needs the reference");
+    if (layers_[layer.layer].has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", layer.layer, " arrived twice"));
+    }
+    if (layer.layer == 0) row_positions_ = layer.source_positions;
+    layers_[layer.layer].emplace(std::move(k), std::move(v), positions);
+    return absl::OkStatus();
+  }
+
+  const ModelConfig& config_;
+  const int64_t n_;
+  absl::Mutex mutex_;
+  std::vector<std::optional<LayerKV>> layers_ ABSL_GUARDED_BY(mutex_);
+  std::vector<int32_t> row_positions_ ABSL_GUARDED_BY(mutex_);
+  size_t waiting_for_ ABSL_GUARDED_BY(mutex_) = 0;  // the layer Layer() waits for
+  absl::Status status_ ABSL_GUARDED_BY(mutex_);
+  bool done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -284,34 +356,37 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       std::optional<KVCache> gathered;
       if (held != nullptr) gathered = GatherHeld(*held, reuse.mapping.source);
       reply.local_hit = gathered.has_value();
-      if (!gathered.has_value()) {
-        std::vector<int32_t> row_positions;
-        absl::StatusOr<KVCache> fetched =
-            FetchGathered(source_, scope, reuse, engine_->model().config(), &row_positions);
+      absl::StatusOr<GenerateResult> hit;
+      absl::Status fetched = absl::OkStatus();
+      const double before_ms = MillisSince(fetch_start);
+      if (gathered.has_value()) {
+        hit = engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
+      } else {
+        // The engine takes each layer as it arrives; the rest of the transfer overlaps the recompute.
+        StreamedFetch fetch(source_, scope, reuse, engine_->model().config());
+        hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
+        fetched = fetch.Finish();
         if (fetched.ok()) {
           std::shared_ptr<const HeldReference> merged =
-              MergeRows(held.get(), reuse.reference_id, *fetched, row_positions);
+              MergeRows(held.get(), reuse.reference_id, fetch.TakeLayers(), fetch.row_positions());
           absl::MutexLock lock(&mutex_);
           held_.Put(key, merged, merged->bytes);
-          gathered = *std::move(fetched);
-        } else {
-          reply.miss_reason = absl::StrCat("fetch failed: ", fetched.status().ToString());
         }
       }
-      reply.fetch_ms = MillisSince(fetch_start);
-      if (gathered.has_value()) {
-        absl::StatusOr<GenerateResult> hit =
-            engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
-        if (hit.ok()) {
-          result = *std::move(hit);
-          reply.cache_hit = true;
-          reply.reference_id = reuse.reference_id;
-          reply.shard = reuse.shard;
-          reply.similarity = reuse.mapping.similarity;
-        } else {
-          reply.local_hit = false;
-          reply.miss_reason = absl::StrCat("reuse failed: ", hit.status().ToString());
-        }
+      if (hit.ok()) {
+        result = *std::move(hit);
+        // Only the time the recompute waited for KV still in transfer delays the first token.
+        reply.fetch_ms = before_ms + result->prefill.times.kv_wait_ms;
+        reply.ttft_ms = before_ms + result->ttft_ms;
+        reply.cache_hit = true;
+        reply.reference_id = reuse.reference_id;
+        reply.shard = reuse.shard;
+        reply.similarity = reuse.mapping.similarity;
+      } else {
+        reply.local_hit = false;
+        reply.fetch_ms = MillisSince(fetch_start);
+        reply.miss_reason = fetched.ok() ? absl::StrCat("reuse failed: ", hit.status().ToString())
+                                         : absl::StrCat("fetch failed: ", fetched.ToString());
       }
     }
   }
@@ -340,7 +415,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   reply.recompute_ms =
       prefill.times.encode_ms + prefill.times.rearrange_ms + prefill.times.prefill_ms + prefill.times.retention_ms;
   reply.decode_ms = prefill.times.decode_ms;
-  reply.ttft_ms = reply.fetch_ms + result->ttft_ms;
+  if (!reply.cache_hit) reply.ttft_ms = reply.fetch_ms + result->ttft_ms;  // a failed reuse's time counts
   reply.latency_ms = MillisSince(start);
   return reply;
 }

@@ -80,7 +80,7 @@ struct WorkerReply {
   double ttft_ms = 0;
   double latency_ms = 0;
   int64_t prompt_tokens = 0;
-  double fetch_ms = 0;
+  double fetch_ms = 0;      // waiting for the reference's KV (transfer overlapped with recompute excluded)
   double recompute_ms = 0;  // prefill or selective recompute, rearrangement and retention
   double decode_ms = 0;
 };
@@ -99,8 +99,9 @@ struct WorkerLoad {
 
 struct HeldReference;  // a reference's KV rows held locally (worker.cc)
 
-// Thread-safe. Misses store their prompt as a new reference on a background thread, after the
-// reply; the fetch of layer l+1 is not yet overlapped with the recompute of layer l.
+// Thread-safe. A hit streams the reference's KV from its shard while recomputing: layer l is
+// recomputed while layer l+1 is in transfer. Misses store their prompt as a new reference on a
+// background thread, after the reply.
 class InferenceWorker {
  public:
   // `engine` and `source` must outlive the worker.

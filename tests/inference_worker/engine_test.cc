@@ -159,6 +159,61 @@ TEST(EngineTest, GatheredKvServesExactlyAsTheReference) {
   EXPECT_EQ(got.prefill.layer_budgets, want.prefill.layer_budgets);
 }
 
+// Gathered layers handed out one at a time, recording the order they were asked for; fails
+// at `fail_at` as a broken transfer would.
+class LayerByLayer : public GatheredLayerSource {
+ public:
+  LayerByLayer(KVCache cache, int64_t fail_at) : cache_(std::move(cache)), fail_at_(fail_at) {}
+  absl::StatusOr<LayerKV> Layer(int64_t l) override {
+    asked.push_back(l);
+    if (l == fail_at_) return absl::DataLossError("the transfer broke");
+    return cache_.layers[static_cast<size_t>(l)];
+  }
+  std::vector<int64_t> asked;
+
+ private:
+  KVCache cache_;
+  int64_t fail_at_;
+};
+
+TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  const ReuseOptions options = NoBypass();
+  const TokenMapping mapping =
+      MapTokens(engine->EncodeCodes(target, options.ecache).value(), reference.codes, options.mapping).value();
+  SamplingOptions sampling;
+  sampling.max_tokens = 12;
+  const GenerateResult want =
+      engine->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options, sampling)
+          .value();
+  LayerByLayer layers(GatherLikeACacheNode(reference.kv, mapping), /*fail_at=*/-1);
+  const GenerateResult got = engine->GenerateGathered(target, mapping, &layers, options, sampling).value();
+  std::vector<int64_t> in_order(static_cast<size_t>(model.num_layers()));
+  for (size_t l = 0; l < in_order.size(); ++l) in_order[l] = static_cast<int64_t>(l);
+  EXPECT_EQ(layers.asked, in_order);
+  EXPECT_TRUE(at::equal(got.prefill.logits, want.prefill.logits));
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_EQ(got.prefill.layer_budgets, want.prefill.layer_budgets);
+  EXPECT_GE(got.prefill.times.kv_wait_ms, 0.0);
+
+  // A transfer that breaks after the first layers ends the prefill with its error.
+  LayerByLayer broken(GatherLikeACacheNode(reference.kv, mapping), /*fail_at=*/2);
+  const absl::StatusOr<PrefillOutcome> failed = engine->PrefillGathered(target, mapping, &broken, options);
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(broken.asked, (std::vector<int64_t>{0, 1, 2}));
+
+  // A layer of the wrong shape is refused when it arrives.
+  KVCache cut = GatherLikeACacheNode(reference.kv, mapping);
+  cut.layers[1] = LayerKV(cut.layers[1].k().narrow(1, 0, 3), cut.layers[1].v().narrow(1, 0, 3),
+                          cut.layers[1].positions().narrow(0, 0, 3));
+  LayerByLayer wrong(std::move(cut), /*fail_at=*/-1);
+  EXPECT_EQ(engine->PrefillGathered(target, mapping, &wrong, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EngineTest, GatheredKvOfTheWrongShapeIsRefused) {
   const Model& model = AustenModel();
   auto engine = Engine::Create(&model).value();

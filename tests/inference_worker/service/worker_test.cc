@@ -43,6 +43,7 @@ class FakeSource : public ReferenceSource {
     const at::Tensor index = at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
     const KVCache& kv = it->second.second.kv;
     for (size_t l = 0; l < kv.layers.size(); ++l) {
+      if (static_cast<int64_t>(l) == break_at_layer) return absl::UnavailableError("the shard went away");
       cache_node::FetchedLayer layer;
       layer.layer = static_cast<int32_t>(l);
       for (size_t i = 0; i < source.size(); ++i) {
@@ -67,6 +68,7 @@ class FakeSource : public ReferenceSource {
 
   std::map<std::string, std::pair<std::string, Reference>> references;  // id -> (fingerprint, reference)
   int fetches = 0;
+  int64_t break_at_layer = -1;  // >= 0: the stream breaks before this layer
   std::vector<std::vector<std::string>> puts;
   size_t put_layers = 0;
 };
@@ -127,6 +129,21 @@ TEST_F(WorkerTest, HitEqualsTheEnginesSemshareOutputAndRepeatsLocally) {
   other_tenant.tenant = "tenant-b";  // holds nothing for tenant-b: fetches (the shard decides)
   (void)worker->Generate(other_tenant).value();
   EXPECT_EQ(source_.fetches, 2);
+}
+
+TEST_F(WorkerTest, ATransferBrokenMidwayIsAMissWithTheFullOutput) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  source_.break_at_layer = 3;  // the recompute has started on the first layers when it breaks
+  const WorkerReply broken = worker->Generate(HitRequest()).value();
+  EXPECT_FALSE(broken.cache_hit);
+  EXPECT_NE(broken.miss_reason.find("fetch failed"), std::string::npos) << broken.miss_reason;
+  EXPECT_EQ(broken.tokens, Expected(nullptr));
+  EXPECT_TRUE(worker->Load().cached_reference_ids.empty());  // nothing half-fetched is held
+
+  source_.break_at_layer = -1;
+  const WorkerReply whole = worker->Generate(HitRequest()).value();
+  EXPECT_TRUE(whole.cache_hit) << whole.miss_reason;
+  EXPECT_EQ(whole.tokens, Expected(&source_.references["ref-1"].second));
 }
 
 TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {
