@@ -78,12 +78,8 @@ def main(source_dir):
 
   unused = sorted(m.name for m in catalogue.values()
                   if not any(s in used for s in metrics_catalogue.series_names({m.name: m})))
-  if unused:
-    print("note: catalogue metrics no panel shows:", ", ".join(unused))
-  for error in errors:
-    print("FAIL:", error)
-  print("%d panels checked, %d problems" % (len(panels), len(errors)))
-  return 1 if errors else 0
+  notes = ["catalogue metrics no panel shows: " + ", ".join(unused)] if unused else []
+  return metrics_catalogue.report("%d panels" % len(panels), errors, notes)
 
 
 if __name__ == "__main__":

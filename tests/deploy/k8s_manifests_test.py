@@ -17,6 +17,9 @@ import sys
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import metrics_catalogue  # pylint: disable=wrong-import-position
+
 # semshare-<name> binary -> its main source file.
 BINARIES = {
     "semshare-cache-node": "cache_node/main.cc",
@@ -317,12 +320,7 @@ def main(source_dir, rendered, bin_dir=None):
       if ready.get("path") != "/healthz" or ready.get("port") not in ("http", container_ports[workload["metadata"]["name"]].get("http")):
         fail("router", "readiness should be HTTP GET /healthz on the http port")
 
-  for note in sorted(set(notes)):
-    print("note:", note)
-  for error in errors:
-    print("FAIL:", error)
-  print("%d objects checked, %d problems" % (len(objects), len(errors)))
-  return 1 if errors else 0
+  return metrics_catalogue.report("%d objects" % len(objects), errors, sorted(set(notes)))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,13 @@ def metric_names_in_expr(expr):
       continue  # a keyword, or a function / aggregation call
     names.add(name)
   return names
+
+
+def report(what, errors, notes=()):
+  """Prints the notes, the errors and a summary line; returns the exit status (1: errors)."""
+  for note in notes:
+    print("note:", note)
+  for error in errors:
+    print("FAIL:", error)
+  print("%s checked, %d problems" % (what, len(errors)))
+  return 1 if errors else 0

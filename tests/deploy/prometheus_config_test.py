@@ -52,10 +52,7 @@ def main(source_dir):
       if not rule.get("annotations", {}).get("summary"):
         errors.append("alert %s: no summary annotation" % name)
 
-  for error in errors:
-    print("FAIL:", error)
-  print("%d rules checked, %d problems" % (len(rules), len(errors)))
-  return 1 if errors else 0
+  return metrics_catalogue.report("%d rules" % len(rules), errors)
 
 
 if __name__ == "__main__":
