@@ -1,13 +1,17 @@
 """ctest Deploy.GrafanaDashboard: deploy/grafana/semshare.json parses, is a Grafana dashboard whose
-panels all query the ${DS_PROMETHEUS} datasource with a PromQL expression, and every metric those
-expressions use is in the catalogue (deploy/metrics.txt).
+panels all query the ${DS_PROMETHEUS} datasource with a PromQL expression that promtool parses
+(Grafana variables replaced), and every metric those expressions use is in the catalogue
+(deploy/metrics.txt).
 
-Usage: grafana_dashboard_test.py SOURCE_DIR (Python 3 standard library).
+Usage: grafana_dashboard_test.py SOURCE_DIR (Python 3 standard library, promtool on PATH).
 """
 
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import metrics_catalogue  # pylint: disable=wrong-import-position
@@ -19,6 +23,20 @@ def all_panels(panels):
   for panel in panels:
     yield panel
     yield from all_panels(panel.get("panels", []))
+
+
+def promql_errors(exprs):
+  """promtool's parse errors for the expressions, as recording rules (JSON is YAML)."""
+  substituted = [re.sub(r"\$__(rate_)?interval", "5m", re.sub(r"\$\{?tenant\}?", ".*", e)) for e in exprs]
+  rules = {"groups": [{"name": "dashboard", "rules": [
+      {"record": "dashboard:expr:%d" % i, "expr": e} for i, e in enumerate(substituted)]}]}
+  with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+    json.dump(rules, f)
+  try:
+    out = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True, timeout=60)
+  finally:
+    os.unlink(f.name)
+  return [] if out.returncode == 0 else ["promtool check rules: " + (out.stdout + out.stderr).strip()]
 
 
 def main(source_dir):
@@ -44,6 +62,7 @@ def main(source_dir):
 
   ids = set()
   used = set()
+  exprs = []
   panels = list(all_panels(dashboard.get("panels", [])))
   for panel in panels:
     title = panel.get("title", "<untitled>")
@@ -75,6 +94,8 @@ def main(source_dir):
       for name in sorted(names - known):
         errors.append("%s: %s is not in deploy/metrics.txt" % (title, name))
       used |= names
+      exprs.append(expr)
+  errors.extend(promql_errors(exprs))
 
   unused = sorted(m.name for m in catalogue.values()
                   if not any(s in used for s in metrics_catalogue.series_names({m.name: m})))
