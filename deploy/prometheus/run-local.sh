@@ -15,7 +15,8 @@
 #   SEMSHARE_PROMETHEUS_READY_TIMEOUT_S  how long to wait for /-/ready (default: 60)
 set -euo pipefail
 
-readonly HERE="$(cd "$(dirname "$0")" && pwd)"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+readonly HERE
 readonly BIN="${SEMSHARE_PROMETHEUS_BIN:-prometheus}"
 readonly INTERVAL="${SEMSHARE_PROMETHEUS_INTERVAL:-5s}"
 readonly READY_TIMEOUT_S="${SEMSHARE_PROMETHEUS_READY_TIMEOUT_S:-60}"
@@ -49,12 +50,12 @@ write_config() {
 }
 
 targets() {
-  local env=""
+  local -a env=()
   if [[ -n ${CLUSTER_DIR:-} ]]; then
-    env="$CLUSTER_DIR/cluster.env"
-    [[ -r $env ]] || die "no $env; start the cluster first (deploy/local/cluster.sh up $CLUSTER_DIR)"
+    env=("$CLUSTER_DIR/cluster.env")
+    [[ -r ${env[0]} ]] || die "no ${env[0]}; start the cluster first (deploy/local/cluster.sh up $CLUSTER_DIR)"
   fi
-  "$HERE/local-targets.sh" "$DIR/targets" $env
+  "$HERE/local-targets.sh" "$DIR/targets" "${env[@]}"
 }
 
 # Starts the server on PORT; 0 once /-/ready answers, 1 when it exited (port taken, say).
@@ -95,9 +96,8 @@ start() {
     return 0
   fi
   write_config
-  local attempt
   # A free port can be taken between the probe and the bind: try a few.
-  for attempt in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     try_start "$(free_port)" && return 0
   done
   tail -n 20 "$DIR/prometheus.log" >&2

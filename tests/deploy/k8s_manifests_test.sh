@@ -20,7 +20,7 @@ for overlay in "$SOURCE_DIR"/deploy/k8s/overlays/*/; do
   echo "== overlay $name"
   # Deprecation warnings of newer kustomize go to stderr; an error fails the test.
   "$KUBECTL" kustomize "$overlay" >"$WORK/$name.yaml"
-  /usr/bin/python3 "$SOURCE_DIR/tests/deploy/k8s_manifests_test.py" "$SOURCE_DIR" "$WORK/$name.yaml" $BIN_DIR
+  /usr/bin/python3 "$SOURCE_DIR/tests/deploy/k8s_manifests_test.py" "$SOURCE_DIR" "$WORK/$name.yaml" ${BIN_DIR:+"$BIN_DIR"}
   overlays=$((overlays + 1))
 done
 ((overlays > 0)) || { echo "no overlay under deploy/k8s/overlays" >&2; exit 1; }
