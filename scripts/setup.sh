@@ -9,11 +9,19 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libfaiss-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-yaml
+  # deploy/: promtool and a Prometheus server for the deploy tests, curl to query it.
+  prometheus curl
 )
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+# kubectl (its `kubectl kustomize` renders deploy/k8s): Debian's kubernetes-client only when none
+# is on PATH (a newer one from elsewhere is fine).
+if ! command -v kubectl >/dev/null; then
+  PACKAGES+=(kubernetes-client)
+fi
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -25,6 +33,15 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q
+  # Only the binaries are wanted: keep the packages' maintainer scripts from starting services
+  # (Debian's prometheus starts its own server on :9090 otherwise, through systemd or its init
+  # script; without systemd the init script's failure would fail the install).
+  policy_rc=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy_rc ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy_rc" >/dev/null
+    $SUDO chmod 755 "$policy_rc"
+    trap '$SUDO rm -f "$policy_rc"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
