@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/allocator.h"
 #include "common/status_macros.h"
 #include "inference_worker/engine/engine.h"
 
@@ -318,6 +319,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& reque
   SEMSHARE_RETURN_IF_ERROR(Admit());
   absl::StatusOr<WorkerReply> reply = Serve(request);
   Release();
+  ReleaseFreeMemory();
   return reply;
 }
 
@@ -432,6 +434,7 @@ void InferenceWorker::StoreLoop() {
       storing_ = true;
     }
     const absl::Status stored = Store(store);
+    ReleaseFreeMemory();
     if (!stored.ok()) {
       std::fprintf(stderr, "semshare-worker: storing reference %s on %s failed: %s\n",
                    store.target.reference_id.c_str(), store.target.shard.c_str(), stored.ToString().c_str());

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/allocator.h"
 #include "common/status_macros.h"
 #include "router/reference_choice.h"
 #include "router/rendezvous.h"
@@ -48,6 +49,7 @@ std::string Router::NewReferenceId() {
 absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, const v1::GenerateRequest& request,
                                                    const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
   absl::StatusOr<v1::GenerateStats> stats = Serve(tenant, request, on_tokens);
+  ReleaseFreeMemory();
   absl::MutexLock lock(&mutex_);
   Counters& counters = counters_[tenant];
   ++counters.requests;
