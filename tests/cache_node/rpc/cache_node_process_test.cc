@@ -219,7 +219,9 @@ TEST_F(CacheNodeProcessTest, SigtermShutsDownCleanlyAndRestartKeepsReferences) {
     }
     const std::string metrics = ScrapeMetrics(process->metrics_port());
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"PutReference\"} 3"));
-    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_references 3"));
+    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_references{tenant=\"alice\"} 3"));
+    EXPECT_THAT(metrics, HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
+    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_stored_bytes{tenant=\"alice\"}"));
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpc_seconds_bucket"));
   }
   process->Signal(SIGTERM);
