@@ -67,14 +67,7 @@ class NodeStatsCollector : public prometheus::Collectable {
 
 CacheNodeMetrics::CacheNodeMetrics(std::function<NodeStats()> stats)
     : registry_(std::make_shared<prometheus::Registry>()),
-      rpcs_(&prometheus::BuildCounter()
-                 .Name("semshare_cache_node_rpcs_total")
-                 .Help("RPCs served, by method and gRPC status code")
-                 .Register(*registry_)),
-      rpc_seconds_(&prometheus::BuildHistogram()
-                        .Name("semshare_cache_node_rpc_seconds")
-                        .Help("RPC latency in seconds, by method")
-                        .Register(*registry_)),
+      rpcs_(*registry_, "semshare_cache_node"),
       kv_sent_bytes_(&prometheus::BuildCounter()
                           .Name("semshare_cache_node_kv_sent_bytes_total")
                           .Help("KV bytes sent by FetchKV, by tenant")
@@ -87,10 +80,7 @@ void CacheNodeMetrics::RecordKvSent(const std::string& tenant, int64_t bytes) {
 
 void CacheNodeMetrics::RecordRpc(absl::string_view method, absl::string_view code,
                                  double seconds) {
-  rpcs_->Add({{"method", std::string(method)}, {"code", std::string(code)}}).Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
-  rpc_seconds_->Add({{"method", std::string(method)}}, kBuckets).Observe(seconds);
+  rpcs_.Record(method, code, seconds);
 }
 
 std::vector<std::shared_ptr<prometheus::Collectable>> CacheNodeMetrics::collectables() const {

@@ -4,7 +4,6 @@
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
-#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <cstdint>
@@ -15,6 +14,7 @@
 
 #include "absl/strings/string_view.h"
 #include "cache_node/cache_node.h"
+#include "common/rpc/rpc_metrics.h"
 
 namespace semshare::cache_node {
 
@@ -37,8 +37,7 @@ class CacheNodeMetrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>* rpcs_;
-  prometheus::Family<prometheus::Histogram>* rpc_seconds_;
+  RpcMetrics rpcs_;
   prometheus::Family<prometheus::Counter>* kv_sent_bytes_;
   std::shared_ptr<prometheus::Collectable> node_stats_;
 };

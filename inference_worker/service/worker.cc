@@ -139,9 +139,10 @@ std::optional<KVCache> GatherHeld(const HeldReference& held, const std::vector<i
 }
 
 // FetchKV's layers as engine KV in target order; checks they fit the model and the prompt.
+// `*bytes` counts the KV bytes that arrived.
 absl::StatusOr<KVCache> FetchGathered(ReferenceSource* source, const cache_node::ReferenceScope& scope,
                                       const ReuseSource& reuse, const ModelConfig& config,
-                                      std::vector<int32_t>* row_positions) {
+                                      std::vector<int32_t>* row_positions, int64_t* bytes) {
   const int64_t n = static_cast<int64_t>(reuse.mapping.source.size());
   std::vector<std::optional<LayerKV>> layers(static_cast<size_t>(config.num_hidden_layers));
   absl::Status fetched = source->FetchKV(
@@ -157,6 +158,7 @@ absl::StatusOr<KVCache> FetchGathered(ReferenceSource* source, const cache_node:
         for (int64_t i = 0; i < n; ++i) {
           if (layer.target_tokens[i] != i) return absl::InvalidArgumentError("fetched rows out of order");
         }
+        *bytes += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
         SEMSHARE_ASSIGN_OR_RETURN(at::Tensor k, TensorFromBlob(layer.kv.key));
         SEMSHARE_ASSIGN_OR_RETURN(at::Tensor v, TensorFromBlob(layer.kv.value));
         if (k.size(0) != config.num_key_value_heads || k.size(1) != n || k.size(2) != config.head_dim ||
@@ -178,6 +180,20 @@ absl::StatusOr<KVCache> FetchGathered(ReferenceSource* source, const cache_node:
   return cache;
 }
 
+// The reference's length as far as the mapping shows it (its last position mapped to).
+int64_t ReferenceTokensSeen(const TokenMapping& mapping) {
+  int32_t last = -1;
+  for (int32_t s : mapping.source) last = std::max(last, s);
+  return last + 1;
+}
+
+std::string OutcomeOf(const absl::StatusOr<WorkerReply>& reply) {
+  if (!reply.ok()) return "error";
+  if (reply->cache_hit) return "hit";
+  if (reply->bypassed) return "bypass";
+  return "miss";
+}
+
 }  // namespace
 
 absl::Status WorkerOptions::Validate() const {
@@ -189,11 +205,12 @@ absl::Status WorkerOptions::Validate() const {
 }
 
 InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
-                                 const WorkerOptions& options)
+                                 const WorkerOptions& options, WorkerMetrics* metrics)
     : engine_(engine),
       reuse_(std::make_unique<const ReuseOptions>(reuse)),
       source_(source),
       options_(options),
+      metrics_(metrics),
       fingerprint_(engine->model().fingerprint()),
       held_(options.local_cache_bytes) {
   store_thread_ = std::thread([this] { StoreLoop(); });
@@ -202,14 +219,15 @@ InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse
 absl::StatusOr<std::unique_ptr<InferenceWorker>> InferenceWorker::Create(const Engine* engine,
                                                                          const ReuseOptions& reuse,
                                                                          ReferenceSource* source,
-                                                                         const WorkerOptions& options) {
+                                                                         const WorkerOptions& options,
+                                                                         WorkerMetrics* metrics) {
   if (engine == nullptr || source == nullptr) return absl::InvalidArgumentError("worker needs an engine and a source");
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   SEMSHARE_RETURN_IF_ERROR(reuse.Validate());
   if (reuse.method != ReuseMethod::kSemShare) {
     return absl::InvalidArgumentError("the worker serves the semshare method only");
   }
-  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options));
+  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options, metrics));
 }
 
 InferenceWorker::~InferenceWorker() {
@@ -224,28 +242,42 @@ absl::Status InferenceWorker::Admit() {
   absl::MutexLock lock(&mutex_);
   if (queued_ == 0 && HasFreeSlot()) {
     ++active_;
+    RecordLoad();
     return absl::OkStatus();
   }
   if (queued_ >= options_.max_queue) {
+    if (metrics_ != nullptr) metrics_->RecordRejected();
     return absl::ResourceExhaustedError(absl::StrCat("worker busy: ", active_, " running, ", queued_,
                                                      " queued (max ", options_.max_queue, ")"));
   }
   ++queued_;
+  RecordLoad();
   mutex_.Await(absl::Condition(this, &InferenceWorker::HasFreeSlot));
   --queued_;
   ++active_;
+  RecordLoad();
   return absl::OkStatus();
 }
 
 void InferenceWorker::Release() {
   absl::MutexLock lock(&mutex_);
   --active_;
+  RecordLoad();
+}
+
+void InferenceWorker::RecordLoad() {
+  if (metrics_ != nullptr) metrics_->SetLoad(active_, queued_);
+}
+
+void InferenceWorker::RecordLocalCache() {
+  if (metrics_ != nullptr) metrics_->SetLocalCache(held_.bytes(), static_cast<int64_t>(held_.size()));
 }
 
 absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& request) {
   SEMSHARE_RETURN_IF_ERROR(Admit());
   absl::StatusOr<WorkerReply> reply = Serve(request);
   Release();
+  if (metrics_ != nullptr) metrics_->RecordRequest(request.tenant, OutcomeOf(reply));
   return reply;
 }
 
@@ -274,6 +306,13 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       reply.miss_reason = "the mapping does not cover the prompt";
     } else if (reuse.mapping.similarity < threshold) {
       reply.miss_reason = "similarity below the threshold";
+    } else if (std::optional<std::string> bypass = engine_->BypassReason(
+                   static_cast<int64_t>(request.prompt.size()), ReferenceTokensSeen(reuse.mapping), *reuse_)) {
+      // Not fetched: the transfer would be wasted too. The router named no store target.
+      reply.bypassed = true;
+      reply.bypass_reason = *std::move(bypass);
+      reply.miss_reason = absl::StrCat("reuse bypassed: ", reply.bypass_reason);
+      reply.similarity = reuse.mapping.similarity;
     } else {
       const auto fetch_start = Clock::now();
       std::shared_ptr<const HeldReference> held;
@@ -286,13 +325,17 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       reply.local_hit = gathered.has_value();
       if (!gathered.has_value()) {
         std::vector<int32_t> row_positions;
+        int64_t fetched_bytes = 0;
+        const auto transfer_start = Clock::now();
         absl::StatusOr<KVCache> fetched =
-            FetchGathered(source_, scope, reuse, engine_->model().config(), &row_positions);
+            FetchGathered(source_, scope, reuse, engine_->model().config(), &row_positions, &fetched_bytes);
+        if (metrics_ != nullptr) metrics_->RecordFetch(request.tenant, fetched_bytes, MillisSince(transfer_start) / 1e3);
         if (fetched.ok()) {
           std::shared_ptr<const HeldReference> merged =
               MergeRows(held.get(), reuse.reference_id, *fetched, row_positions);
           absl::MutexLock lock(&mutex_);
           held_.Put(key, merged, merged->bytes);
+          RecordLocalCache();
           gathered = *std::move(fetched);
         } else {
           reply.miss_reason = absl::StrCat("fetch failed: ", fetched.status().ToString());
@@ -304,6 +347,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
             engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
         if (hit.ok()) {
           result = *std::move(hit);
+          if (reply.local_hit && metrics_ != nullptr) metrics_->RecordLocalCacheHit();
           reply.cache_hit = true;
           reply.reference_id = reuse.reference_id;
           reply.shard = reuse.shard;
@@ -326,6 +370,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
         stores_.push_back(PendingStore{request.tenant, request.prompt, *request.store});
       } else {
         ++stores_dropped_;
+        if (metrics_ != nullptr) metrics_->RecordStore("dropped");
       }
     }
   }
@@ -364,6 +409,7 @@ void InferenceWorker::StoreLoop() {
     absl::MutexLock lock(&mutex_);
     storing_ = false;
     ++(stored.ok() ? stores_done_ : stores_failed_);
+    if (metrics_ != nullptr) metrics_->RecordStore(stored.ok() ? "stored" : "failed");
   }
 }
 
@@ -389,6 +435,7 @@ absl::Status InferenceWorker::Store(const PendingStore& store) {
   std::shared_ptr<const HeldReference> held = HoldRows(store.target.reference_id, reference.kv, positions);
   absl::MutexLock lock(&mutex_);
   held_.Put(HeldKey(store.tenant, fingerprint_, store.target.reference_id), held, held->bytes);
+  RecordLocalCache();
   return absl::OkStatus();
 }
 
