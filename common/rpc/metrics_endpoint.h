@@ -3,25 +3,32 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace prometheus {
 class Collectable;
-class Exposer;
 }  // namespace prometheus
 
 namespace semshare {
 
-// Prometheus's HTTP GET /metrics for one process, serving the collectables given at start.
+// HTTP GET /metrics (Prometheus text format 0.0.4) for one process, serving the collectables
+// given at start; any other path is 404. One thread answers one scrape at a time.
+//
+// Not prometheus::Exposer: its civetweb starts threads with 100 KiB stacks, smaller than the
+// static TLS of a process that links libtorch (OpenBLAS, glog: ~106 KiB), so pthread_create
+// fails there ("null context when constructing CivetServer").
 class MetricsEndpoint {
  public:
-  // Binds `listen_address` (host:port, port 0: any free port). Unavailable, naming the
-  // address, when it cannot be bound.
+  // Binds `listen_address` (host:port; port 0: any free port; empty host: every interface).
+  // Unavailable, naming the address, when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
       const std::string& listen_address, std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
-  // Stops serving (civetweb takes up to ~2 s to stop its threads).
+  // Stops listening and waits for a scrape in progress.
   ~MetricsEndpoint();
 
   int port() const { return port_; }
@@ -30,12 +37,16 @@ class MetricsEndpoint {
   void StopCollecting();
 
  private:
-  MetricsEndpoint(std::unique_ptr<prometheus::Exposer> exposer,
-                  std::vector<std::shared_ptr<prometheus::Collectable>> collectables, int port);
+  MetricsEndpoint(int listen_fd, int port, std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
+  void AcceptLoop();
+  void Answer(int fd);
+  std::string Exposition();
 
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
-  int port_;
+  const int listen_fd_;
+  const int port_;
+  absl::Mutex mutex_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_ ABSL_GUARDED_BY(mutex_);
+  std::thread thread_;
 };
 
 }  // namespace semshare
