@@ -84,8 +84,7 @@ int Run() {
   std::printf("semshare-cache-node: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();
-  // Nothing may read the node once it is closed; the exposer itself (civetweb, ~2 s to stop
-  // its threads) goes last, after the data is safe.
+  // Nothing may read the node once it is closed; the endpoint itself goes last.
   (*endpoint)->StopCollecting();
   const absl::Status flushed = (*node)->Flush();
   node->reset();  // closes RocksDB

@@ -184,7 +184,10 @@ v1::RouterStats Router::Stats(const std::string& tenant) {
     shard->set_address(view.address);
     shard->set_healthy(view.up);
   }
-  for (v1::WorkerLoad& load : workers_->Loads()) *stats.add_workers() = std::move(load);
+  for (v1::WorkerLoad& load : workers_->Loads()) {
+    if (metrics_ != nullptr) metrics_->SetWorkerUp(load.address(), load.healthy());
+    *stats.add_workers() = std::move(load);
+  }
   return stats;
 }
 
