@@ -1,9 +1,6 @@
 // semshare-cache-node: one shard of the cluster, serving semshare.v1.CacheNode over gRPC.
-#include <prometheus/exposer.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <exception>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -13,6 +10,7 @@
 #include "cache_node/rpc/metrics.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/rpc/metrics_endpoint.h"
 #include "common/shutdown_signals.h"
 
 ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
@@ -68,23 +66,17 @@ int Run() {
   absl::StatusOr<std::unique_ptr<CacheNode>> node = OpenCacheNode(options);
   if (!node.ok()) return Fail(node.status());
   CacheNodeMetrics metrics([node = node->get()] { return node->Stats(); });
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(absl::GetFlag(FLAGS_metrics_listen));
-  } catch (const std::exception& e) {
-    return Fail(absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", absl::GetFlag(FLAGS_metrics_listen), ": ", e.what())));
-  }
-  for (const auto& collectable : metrics.collectables()) exposer->RegisterCollectable(collectable);
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(absl::GetFlag(FLAGS_metrics_listen), metrics.collectables());
+  if (!endpoint.ok()) return Fail(endpoint.status());
   absl::StatusOr<std::unique_ptr<CacheNodeServer>> server =
       CacheNodeServer::Start(node->get(), *std::move(token), server_options, &metrics);
   if (!server.ok()) return Fail(server.status());
 
   const NodeStats stats = (*node)->Stats();
-  const std::vector<int> metrics_ports = exposer->GetListeningPorts();
   std::printf("semshare-cache-node ready: listen=%s port=%d metrics_port=%d references=%lld bytes=%lld data_dir=%s\n",
               (*server)->address().c_str(), (*server)->port(),
-              metrics_ports.empty() ? 0 : metrics_ports[0], static_cast<long long>(stats.references),
+              (*endpoint)->port(), static_cast<long long>(stats.references),
               static_cast<long long>(stats.bytes), options.data_dir.c_str());
   std::fflush(stdout);
 
@@ -92,15 +84,14 @@ int Run() {
   std::printf("semshare-cache-node: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
   (*server)->Shutdown();
-  // Nothing may read the node once it is closed; the exposer itself (civetweb, ~2 s to stop
-  // its threads) goes last, after the data is safe.
-  for (const auto& collectable : metrics.collectables()) exposer->RemoveCollectable(collectable);
+  // Nothing may read the node once it is closed; the endpoint itself goes last.
+  (*endpoint)->StopCollecting();
   const absl::Status flushed = (*node)->Flush();
   node->reset();  // closes RocksDB
   if (!flushed.ok()) return Fail(flushed);
   std::printf("semshare-cache-node: stopped\n");
   std::fflush(stdout);
-  exposer.reset();
+  endpoint->reset();
   return 0;
 }
 

@@ -1,6 +1,8 @@
 // semshare-router: the front door. Authenticates clients, finds a similar reference on the
 // shards, picks a worker and streams its tokens back.
 
+#include <prometheus/registry.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -11,11 +13,13 @@
 #include "absl/strings/str_split.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/rpc/metrics_endpoint.h"
 #include "common/shutdown_signals.h"
 #include "router/api_keys.h"
 #include "router/backoff.h"
 #include "router/clock.h"
 #include "router/service/router.h"
+#include "router/service/router_metrics.h"
 #include "router/service/router_service.h"
 #include "router/service/shard_search.h"
 #include "router/service/target_encoder.h"
@@ -30,6 +34,7 @@ ABSL_FLAG(std::string, api_keys, "", "API keys file: KEY TENANT BYTE_BUDGET per 
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
 ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference needs to be reused");
 ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
+ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status is trusted");
 
 namespace semshare::router {
@@ -44,6 +49,7 @@ int Run() {
   for (const auto& [name, value] : {std::pair{"--listen", absl::GetFlag(FLAGS_listen)},
                                     std::pair{"--model", absl::GetFlag(FLAGS_model)},
                                     std::pair{"--api-keys", absl::GetFlag(FLAGS_api_keys)},
+                                    std::pair{"--metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
                                     std::pair{"--cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}}) {
     if (value.empty()) return Fail(absl::InvalidArgumentError(std::string(name) + " is required"));
   }
@@ -71,16 +77,21 @@ int Run() {
   absl::StatusOr<std::unique_ptr<TargetEncoder>> encoder =
       LoadTargetEncoder(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_worker_device));
   if (!encoder.ok()) return Fail(encoder.status());
+  auto registry = std::make_shared<prometheus::Registry>();
+  RouterMetrics metrics(*registry);
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(absl::GetFlag(FLAGS_metrics_listen), {registry});
+  if (!endpoint.ok()) return Fail(endpoint.status());
   absl::StatusOr<std::unique_ptr<Router>> router =
-      Router::Create(encoder->get(), shards->get(), workers->get(), options);
+      Router::Create(encoder->get(), shards->get(), workers->get(), options, &metrics);
   if (!router.ok()) return Fail(router.status());
   RouterServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::unique_ptr<RouterServer>> server = RouterServer::Start(router->get(), &*keys, server_options);
   if (!server.ok()) return Fail(server.status());
 
-  std::printf("semshare-router ready: listen=%s port=%d shards=%s workers=%s threshold=%.3f\n",
-              (*server)->address().c_str(), (*server)->port(), absl::GetFlag(FLAGS_shards).c_str(),
+  std::printf("semshare-router ready: listen=%s port=%d metrics_port=%d shards=%s workers=%s threshold=%.3f\n",
+              (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(), absl::GetFlag(FLAGS_shards).c_str(),
               absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold);
   std::fflush(stdout);
   const int signal_number = WaitForShutdownSignal(signals);
@@ -98,6 +109,6 @@ int Run() {
 int main(int argc, char** argv) {
   semshare::ParseToolFlags(argc, argv,
                            "semshare-router --listen ADDR --shards A,B --workers W,... --model DIR --api-keys FILE "
-                           "--cluster-token-file F [--similarity-threshold 0.8] [--search-deadline-ms N]");
+                           "--cluster-token-file F --metrics-listen ADDR [--similarity-threshold 0.8] [--search-deadline-ms N]");
   return semshare::router::Run();
 }

@@ -95,20 +95,28 @@ grpc::Status CacheNodeService::FetchKV(grpc::ServerContext* context,
     SEMSHARE_RETURN_IF_ERROR(RequireModel(request->model_fingerprint()));
     const int64_t max_chunk_bytes = options_.max_chunk_bytes;
     const std::vector<std::vector<int32_t>> subsets = TokenSubsetsFromProto(*request);
+    int64_t sent_bytes = 0;  // KV bytes of the layers handed to the stream
     // Reading and gathering layer l+1 overlaps sending layer l.
-    return PipelineStream<v1::FetchKVResponse>(
+    const absl::Status streamed = PipelineStream<v1::FetchKVResponse>(
         kFetchQueueMessages,
         [&](const std::function<absl::Status(v1::FetchKVResponse)>& push) {
           return node_->FetchKV(Scope(tenant, request->model_fingerprint()), request->reference_id(),
                                 absl::MakeConstSpan(request->source().data(), request->source_size()),
                                 subsets, [&](FetchedLayer layer) {
-                                  return WriteFetchedLayer(std::move(layer), max_chunk_bytes, push);
+                                  const int64_t bytes = static_cast<int64_t>(layer.kv.key.data.size() +
+                                                                             layer.kv.value.data.size());
+                                  SEMSHARE_RETURN_IF_ERROR(
+                                      WriteFetchedLayer(std::move(layer), max_chunk_bytes, push));
+                                  sent_bytes += bytes;
+                                  return absl::OkStatus();
                                 });
         },
         [writer](const v1::FetchKVResponse& response) {
           if (!writer->Write(response)) return absl::CancelledError("the client went away");
           return absl::OkStatus();
         });
+    if (metrics_ != nullptr && sent_bytes > 0) metrics_->RecordKvSent(tenant, sent_bytes);
+    return streamed;
   });
 }
 

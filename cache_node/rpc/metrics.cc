@@ -5,11 +5,11 @@
 namespace semshare::cache_node {
 namespace {
 
-prometheus::MetricFamily Gauges(std::string name, std::string help) {
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type) {
   prometheus::MetricFamily family;
   family.name = std::move(name);
   family.help = std::move(help);
-  family.type = prometheus::MetricType::Gauge;
+  family.type = type;
   return family;
 }
 
@@ -29,34 +29,34 @@ class NodeStatsCollector : public prometheus::Collectable {
  public:
   explicit NodeStatsCollector(std::function<NodeStats()> stats) : stats_(std::move(stats)) {}
 
+  // Per-tenant families carry no unlabelled total, so sum() over them is the node's figure.
   std::vector<prometheus::MetricFamily> Collect() const override {
     const NodeStats stats = stats_();
     prometheus::MetricFamily references =
-        Gauges("semshare_cache_node_references", "References stored, by tenant");
+        Family("semshare_cache_node_references", "References stored, by tenant", prometheus::MetricType::Gauge);
     prometheus::MetricFamily bytes =
-        Gauges("semshare_cache_node_bytes", "KV bytes stored, by tenant");
-    prometheus::MetricFamily evicted = Gauges(
-        "semshare_cache_node_evicted_references_total", "References evicted since start, by tenant");
-    evicted.type = prometheus::MetricType::Counter;
+        Family("semshare_cache_node_stored_bytes", "KV bytes stored, by tenant", prometheus::MetricType::Gauge);
+    prometheus::MetricFamily evicted = Family("semshare_cache_node_evicted_references_total",
+                                              "References evicted since start, by tenant",
+                                              prometheus::MetricType::Counter);
+    prometheus::MetricFamily evicted_bytes = Family("semshare_cache_node_evicted_bytes_total",
+                                                    "KV bytes evicted since start, by tenant",
+                                                    prometheus::MetricType::Counter);
     prometheus::MetricFamily capacity =
-        Gauges("semshare_cache_node_capacity_bytes", "The node's byte budget");
-    prometheus::MetricFamily corrupt = Gauges("semshare_cache_node_corrupt_blobs_removed_total",
-                                              "KV blobs that failed their checksum and were removed");
-    corrupt.type = prometheus::MetricType::Counter;
-    AddValue(&references, static_cast<double>(stats.references));
-    AddValue(&bytes, static_cast<double>(stats.bytes));
+        Family("semshare_cache_node_capacity_bytes", "The node's byte budget", prometheus::MetricType::Gauge);
+    prometheus::MetricFamily corrupt = Family("semshare_cache_node_corrupt_blobs_removed_total",
+                                              "KV blobs that failed their checksum and were removed",
+                                              prometheus::MetricType::Counter);
     AddValue(&capacity, static_cast<double>(stats.capacity_bytes));
     AddValue(&corrupt, static_cast<double>(stats.corrupt_blobs_removed));
-    int64_t evicted_total = 0;
     for (const auto& [tenant, t] : stats.tenants) {
       AddValue(&references, static_cast<double>(t.references), tenant);
       AddValue(&bytes, static_cast<double>(t.bytes), tenant);
       AddValue(&evicted, static_cast<double>(t.evicted_references), tenant);
-      evicted_total += t.evicted_references;
+      AddValue(&evicted_bytes, static_cast<double>(t.evicted_bytes), tenant);
     }
-    AddValue(&evicted, static_cast<double>(evicted_total));
-    return {std::move(references), std::move(bytes), std::move(evicted), std::move(capacity),
-            std::move(corrupt)};
+    return {std::move(references), std::move(bytes), std::move(evicted), std::move(evicted_bytes),
+            std::move(capacity), std::move(corrupt)};
   }
 
  private:
@@ -67,22 +67,20 @@ class NodeStatsCollector : public prometheus::Collectable {
 
 CacheNodeMetrics::CacheNodeMetrics(std::function<NodeStats()> stats)
     : registry_(std::make_shared<prometheus::Registry>()),
-      rpcs_(&prometheus::BuildCounter()
-                 .Name("semshare_cache_node_rpcs_total")
-                 .Help("RPCs served, by method and gRPC status code")
-                 .Register(*registry_)),
-      rpc_seconds_(&prometheus::BuildHistogram()
-                        .Name("semshare_cache_node_rpc_seconds")
-                        .Help("RPC latency in seconds, by method")
-                        .Register(*registry_)),
+      rpcs_(*registry_, "semshare_cache_node"),
+      kv_sent_bytes_(&prometheus::BuildCounter()
+                          .Name("semshare_cache_node_kv_sent_bytes_total")
+                          .Help("KV bytes sent by FetchKV, by tenant")
+                          .Register(*registry_)),
       node_stats_(std::make_shared<NodeStatsCollector>(std::move(stats))) {}
+
+void CacheNodeMetrics::RecordKvSent(const std::string& tenant, int64_t bytes) {
+  kv_sent_bytes_->Add({{"tenant", tenant}}).Increment(static_cast<double>(bytes));
+}
 
 void CacheNodeMetrics::RecordRpc(absl::string_view method, absl::string_view code,
                                  double seconds) {
-  rpcs_->Add({{"method", std::string(method)}, {"code", std::string(code)}}).Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
-  rpc_seconds_->Add({{"method", std::string(method)}}, kBuckets).Observe(seconds);
+  rpcs_.Record(method, code, seconds);
 }
 
 std::vector<std::shared_ptr<prometheus::Collectable>> CacheNodeMetrics::collectables() const {

@@ -5,8 +5,10 @@
 #   deploy/local/cluster.sh down DIR    SIGTERM every process, wait for it to exit
 #   deploy/local/cluster.sh status DIR  one line a process: name, pid, address, up|down
 #
-# Under DIR: cluster.env (SEMSHARE_ROUTER, SEMSHARE_HTTP, SEMSHARE_API_KEY, SEMSHARE_API_KEY_2),
-# cluster.token, api_keys, data/shardN (RocksDB), logs/NAME.log, run/NAME.{pid,port}.
+# Under DIR: cluster.env (SEMSHARE_ROUTER, SEMSHARE_HTTP, SEMSHARE_API_KEY, SEMSHARE_API_KEY_2,
+# SEMSHARE_METRICS_ROUTER, SEMSHARE_METRICS_WORKER, SEMSHARE_METRICS_SHARDS: /metrics host:port,
+# shards comma-separated), cluster.token, api_keys, data/shardN (RocksDB), logs/NAME.log,
+# run/NAME.{pid,port,metrics_port}. Every process serves /metrics on a free port.
 # A process restarted by `up` keeps its data directory and, when it can bind it, its port, so
 # the others need no restart. Environment:
 #   SEMSHARE_BIN_DIR      binaries (default: build/bin of this checkout)
@@ -54,6 +56,7 @@ running_pid() {
 }
 
 port_of() { cat "$DIR/run/$1.port" 2>/dev/null || true; }
+metrics_port_of() { cat "$DIR/run/$1.metrics_port" 2>/dev/null || true; }
 
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
@@ -83,13 +86,13 @@ args_of() {
         --capacity-bytes "$SHARD_CAPACITY" --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_SHARD_ARGS:-}
       ;;
     worker)
-      echo --listen "$listen" --model "$MODEL" --device "$DEVICE" \
+      echo --listen "$listen" --model "$MODEL" --device "$DEVICE" --metrics-listen 127.0.0.1:0 \
         --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_WORKER_ARGS:-}
       ;;
     router)
       echo --listen "$listen" --shards "127.0.0.1:$(port_of shard0),127.0.0.1:$(port_of shard1)" \
         --workers "127.0.0.1:$(port_of worker)" --model "$MODEL" --worker-device "$DEVICE" \
-        --api-keys "$DIR/api_keys" --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_ROUTER_ARGS:-}
+        --api-keys "$DIR/api_keys" --metrics-listen 127.0.0.1:0 --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_ROUTER_ARGS:-}
       ;;
   esac
 }
@@ -121,6 +124,10 @@ start() {
   port=$(sed -n 's/.* port=\([0-9]*\).*/\1/p' <<<"$line")
   [[ -n $port ]] || die "$name: no port in its ready line: $line"
   echo "$port" >"$DIR/run/$name.port"
+  local metrics_port
+  metrics_port=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<<"$line")
+  [[ -n $metrics_port ]] || die "$name: no metrics_port in its ready line: $line"
+  echo "$metrics_port" >"$DIR/run/$name.metrics_port"
   echo "$name: pid $pid, 127.0.0.1:$port"
 }
 
@@ -133,6 +140,9 @@ SEMSHARE_ROUTER=127.0.0.1:$(port_of router)
 SEMSHARE_HTTP=
 SEMSHARE_API_KEY=${keys[0]}
 SEMSHARE_API_KEY_2=${keys[1]}
+SEMSHARE_METRICS_ROUTER=127.0.0.1:$(metrics_port_of router)
+SEMSHARE_METRICS_WORKER=127.0.0.1:$(metrics_port_of worker)
+SEMSHARE_METRICS_SHARDS=127.0.0.1:$(metrics_port_of shard0),127.0.0.1:$(metrics_port_of shard1)
 SEMSHARE_CLUSTER_DIR=$DIR
 EOF
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"

@@ -213,6 +213,14 @@ std::pair<double, double> Engine::PredictSeconds(int64_t target_tokens, int64_t 
   return {full, semshare};
 }
 
+std::optional<std::string> Engine::BypassReason(int64_t target_tokens, int64_t reference_tokens,
+                                                const ReuseOptions& options) const {
+  if (!options.bypass) return std::nullopt;
+  const auto [full, semshare] = PredictSeconds(target_tokens, reference_tokens, options);
+  if (semshare < 0.9 * full) return std::nullopt;
+  return absl::StrFormat("predicted reuse %.1f ms vs full prefill %.1f ms", semshare * 1e3, full * 1e3);
+}
+
 absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
                                              const Reference& reference,
                                              const ReuseOptions& options, PrefillOutcome* out) const {
@@ -481,15 +489,11 @@ absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& targe
       SEMSHARE_RETURN_IF_ERROR(PrefixPrefill(target, *reference, options, &out));
     } else {
       bool reuse = true;
-      if (options.bypass) {
-        const auto [full, semshare] = PredictSeconds(out.prompt_tokens,
-                                                     static_cast<int64_t>(reference->ids.size()), options);
-        if (semshare >= 0.9 * full) {
-          reuse = false;
-          out.bypassed = true;
-          out.bypass_reason = absl::StrFormat(
-              "predicted reuse %.1f ms vs full prefill %.1f ms", semshare * 1e3, full * 1e3);
-        }
+      if (std::optional<std::string> reason =
+              BypassReason(out.prompt_tokens, static_cast<int64_t>(reference->ids.size()), options)) {
+        reuse = false;
+        out.bypassed = true;
+        out.bypass_reason = *std::move(reason);
       }
       bool hit = false;
       if (reuse) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -156,6 +157,12 @@ class Engine {
                                                   const TokenMapping& mapping, GatheredLayerSource* layers,
                                                   const ReuseOptions& options,
                                                   const SamplingOptions& sampling) const;
+
+  // Why reusing a reference of `reference_tokens` for a target of `target_tokens` is predicted
+  // not to pay (semshare at least 90% of a full prefill's time), or nullopt when it pays or
+  // `options.bypass` is off. Prefill applies it; a caller of PrefillGathered applies it itself.
+  std::optional<std::string> BypassReason(int64_t target_tokens, int64_t reference_tokens,
+                                          const ReuseOptions& options) const;
 
   // Mean negative log-likelihood of `continuation` following the prompt, decoding from the
   // prefilled cache (with decode-time eviction when the retention options ask for it).

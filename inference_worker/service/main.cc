@@ -1,6 +1,8 @@
 // semshare-worker: runs the engine behind semshare.v1.Worker; pulls references' KV from the
 // shards on hits and stores new references on misses.
 
+#include <prometheus/registry.h>
+
 #include <cstdio>
 #include <memory>
 
@@ -8,14 +10,17 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
+#include "common/rpc/metrics_endpoint.h"
 #include "common/shutdown_signals.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/service/reference_source.h"
 #include "inference_worker/service/worker.h"
+#include "inference_worker/service/worker_metrics.h"
 #include "inference_worker/service/worker_service.h"
 #include "inference_worker/tools/reuse_flags.h"
 
 ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
+ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
 ABSL_FLAG(int32_t, max_concurrent, 1, "requests executing at once");
 ABSL_FLAG(int32_t, max_queue, 16, "requests waiting for a slot; past it RESOURCE_EXHAUSTED");
@@ -30,6 +35,9 @@ int Run() {
   if (absl::GetFlag(FLAGS_listen).empty()) return Fail(absl::InvalidArgumentError("--listen is required"));
   if (absl::GetFlag(FLAGS_cluster_token_file).empty()) {
     return Fail(absl::InvalidArgumentError("--cluster-token-file is required"));
+  }
+  if (absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    return Fail(absl::InvalidArgumentError("--metrics-listen is required"));
   }
   WorkerOptions options;
   options.max_concurrent = absl::GetFlag(FLAGS_max_concurrent);
@@ -50,15 +58,20 @@ int Run() {
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
   if (!engine.ok()) return Fail(engine.status());
   CacheNodeReferenceSource source(*token, cache_node::CacheNodeClient::Options());
+  auto registry = std::make_shared<prometheus::Registry>();
+  WorkerMetrics metrics(*registry);
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(absl::GetFlag(FLAGS_metrics_listen), {registry});
+  if (!endpoint.ok()) return Fail(endpoint.status());
   absl::StatusOr<std::unique_ptr<InferenceWorker>> worker =
-      InferenceWorker::Create(engine->get(), *reuse, &source, options);
+      InferenceWorker::Create(engine->get(), *reuse, &source, options, &metrics);
   if (!worker.ok()) return Fail(worker.status());
   absl::StatusOr<std::unique_ptr<WorkerServer>> server =
       WorkerServer::Start(worker->get(), *std::move(token), server_options);
   if (!server.ok()) return Fail(server.status());
 
-  std::printf("semshare-worker ready: listen=%s port=%d fingerprint=%s max_concurrent=%d max_queue=%d\n",
-              (*server)->address().c_str(), (*server)->port(),
+  std::printf("semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_concurrent=%d max_queue=%d\n",
+              (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
               (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
   std::fflush(stdout);
 
@@ -77,7 +90,7 @@ int Run() {
 
 int main(int argc, char** argv) {
   semshare::ParseToolFlags(argc, argv,
-                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda --cluster-token-file F "
+                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda --cluster-token-file F --metrics-listen ADDR "
                            "[--max-concurrent N] [--max-queue N] [--local-cache-bytes N]");
   return semshare::worker::Run();
 }

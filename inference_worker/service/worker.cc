@@ -151,9 +151,11 @@ class StreamedFetch : public GatheredLayerSource {
       : config_(config), n_(static_cast<int64_t>(reuse.mapping.source.size())) {
     layers_.resize(static_cast<size_t>(config.num_hidden_layers));
     thread_ = std::thread([this, source, scope, reuse] {
+      const auto start = Clock::now();
       absl::Status status = source->FetchKV(reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
                                             [this](cache_node::FetchedLayer layer) { return Accept(std::move(layer)); });
       absl::MutexLock lock(&mutex_);
+      transfer_seconds_ = MillisSince(start) / 1e3;
       if (status.ok()) {
         for (const auto& layer : layers_) {
           if (!layer.has_value()) status = absl::DataLossError("the fetch ended before every layer arrived");
@@ -204,6 +206,15 @@ class StreamedFetch : public GatheredLayerSource {
     absl::MutexLock lock(&mutex_);
     return row_positions_;
   }
+  // After Finish(): KV bytes that arrived, and how long the transfer took.
+  int64_t bytes() {
+    absl::MutexLock lock(&mutex_);
+    return bytes_;
+  }
+  double transfer_seconds() {
+    absl::MutexLock lock(&mutex_);
+    return transfer_seconds_;
+  }
 
  private:
   bool ArrivedOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -230,6 +241,7 @@ class StreamedFetch : public GatheredLayerSource {
     const at::Tensor positions =
         at::tensor(std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()), at::kLong);
     absl::MutexLock lock(&mutex_);
+    bytes_ += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
     if (cancelled_) return absl::CancelledError("the request no longer needs the reference");
     if (layers_[layer.layer].has_value()) {
       return absl::InvalidArgumentError(absl::StrCat("layer ", layer.layer, " arrived twice"));
@@ -245,11 +257,27 @@ class StreamedFetch : public GatheredLayerSource {
   std::vector<std::optional<LayerKV>> layers_ ABSL_GUARDED_BY(mutex_);
   std::vector<int32_t> row_positions_ ABSL_GUARDED_BY(mutex_);
   size_t waiting_for_ ABSL_GUARDED_BY(mutex_) = 0;  // the layer Layer() waits for
+  int64_t bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  double transfer_seconds_ ABSL_GUARDED_BY(mutex_) = 0;
   absl::Status status_ ABSL_GUARDED_BY(mutex_);
   bool done_ ABSL_GUARDED_BY(mutex_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
+
+// The reference's length as far as the mapping shows it (its last position mapped to).
+int64_t ReferenceTokensSeen(const TokenMapping& mapping) {
+  int32_t last = -1;
+  for (int32_t s : mapping.source) last = std::max(last, s);
+  return last + 1;
+}
+
+std::string OutcomeOf(const absl::StatusOr<WorkerReply>& reply) {
+  if (!reply.ok()) return "error";
+  if (reply->cache_hit) return "hit";
+  if (reply->bypassed) return "bypass";
+  return "miss";
+}
 
 }  // namespace
 
@@ -262,11 +290,12 @@ absl::Status WorkerOptions::Validate() const {
 }
 
 InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
-                                 const WorkerOptions& options)
+                                 const WorkerOptions& options, WorkerMetrics* metrics)
     : engine_(engine),
       reuse_(std::make_unique<const ReuseOptions>(reuse)),
       source_(source),
       options_(options),
+      metrics_(metrics),
       fingerprint_(engine->model().fingerprint()),
       held_(options.local_cache_bytes) {
   store_thread_ = std::thread([this] { StoreLoop(); });
@@ -275,14 +304,15 @@ InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse
 absl::StatusOr<std::unique_ptr<InferenceWorker>> InferenceWorker::Create(const Engine* engine,
                                                                          const ReuseOptions& reuse,
                                                                          ReferenceSource* source,
-                                                                         const WorkerOptions& options) {
+                                                                         const WorkerOptions& options,
+                                                                         WorkerMetrics* metrics) {
   if (engine == nullptr || source == nullptr) return absl::InvalidArgumentError("worker needs an engine and a source");
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   SEMSHARE_RETURN_IF_ERROR(reuse.Validate());
   if (reuse.method != ReuseMethod::kSemShare) {
     return absl::InvalidArgumentError("the worker serves the semshare method only");
   }
-  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options));
+  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options, metrics));
 }
 
 InferenceWorker::~InferenceWorker() {
@@ -297,28 +327,42 @@ absl::Status InferenceWorker::Admit() {
   absl::MutexLock lock(&mutex_);
   if (queued_ == 0 && HasFreeSlot()) {
     ++active_;
+    RecordLoad();
     return absl::OkStatus();
   }
   if (queued_ >= options_.max_queue) {
+    if (metrics_ != nullptr) metrics_->RecordRejected();
     return absl::ResourceExhaustedError(absl::StrCat("worker busy: ", active_, " running, ", queued_,
                                                      " queued (max ", options_.max_queue, ")"));
   }
   ++queued_;
+  RecordLoad();
   mutex_.Await(absl::Condition(this, &InferenceWorker::HasFreeSlot));
   --queued_;
   ++active_;
+  RecordLoad();
   return absl::OkStatus();
 }
 
 void InferenceWorker::Release() {
   absl::MutexLock lock(&mutex_);
   --active_;
+  RecordLoad();
+}
+
+void InferenceWorker::RecordLoad() {
+  if (metrics_ != nullptr) metrics_->SetLoad(active_, queued_);
+}
+
+void InferenceWorker::RecordLocalCache() {
+  if (metrics_ != nullptr) metrics_->SetLocalCache(held_.bytes(), static_cast<int64_t>(held_.size()));
 }
 
 absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& request) {
   SEMSHARE_RETURN_IF_ERROR(Admit());
   absl::StatusOr<WorkerReply> reply = Serve(request);
   Release();
+  if (metrics_ != nullptr) metrics_->RecordRequest(request.tenant, OutcomeOf(reply));
   ReleaseFreeMemory();
   return reply;
 }
@@ -348,6 +392,13 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       reply.miss_reason = "the mapping does not cover the prompt";
     } else if (reuse.mapping.similarity < threshold) {
       reply.miss_reason = "similarity below the threshold";
+    } else if (std::optional<std::string> bypass = engine_->BypassReason(
+                   static_cast<int64_t>(request.prompt.size()), ReferenceTokensSeen(reuse.mapping), *reuse_)) {
+      // Not fetched: the transfer would be wasted too. The router named no store target.
+      reply.bypassed = true;
+      reply.bypass_reason = *std::move(bypass);
+      reply.miss_reason = absl::StrCat("reuse bypassed: ", reply.bypass_reason);
+      reply.similarity = reuse.mapping.similarity;
     } else {
       const auto fetch_start = Clock::now();
       std::shared_ptr<const HeldReference> held;
@@ -368,15 +419,18 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
         StreamedFetch fetch(source_, scope, reuse, engine_->model().config());
         hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
         fetched = fetch.Finish();
+        if (metrics_ != nullptr) metrics_->RecordFetch(request.tenant, fetch.bytes(), fetch.transfer_seconds());
         if (fetched.ok()) {
           std::shared_ptr<const HeldReference> merged =
               MergeRows(held.get(), reuse.reference_id, fetch.TakeLayers(), fetch.row_positions());
           absl::MutexLock lock(&mutex_);
           held_.Put(key, merged, merged->bytes);
+          RecordLocalCache();
         }
       }
       if (hit.ok()) {
         result = *std::move(hit);
+        if (reply.local_hit && metrics_ != nullptr) metrics_->RecordLocalCacheHit();
         // Only the time the recompute waited for KV still in transfer delays the first token.
         reply.fetch_ms = before_ms + result->prefill.times.kv_wait_ms;
         reply.ttft_ms = before_ms + result->ttft_ms;
@@ -403,6 +457,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
         stores_.push_back(PendingStore{request.tenant, request.prompt, *request.store});
       } else {
         ++stores_dropped_;
+        if (metrics_ != nullptr) metrics_->RecordStore("dropped");
       }
     }
   }
@@ -442,6 +497,7 @@ void InferenceWorker::StoreLoop() {
     absl::MutexLock lock(&mutex_);
     storing_ = false;
     ++(stored.ok() ? stores_done_ : stores_failed_);
+    if (metrics_ != nullptr) metrics_->RecordStore(stored.ok() ? "stored" : "failed");
   }
 }
 
@@ -467,6 +523,7 @@ absl::Status InferenceWorker::Store(const PendingStore& store) {
   std::shared_ptr<const HeldReference> held = HoldRows(store.target.reference_id, reference.kv, positions);
   absl::MutexLock lock(&mutex_);
   held_.Put(HeldKey(store.tenant, fingerprint_, store.target.reference_id), held, held->bytes);
+  RecordLocalCache();
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 #include "common/token_mapping.h"
 #include "inference_worker/service/byte_lru.h"
 #include "inference_worker/service/reference_source.h"
+#include "inference_worker/service/worker_metrics.h"
 
 // The inference worker's domain layer (DESIGN.md, "The cluster"): serves one generate request
 // at a time per slot with the engine, reusing a reference's KV fetched from a shard. No gRPC
@@ -71,6 +72,8 @@ struct WorkerReply {
   std::string text;  // empty when the model has no tokenizer
   bool cache_hit = false;
   bool local_hit = false;  // the reference's KV came from the local cache: no transfer
+  bool bypassed = false;   // the reference was not reused: reuse was predicted not to pay
+  std::string bypass_reason;
   std::string reference_id;  // reused (hit) or stored (miss with a store target)
   std::string shard;
   std::string miss_reason;  // why a named reference was not reused
@@ -104,23 +107,28 @@ struct HeldReference;  // a reference's KV rows held locally (worker.cc)
 // background thread, after the reply.
 class InferenceWorker {
  public:
-  // `engine` and `source` must outlive the worker.
+  // `engine` and `source` must outlive the worker, and `metrics` too unless it is null (none
+  // recorded).
   static absl::StatusOr<std::unique_ptr<InferenceWorker>> Create(const Engine* engine,
                                                                  const ReuseOptions& reuse,
                                                                  ReferenceSource* source,
-                                                                 const WorkerOptions& options);
+                                                                 const WorkerOptions& options,
+                                                                 WorkerMetrics* metrics = nullptr);
   // Finishes the stores already queued.
   ~InferenceWorker();
 
   // Waits for a slot (ResourceExhausted at once when the queue is full). A reference that
   // cannot be reused (another model, below the threshold, not found, a broken transfer) makes
-  // the request a miss, never a failure.
+  // the request a miss, never a failure; one predicted not to pay (ReuseOptions::bypass) is
+  // not fetched and makes it a bypass (served as a miss, nothing stored).
   absl::StatusOr<WorkerReply> Generate(const WorkerRequest& request);
 
   WorkerLoad Load() const;
   // Blocks until every queued store has been attempted.
   void WaitForStores();
   const std::string& model_fingerprint() const { return fingerprint_; }
+  // For the service's call counts; null when there are none.
+  WorkerMetrics* metrics() const { return metrics_; }
 
  private:
   struct PendingStore {
@@ -130,7 +138,10 @@ class InferenceWorker {
   };
 
   InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
-                  const WorkerOptions& options);
+                  const WorkerOptions& options, WorkerMetrics* metrics);
+  // The load and local cache gauges; call after changing them.
+  void RecordLoad() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void RecordLocalCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Status Admit();
   void Release();
   bool HasFreeSlot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -150,6 +161,7 @@ class InferenceWorker {
   const std::unique_ptr<const ReuseOptions> reuse_;
   ReferenceSource* source_;
   const WorkerOptions options_;
+  WorkerMetrics* const metrics_;
   const std::string fingerprint_;
 
   mutable absl::Mutex mutex_;

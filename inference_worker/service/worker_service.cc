@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/server_start.h"
+#include "common/status_macros.h"
 
 namespace semshare::worker {
 namespace {
@@ -49,47 +50,59 @@ WorkerRequest FromProto(const v1::WorkerGenerateRequest& request, std::string te
 
 grpc::Status WorkerService::Generate(grpc::ServerContext* context, const v1::WorkerGenerateRequest* request,
                                      grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) {
-  absl::StatusOr<std::string> tenant = AuthenticateCall(token_, *context);
-  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
-  absl::StatusOr<WorkerReply> reply = worker_->Generate(FromProto(*request, *std::move(tenant)));
-  if (!reply.ok()) return ToGrpcStatus(reply.status());
-  v1::WorkerGenerateResponse tokens;
-  tokens.mutable_tokens()->mutable_token_ids()->Add(reply->tokens.begin(), reply->tokens.end());
-  tokens.mutable_tokens()->set_text(reply->text);
-  if (!writer->Write(tokens)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-  v1::WorkerGenerateResponse stats_message;
-  v1::GenerateStats* stats = stats_message.mutable_stats();
-  stats->set_cache_hit(reply->cache_hit);
-  stats->set_reference_id(reply->reference_id);
-  stats->set_similarity(reply->similarity);
-  stats->set_recompute_share(reply->recompute_share);
-  stats->set_kv_kept_share(reply->kv_kept_share);
-  stats->set_ttft_ms(reply->ttft_ms);
-  stats->set_latency_ms(reply->latency_ms);
-  stats->set_prompt_tokens(reply->prompt_tokens);
-  stats->set_completion_tokens(static_cast<int64_t>(reply->tokens.size()));
-  stats->mutable_stages()->set_fetch_ms(reply->fetch_ms);
-  stats->mutable_stages()->set_recompute_ms(reply->recompute_ms);
-  stats->mutable_stages()->set_decode_ms(reply->decode_ms);
-  stats->set_worker(address_);
-  stats->set_shard(reply->shard);
-  stats->set_worker_local_hit(reply->local_hit);
-  writer->Write(stats_message);
-  return grpc::Status::OK;
+  return Counted("Generate", [&]() -> absl::Status {
+    SEMSHARE_ASSIGN_OR_RETURN(std::string tenant, AuthenticateCall(token_, *context));
+    SEMSHARE_ASSIGN_OR_RETURN(const WorkerReply reply, worker_->Generate(FromProto(*request, std::move(tenant))));
+    v1::WorkerGenerateResponse tokens;
+    tokens.mutable_tokens()->mutable_token_ids()->Add(reply.tokens.begin(), reply.tokens.end());
+    tokens.mutable_tokens()->set_text(reply.text);
+    if (!writer->Write(tokens)) return absl::CancelledError("client went away");
+    v1::WorkerGenerateResponse stats_message;
+    v1::GenerateStats* stats = stats_message.mutable_stats();
+    stats->set_cache_hit(reply.cache_hit);
+    stats->set_reference_id(reply.reference_id);
+    stats->set_similarity(reply.similarity);
+    stats->set_recompute_share(reply.recompute_share);
+    stats->set_kv_kept_share(reply.kv_kept_share);
+    stats->set_ttft_ms(reply.ttft_ms);
+    stats->set_latency_ms(reply.latency_ms);
+    stats->set_prompt_tokens(reply.prompt_tokens);
+    stats->set_completion_tokens(static_cast<int64_t>(reply.tokens.size()));
+    stats->mutable_stages()->set_fetch_ms(reply.fetch_ms);
+    stats->mutable_stages()->set_recompute_ms(reply.recompute_ms);
+    stats->mutable_stages()->set_decode_ms(reply.decode_ms);
+    stats->set_worker(address_);
+    stats->set_shard(reply.shard);
+    stats->set_worker_local_hit(reply.local_hit);
+    stats->set_bypassed(reply.bypassed);
+    stats->set_bypass_reason(reply.bypass_reason);
+    writer->Write(stats_message);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status WorkerService::GetStatus(grpc::ServerContext* context, const v1::GetWorkerStatusRequest*,
                                       v1::WorkerStatus* response) {
-  if (absl::StatusOr<std::string> tenant = AuthenticateCall(token_, *context); !tenant.ok()) {
-    return ToGrpcStatus(tenant.status());
+  return Counted("GetStatus", [&]() -> absl::Status {
+    SEMSHARE_RETURN_IF_ERROR(AuthenticateCall(token_, *context).status());
+    const WorkerLoad load = worker_->Load();
+    response->set_model_fingerprint(load.model_fingerprint);
+    response->set_active_requests(load.active_requests);
+    response->set_queued_requests(load.queued_requests);
+    response->set_max_concurrency(load.max_concurrency);
+    for (const std::string& id : load.cached_reference_ids) response->add_cached_reference_ids(id);
+    return absl::OkStatus();
+  });
+}
+
+template <typename Body>
+grpc::Status WorkerService::Counted(absl::string_view method, Body body) {
+  const absl::Time start = absl::Now();
+  const absl::Status status = body();
+  if (WorkerMetrics* metrics = worker_->metrics(); metrics != nullptr) {
+    metrics->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
   }
-  const WorkerLoad load = worker_->Load();
-  response->set_model_fingerprint(load.model_fingerprint);
-  response->set_active_requests(load.active_requests);
-  response->set_queued_requests(load.queued_requests);
-  response->set_max_concurrency(load.max_concurrency);
-  for (const std::string& id : load.cached_reference_ids) response->add_cached_reference_ids(id);
-  return grpc::Status::OK;
+  return ToGrpcStatus(status);
 }
 
 absl::Status WorkerServerOptions::Validate() const {

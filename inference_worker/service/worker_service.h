@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/cluster_auth.h"
 #include "common/rpc/cluster_metadata.h"
@@ -31,6 +32,10 @@ class WorkerService final : public v1::Worker::Service {
   void set_address(std::string address) { address_ = std::move(address); }
 
  private:
+  // Runs `body`, counts the call in the worker's metrics and translates its status.
+  template <typename Body>
+  grpc::Status Counted(absl::string_view method, Body body);
+
   InferenceWorker* worker_;
   const ClusterToken token_;
   std::string address_;

@@ -36,9 +36,17 @@ absl::Status RouterOptions::Validate() const {
 }
 
 absl::StatusOr<std::unique_ptr<Router>> Router::Create(const TargetEncoder* encoder, ShardSearch* shards,
-                                                        WorkerPool* workers, const RouterOptions& options) {
+                                                        WorkerPool* workers, const RouterOptions& options,
+                                                        RouterMetrics* metrics) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
-  return std::unique_ptr<Router>(new Router(encoder, shards, workers, options));
+  auto router = std::unique_ptr<Router>(new Router(encoder, shards, workers, options, metrics));
+  router->RecordShardViews();
+  return router;
+}
+
+void Router::RecordShardViews() {
+  if (metrics_ == nullptr) return;
+  for (const ShardView& view : shards_->Views()) metrics_->SetShardUp(view.address, view.up);
 }
 
 std::string Router::NewReferenceId() {
@@ -48,8 +56,14 @@ std::string Router::NewReferenceId() {
 
 absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, const v1::GenerateRequest& request,
                                                    const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
-  absl::StatusOr<v1::GenerateStats> stats = Serve(tenant, request, on_tokens);
+  if (metrics_ != nullptr) metrics_->RequestStarted();
+  std::optional<double> best_similarity;
+  absl::StatusOr<v1::GenerateStats> stats = Serve(tenant, request, on_tokens, &best_similarity);
   ReleaseFreeMemory();
+  if (metrics_ != nullptr) {
+    metrics_->RecordRequest(tenant, stats, best_similarity);
+    metrics_->RequestEnded();
+  }
   absl::MutexLock lock(&mutex_);
   Counters& counters = counters_[tenant];
   ++counters.requests;
@@ -64,7 +78,8 @@ absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, co
 }
 
 absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const v1::GenerateRequest& request,
-                                                const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
+                                                const std::function<bool(const v1::TokenChunk&)>& on_tokens,
+                                                std::optional<double>* best_similarity) {
   const absl::Time start = absl::Now();
   if (request.prompt().empty() == request.prompt_token_ids().empty()) {
     return absl::InvalidArgumentError("give exactly one of prompt and prompt_token_ids");
@@ -89,6 +104,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
   const ReferenceSearch search =
       ChooseReference(replies, static_cast<int64_t>(target.token_ids.size()), threshold);
   const double search_ms = MillisSince(search_start);
+  if (search.choice.has_value() || search.best_similarity > 0) *best_similarity = search.best_similarity;
+  RecordShardViews();
 
   v1::WorkerGenerateRequest call;
   call.set_request_id(NewReferenceId());
@@ -130,8 +147,14 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
     absl::StatusOr<WorkerChoice> worker = workers_->Choose(tenant, reference_id, tried);
     if (!worker.ok()) break;
     tried.push_back(worker->index);
+    if (attempt > 0 && metrics_ != nullptr) metrics_->RecordWorkerRetry();
     bool streamed = false;
     absl::StatusOr<v1::GenerateStats> stats = workers_->Generate(worker->index, tenant, call, on_tokens, &streamed);
+    if (metrics_ != nullptr) {
+      // Only a transport failure says the worker is down; a busy or refusing worker answered.
+      metrics_->SetWorkerUp(workers_->address(worker->index),
+                            !absl::IsUnavailable(stats.status()) && !absl::IsDeadlineExceeded(stats.status()));
+    }
     if (stats.ok()) {
       stats->set_ttft_ms(before_worker_ms + stats->ttft_ms());
       stats->set_latency_ms(MillisSince(start));
@@ -163,7 +186,10 @@ v1::RouterStats Router::Stats(const std::string& tenant) {
     shard->set_address(view.address);
     shard->set_healthy(view.up);
   }
-  for (v1::WorkerLoad& load : workers_->Loads()) *stats.add_workers() = std::move(load);
+  for (v1::WorkerLoad& load : workers_->Loads()) {
+    if (metrics_ != nullptr) metrics_->SetWorkerUp(load.address(), load.healthy());
+    *stats.add_workers() = std::move(load);
+  }
   return stats;
 }
 

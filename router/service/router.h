@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -11,6 +12,7 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "router/service/router_metrics.h"
 #include "router/service/shard_search.h"
 #include "router/service/target_encoder.h"
 #include "router/service/worker_pool.h"
@@ -31,15 +33,21 @@ struct RouterOptions {
 // Thread-safe. The parts must outlive the router.
 class Router {
  public:
+  // `metrics` may be null (nothing recorded); otherwise it must outlive the router too.
   static absl::StatusOr<std::unique_ptr<Router>> Create(const TargetEncoder* encoder, ShardSearch* shards,
-                                                        WorkerPool* workers, const RouterOptions& options);
+                                                        WorkerPool* workers, const RouterOptions& options,
+                                                        RouterMetrics* metrics = nullptr);
 
   // Streams token chunks to `on_tokens` (false: the client went away) and returns the stats.
+  // Every call is counted once in the metrics, whichever front made it.
   absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
                                              const std::function<bool(const v1::TokenChunk&)>& on_tokens);
 
   // The tenant's counters, the shards' health and the workers' load.
   v1::RouterStats Stats(const std::string& tenant);
+
+  // For the fronts' own call counts (RouterMetrics::RecordRpc); null when there are none.
+  RouterMetrics* metrics() const { return metrics_; }
 
  private:
   struct Counters {
@@ -49,17 +57,22 @@ class Router {
     int64_t failures = 0;
   };
 
-  Router(const TargetEncoder* encoder, ShardSearch* shards, WorkerPool* workers, const RouterOptions& options)
-      : encoder_(encoder), shards_(shards), workers_(workers), options_(options) {}
+  Router(const TargetEncoder* encoder, ShardSearch* shards, WorkerPool* workers, const RouterOptions& options,
+         RouterMetrics* metrics)
+      : encoder_(encoder), shards_(shards), workers_(workers), options_(options), metrics_(metrics) {}
 
+  // `best_similarity` is set when the shards offered a candidate.
   absl::StatusOr<v1::GenerateStats> Serve(const std::string& tenant, const v1::GenerateRequest& request,
-                                          const std::function<bool(const v1::TokenChunk&)>& on_tokens);
+                                          const std::function<bool(const v1::TokenChunk&)>& on_tokens,
+                                          std::optional<double>* best_similarity);
+  void RecordShardViews();
   std::string NewReferenceId();
 
   const TargetEncoder* const encoder_;
   ShardSearch* const shards_;
   WorkerPool* const workers_;
   const RouterOptions options_;
+  RouterMetrics* const metrics_;
   absl::Mutex mutex_;
   absl::BitGen random_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<std::string, Counters> counters_ ABSL_GUARDED_BY(mutex_);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/server_start.h"
+#include "common/status_macros.h"
 
 namespace semshare::router {
 
@@ -24,27 +25,38 @@ absl::StatusOr<std::string> RouterService::Tenant(const grpc::ServerContext& con
 
 grpc::Status RouterService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  absl::StatusOr<std::string> tenant = Tenant(*context);
-  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
-  absl::StatusOr<v1::GenerateStats> stats =
-      router_->Generate(*tenant, *request, [writer](const v1::TokenChunk& chunk) {
-        v1::GenerateResponse response;
-        *response.mutable_tokens() = chunk;
-        return writer->Write(response);
-      });
-  if (!stats.ok()) return ToGrpcStatus(stats.status());
-  v1::GenerateResponse response;
-  *response.mutable_stats() = *std::move(stats);
-  writer->Write(response);
-  return grpc::Status::OK;
+  return Counted("Generate", [&]() -> absl::Status {
+    SEMSHARE_ASSIGN_OR_RETURN(const std::string tenant, Tenant(*context));
+    SEMSHARE_ASSIGN_OR_RETURN(v1::GenerateStats stats,
+                              router_->Generate(tenant, *request, [writer](const v1::TokenChunk& chunk) {
+                                v1::GenerateResponse response;
+                                *response.mutable_tokens() = chunk;
+                                return writer->Write(response);
+                              }));
+    v1::GenerateResponse response;
+    *response.mutable_stats() = std::move(stats);
+    writer->Write(response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status RouterService::GetStats(grpc::ServerContext* context, const v1::GetRouterStatsRequest*,
                                      v1::RouterStats* response) {
-  absl::StatusOr<std::string> tenant = Tenant(*context);
-  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
-  *response = router_->Stats(*tenant);
-  return grpc::Status::OK;
+  return Counted("GetStats", [&]() -> absl::Status {
+    SEMSHARE_ASSIGN_OR_RETURN(const std::string tenant, Tenant(*context));
+    *response = router_->Stats(tenant);
+    return absl::OkStatus();
+  });
+}
+
+template <typename Body>
+grpc::Status RouterService::Counted(absl::string_view method, Body body) {
+  const absl::Time start = absl::Now();
+  const absl::Status status = body();
+  if (RouterMetrics* metrics = router_->metrics(); metrics != nullptr) {
+    metrics->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return ToGrpcStatus(status);
 }
 
 absl::Status RouterServerOptions::Validate() const {

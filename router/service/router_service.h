@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "router/api_keys.h"
 #include "router/service/router.h"
@@ -28,6 +29,9 @@ class RouterService final : public v1::Router::Service {
 
  private:
   absl::StatusOr<std::string> Tenant(const grpc::ServerContext& context) const;
+  // Runs `body`, counts the call in the router's metrics and translates its status.
+  template <typename Body>
+  grpc::Status Counted(absl::string_view method, Body body);
 
   Router* router_;
   const ApiKeys* keys_;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -22,8 +23,10 @@
 #include "common/cluster_auth.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "semshare/v1/router.grpc.pb.h"
+#include "tests/common/http_get.h"
 
 namespace semshare {
 namespace {
@@ -60,6 +63,37 @@ Pair LoadPair(int index) {
   for (int i = 0; i <= index; ++i) std::getline(in, line);
   const Json pair = ParseJson(line).value();
   return {pair["reference"].string_value(), pair["target"].string_value()};
+}
+
+// The body of GET /metrics at host:port (cluster.env's SEMSHARE_METRICS_*), "" if none.
+std::string ScrapeMetrics(absl::string_view address) {
+  int port = 0;
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return "";
+  const std::string response = testing_http::HttpGet(port, "/metrics");
+  const size_t body = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.", 0) != 0 || response.find(" 200 ") == std::string::npos || body == std::string::npos) {
+    return "";
+  }
+  return response.substr(body + 4);
+}
+
+// Every series of the family `name` in a text exposition: labels (as written) -> value.
+std::map<std::string, double> SeriesOf(const std::string& text, const std::string& name) {
+  std::map<std::string, double> series;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::ConsumePrefix(&line, name) || line.empty() || (line[0] != '{' && line[0] != ' ')) continue;
+    std::string labels;
+    if (line[0] == '{') {
+      const size_t close = line.find('}');
+      if (close == absl::string_view::npos) continue;
+      labels = std::string(line.substr(1, close - 1));
+      line.remove_prefix(close + 1);
+    }
+    double value = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(line), &value)) series[labels] = value;
+  }
+  return series;
 }
 
 class ClusterTest : public ::testing::Test {
@@ -108,15 +142,21 @@ class ClusterTest : public ::testing::Test {
     return result;
   }
 
-  // The references of `key`'s tenant over all shards, asked of the shards themselves (the
-  // operator's view, with the cluster token).
-  int64_t References(const std::string& key) {
+  // The tenant api_keys names for `key`.
+  std::string TenantOf(const std::string& key) {
     std::string tenant;
     for (absl::string_view line : absl::StrSplit(ReadFileToString(JoinPath(dir_, "api_keys")).value_or(""), '\n')) {
       std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
       if (fields.size() == 3 && fields[0] == key) tenant = std::string(fields[1]);
     }
     EXPECT_FALSE(tenant.empty()) << "no tenant for the key in api_keys";
+    return tenant;
+  }
+
+  // The references of `key`'s tenant over all shards, asked of the shards themselves (the
+  // operator's view, with the cluster token).
+  int64_t References(const std::string& key) {
+    const std::string tenant = TenantOf(key);
     const ClusterToken token = ClusterToken::FromFile(JoinPath(dir_, "cluster.token")).value();
     int64_t total = 0;
     for (const char* name : {"shard0", "shard1"}) {
@@ -270,6 +310,90 @@ TEST_F(ClusterTest, WrongOrMissingKeyIsUnauthenticated) {
   EXPECT_EQ(Generate(pair.reference, "").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Generate(pair.reference, "sk-not-a-key-0123456789").status.error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// The router's /metrics (scraped over HTTP) counts what the router returned: per tenant, the
+// hit rate from semshare_router_requests_total equals the one from GenerateStats. The worker
+// and the shards serve the catalogue's names.
+TEST_F(ClusterTest, MetricsOverHttpAgreeWithTheStatsReturnedPerTenant) {
+  const std::string key_a = env_["SEMSHARE_API_KEY"];
+  const std::string key_b = env_["SEMSHARE_API_KEY_2"];
+  const Pair pair = LoadPair(0);
+  std::map<std::string, std::map<std::string, int>> returned;  // tenant -> outcome -> requests
+  const auto send = [&](const std::string& prompt, const std::string& key) {
+    const Result result = Generate(prompt, key);
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    const std::string outcome = !result.status.ok()        ? "error"
+                                : result.stats.cache_hit() ? "hit"
+                                : result.stats.bypassed()  ? "bypass"
+                                                           : "miss";
+    ++returned[TenantOf(key)][outcome];
+    return result;
+  };
+  EXPECT_FALSE(send(pair.reference, key_a).stats.cache_hit());
+  WaitForReferences(key_a, 1);
+  const Result paraphrase = send(pair.paraphrase, key_a);
+  EXPECT_TRUE(paraphrase.stats.cache_hit() || paraphrase.stats.bypassed());
+  send(LoadPair(2).reference, key_b);
+
+  const std::string router = ScrapeMetrics(env_["SEMSHARE_METRICS_ROUTER"]);
+  ASSERT_FALSE(router.empty()) << "no /metrics at " << env_["SEMSHARE_METRICS_ROUTER"];
+  const std::map<std::string, double> requests = SeriesOf(router, "semshare_router_requests_total");
+  for (const auto& [tenant, outcomes] : returned) {
+    int total = 0;
+    double scraped_total = 0;
+    for (const char* outcome : {"hit", "miss", "bypass", "error"}) {
+      const auto it = outcomes.find(outcome);
+      const int count = it == outcomes.end() ? 0 : it->second;
+      const auto series = requests.find(absl::StrCat("outcome=\"", outcome, "\",tenant=\"", tenant, "\""));
+      const double scraped = series == requests.end() ? 0 : series->second;
+      EXPECT_EQ(scraped, count) << tenant << " " << outcome << "\n" << router;
+      total += count;
+      scraped_total += scraped;
+    }
+    const int hits = outcomes.count("hit") ? outcomes.at("hit") : 0;
+    const auto scraped_hits = requests.find(absl::StrCat("outcome=\"hit\",tenant=\"", tenant, "\""));
+    ASSERT_GT(scraped_total, 0) << tenant;
+    EXPECT_DOUBLE_EQ((scraped_hits == requests.end() ? 0 : scraped_hits->second) / scraped_total,
+                     static_cast<double>(hits) / total)
+        << tenant;
+  }
+  EXPECT_EQ(requests.size(), 3u) << router;  // tenant-a: miss and hit; tenant-b: miss
+  EXPECT_THAT(router, ::testing::HasSubstr("semshare_router_in_flight_requests 0\n"));
+  for (const char* name : {"semshare_router_ttft_seconds_count", "semshare_router_request_duration_seconds_count",
+                           "semshare_router_stage_seconds_count", "semshare_router_shard_up",
+                           "semshare_router_worker_up", "semshare_router_rpcs_total", "semshare_router_rpc_seconds_count",
+                           "semshare_router_similarity_count"}) {
+    EXPECT_FALSE(SeriesOf(router, name).empty()) << name << "\n" << router;
+  }
+
+  const std::string worker = ScrapeMetrics(env_["SEMSHARE_METRICS_WORKER"]);
+  ASSERT_FALSE(worker.empty()) << "no /metrics at " << env_["SEMSHARE_METRICS_WORKER"];
+  double worker_requests = 0;
+  for (const auto& [labels, value] : SeriesOf(worker, "semshare_worker_requests_total")) worker_requests += value;
+  EXPECT_EQ(worker_requests, 3) << worker;
+  for (const char* name : {"semshare_worker_in_flight_requests", "semshare_worker_queue_depth",
+                           "semshare_worker_rejected_requests_total", "semshare_worker_local_cache_bytes",
+                           "semshare_worker_local_cache_references", "semshare_worker_local_cache_hits_total",
+                           "semshare_worker_kv_fetch_seconds_count", "semshare_worker_stores_total",
+                           "semshare_worker_rpcs_total", "semshare_worker_rpc_seconds_count"}) {
+    EXPECT_FALSE(SeriesOf(worker, name).empty()) << name << "\n" << worker;
+  }
+
+  const std::vector<std::string> shards = absl::StrSplit(env_["SEMSHARE_METRICS_SHARDS"], ',');
+  ASSERT_EQ(shards.size(), 2u);
+  double stored_bytes = 0;
+  for (const std::string& shard : shards) {
+    const std::string text = ScrapeMetrics(shard);
+    ASSERT_FALSE(text.empty()) << "no /metrics at " << shard;
+    for (const char* name : {"semshare_cache_node_capacity_bytes", "semshare_cache_node_corrupt_blobs_removed_total",
+                             "semshare_cache_node_rpcs_total", "semshare_cache_node_rpc_seconds_count"}) {
+      EXPECT_FALSE(SeriesOf(text, name).empty()) << name << " on " << shard << "\n" << text;
+    }
+    EXPECT_THAT(text, ::testing::HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
+    for (const auto& [labels, value] : SeriesOf(text, "semshare_cache_node_stored_bytes")) stored_bytes += value;
+  }
+  EXPECT_GT(stored_bytes, 0);  // tenant-a's reference
 }
 
 }  // namespace

@@ -29,8 +29,7 @@ BINARIES = {
 # Flags announced for issue 5 and being added in parallel (metrics, HTTP front): accepted with a
 # note while the sources here lack them. Remove an entry once its flag has landed.
 PENDING_FLAGS = {
-    "semshare-router": {"metrics_listen", "http_listen"},
-    "semshare-worker": {"metrics_listen"},
+    "semshare-router": {"http_listen"},
 }
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # Port names every semshare container has, and the flag that binds each.

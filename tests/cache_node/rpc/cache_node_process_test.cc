@@ -21,6 +21,7 @@
 #include "common/file_util.h"
 #include "common/rpc/health_check.h"
 #include "tests/cache_node/rpc/node_fixture.h"
+#include "tests/common/http_get.h"
 
 extern char** environ;
 
@@ -107,26 +108,7 @@ class NodeProcess {
   int64_t references_ = -1;
 };
 
-// An HTTP GET of /metrics over a plain socket.
-std::string ScrapeMetrics(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  EXPECT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buffer[8192];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  return response;
-}
+std::string ScrapeMetrics(int port) { return testing_http::HttpGet(port, "/metrics"); }
 
 testing::SyntheticShape LoadShape() {
   testing::SyntheticShape shape;
@@ -219,7 +201,9 @@ TEST_F(CacheNodeProcessTest, SigtermShutsDownCleanlyAndRestartKeepsReferences) {
     }
     const std::string metrics = ScrapeMetrics(process->metrics_port());
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"PutReference\"} 3"));
-    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_references 3"));
+    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_references{tenant=\"alice\"} 3"));
+    EXPECT_THAT(metrics, HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
+    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_stored_bytes{tenant=\"alice\"}"));
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpc_seconds_bucket"));
   }
   process->Signal(SIGTERM);

@@ -3,8 +3,10 @@
 
 #include <gmock/gmock.h>
 #include <grpcpp/create_channel.h>
+#include <prometheus/text_serializer.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "cache_node/rpc/kv_stream.h"
 #include "common/rpc/cluster_metadata.h"
 #include "common/rpc/grpc_status.h"
@@ -80,6 +82,31 @@ TEST_F(CacheNodeServiceTest, PutFindFetchRoundTripIsBitExact) {
   }
   ExpectLayersEqual(layers, want);
   EXPECT_EQ(layers[1].kv.key.shape, (std::vector<int64_t>{2, 0, 16}));
+}
+
+TEST_F(CacheNodeServiceTest, MetricsCountKvSentAndStoredBytesByTenant) {
+  StartNode();
+  const NewReference reference = testing::SyntheticReference("ref-a", Shape(), 11);
+  ASSERT_TRUE(client_->Put(Scope("alice"), reference).ok());
+  std::vector<int32_t> identity(96);
+  for (int32_t i = 0; i < 96; ++i) identity[i] = i;
+  absl::Status status;
+  const std::vector<FetchedLayer> layers = FetchAll(client_.get(), Scope("alice"), "ref-a", identity, {}, &status);
+  ASSERT_TRUE(status.ok()) << status;
+  int64_t sent = 0;
+  for (const FetchedLayer& layer : layers) sent += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
+  std::vector<prometheus::MetricFamily> families;
+  for (const auto& collectable : metrics_->collectables()) {
+    for (prometheus::MetricFamily& family : collectable->Collect()) families.push_back(std::move(family));
+  }
+  const std::string text = prometheus::TextSerializer().Serialize(families);
+  EXPECT_THAT(text, ::testing::HasSubstr(absl::StrCat("semshare_cache_node_kv_sent_bytes_total{tenant=\"alice\"} ", sent, "\n")));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        absl::StrCat("semshare_cache_node_stored_bytes{tenant=\"alice\"} ", node_->Stats().bytes, "\n")));
+  EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_references{tenant=\"alice\"} 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_evicted_bytes_total{tenant=\"alice\"} 0\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"FetchKV\"} 1\n"));
 }
 
 TEST_F(CacheNodeServiceTest, LayersLargerThanAChunkCrossInBoundedChunks) {

@@ -10,6 +10,7 @@
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_client.h"
 #include "cache_node/rpc/cache_node_server.h"
+#include "cache_node/rpc/metrics.h"
 #include "cache_node/testing/synthetic.h"
 #include "common/cluster_auth.h"
 
@@ -59,8 +60,9 @@ class NodeFixture : public ::testing::Test {
     server_options.listen_address = "127.0.0.1:0";
     server_options.max_message_bytes = max_message_bytes;
     server_options.service.max_reference_bytes = capacity_bytes;
+    metrics_ = std::make_unique<CacheNodeMetrics>([node = node_.get()] { return node->Stats(); });
     absl::StatusOr<std::unique_ptr<CacheNodeServer>> server =
-        CacheNodeServer::Start(node_.get(), TestToken(), server_options, nullptr);
+        CacheNodeServer::Start(node_.get(), TestToken(), server_options, metrics_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     client_ = *CacheNodeClient::Create(server_->address(), TestToken());
@@ -69,12 +71,14 @@ class NodeFixture : public ::testing::Test {
   void TearDown() override {
     client_.reset();
     server_.reset();
+    metrics_.reset();
     node_.reset();
   }
 
   static ReferenceScope Scope(const std::string& tenant) { return ReferenceScope{tenant, kModel}; }
 
   std::unique_ptr<CacheNode> node_;
+  std::unique_ptr<CacheNodeMetrics> metrics_;  // what the server recorded
   std::unique_ptr<CacheNodeServer> server_;
   std::unique_ptr<CacheNodeClient> client_;
 };

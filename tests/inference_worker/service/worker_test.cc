@@ -6,6 +6,11 @@
 #include <map>
 #include <thread>
 
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/service/byte_lru.h"
 #include "tests/inference_worker/service/worker_fixture.h"
@@ -144,6 +149,54 @@ TEST_F(WorkerTest, ATransferBrokenMidwayIsAMissWithTheFullOutput) {
   const WorkerReply whole = worker->Generate(HitRequest()).value();
   EXPECT_TRUE(whole.cache_hit) << whole.miss_reason;
   EXPECT_EQ(whole.tokens, Expected(&source_.references["ref-1"].second));
+}
+
+// Recomputing every token of every layer cannot pay whatever the machine's speed (the
+// prediction is a ratio of the same flops): the engine's bypass skips the reference.
+TEST_F(WorkerTest, ReuseThatWouldNotPayIsBypassedWithoutTransfer) {
+  ReuseOptions reuse = WorkerReuse();
+  reuse.bypass = true;
+  reuse.recompute.hd_share = 1.0;
+  reuse.recompute.decay = 1.0;
+  ASSERT_TRUE(engine_->BypassReason(static_cast<int64_t>(target_.size()),
+                                    static_cast<int64_t>(reference_ids_.size()), reuse)
+                  .has_value());
+  prometheus::Registry registry;
+  WorkerMetrics metrics(registry);
+  auto worker = InferenceWorker::Create(engine_.get(), reuse, &source_, WorkerOptions{}, &metrics).value();
+  const WorkerReply reply = worker->Generate(HitRequest()).value();
+  EXPECT_FALSE(reply.cache_hit);
+  EXPECT_TRUE(reply.bypassed);
+  EXPECT_THAT(reply.bypass_reason, ::testing::HasSubstr("predicted reuse"));
+  EXPECT_EQ(reply.similarity, mapping_.similarity);
+  EXPECT_EQ(reply.tokens, Expected(nullptr));  // a full prefill
+  EXPECT_EQ(source_.fetches, 0);
+  EXPECT_TRUE(source_.puts.empty());  // a hit's request names no store target
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  EXPECT_THAT(text, ::testing::HasSubstr("semshare_worker_requests_total{outcome=\"bypass\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("semshare_worker_kv_fetch_seconds_count 0\n"));
+}
+
+TEST_F(WorkerTest, MetricsCountFetchesLocalHitsAndHeldReferences) {
+  prometheus::Registry registry;
+  WorkerMetrics metrics(registry);
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}, &metrics).value();
+  ASSERT_TRUE(worker->Generate(HitRequest()).value().cache_hit);
+  ASSERT_TRUE(worker->Generate(HitRequest()).value().local_hit);
+  const ModelConfig& c = AustenModel().config();
+  // Keys and values of every layer for every target token, as the source sends them.
+  const int64_t element = static_cast<int64_t>(source_.references["ref-1"].second.kv.layers[0].k().element_size());
+  const int64_t fetched = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim *
+                          static_cast<int64_t>(target_.size()) * element;
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  using ::testing::HasSubstr;
+  EXPECT_THAT(text, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_kv_fetched_bytes_total{tenant=\"tenant-a\"} ", fetched, "\n")));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_kv_fetch_seconds_count 1\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_local_cache_hits_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_local_cache_references 1\n"));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_local_cache_bytes ", worker->Load().cached_bytes, "\n")));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_in_flight_requests 0\n"));
 }
 
 TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {

@@ -2,6 +2,8 @@
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include <fstream>
 #include <memory>
@@ -9,9 +11,11 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_server.h"
 #include "common/json.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/service/reference_source.h"
@@ -20,6 +24,7 @@
 #include "router/api_keys.h"
 #include "router/backoff.h"
 #include "router/service/router.h"
+#include "router/service/router_metrics.h"
 #include "router/service/shard_search.h"
 #include "router/service/target_encoder.h"
 #include "router/service/worker_pool.h"
@@ -68,7 +73,9 @@ class RouterServiceTest : public ::testing::Test {
     shards_.push_back(StartShard());
     engine_ = Engine::Create(&AustenModel()).value();
     source_ = std::make_unique<worker::CacheNodeReferenceSource>(TestToken(), cache_node::CacheNodeClient::Options());
-    worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), {}).value();
+    worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), {},
+                                              &worker_metrics_)
+                  .value();
     worker::WorkerServerOptions worker_options;
     worker_options.listen_address = "127.0.0.1:0";
     worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
@@ -85,7 +92,8 @@ class RouterServiceTest : public ::testing::Test {
     pool.status_ttl = absl::ZeroDuration();
     pool_ = WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_).value();
     encoder_ = LoadTargetEncoder(AustenDir(), "cpu").value();
-    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), RouterOptions()).value();
+    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), RouterOptions(), &router_metrics_)
+                  .value();
     RouterServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_ = RouterServer::Start(router_.get(), keys_.get(), server_options).value();
@@ -138,6 +146,12 @@ class RouterServiceTest : public ::testing::Test {
     return engine_->Generate(prompt, reference, worker::WorkerReuse(), sampling).value().tokens;
   }
 
+  // The router's and the worker's metrics, in one registry (their names do not overlap).
+  std::string Metrics() const { return prometheus::TextSerializer().Serialize(registry_.Collect()); }
+
+  prometheus::Registry registry_;
+  RouterMetrics router_metrics_{registry_};
+  worker::WorkerMetrics worker_metrics_{registry_};
   std::vector<Shard> shards_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<worker::CacheNodeReferenceSource> source_;
@@ -184,6 +198,43 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
   EXPECT_EQ(stats.requests(), 2);
   EXPECT_EQ(stats.hits(), 1);
   EXPECT_EQ(stats.misses(), 1);
+}
+
+// Each request through the gRPC front is counted once, by tenant and outcome, on the router
+// and on the worker; the router's counts agree with the stats it returned.
+TEST_F(RouterServiceTest, MetricsCountEachRequestOnceByTenantAndOutcome) {
+  const Result miss = Generate(reference_, kKeyA);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
+  worker_->WaitForStores();
+  const Result hit = Generate(paraphrase_, kKeyA);
+  ASSERT_TRUE(hit.status.ok()) << hit.status.error_message();
+  ASSERT_TRUE(hit.stats.cache_hit());
+  const Result other = Generate(reference_, kKeyB);
+  ASSERT_TRUE(other.status.ok()) << other.status.error_message();
+  EXPECT_FALSE(other.stats.cache_hit());
+  EXPECT_EQ(Generate(reference_, "").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  worker_->WaitForStores();
+
+  using ::testing::HasSubstr;
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
+  EXPECT_THAT(metrics, ::testing::Not(HasSubstr("outcome=\"error\"")));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_rpcs_total{code=\"UNAUTHENTICATED\",method=\"Generate\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_ttft_seconds_count{outcome=\"hit\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_recompute_share_count 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_router_in_flight_requests 0\n"));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_shard_up{shard=\"", shards_[0].server->address(), "\"} 1\n")));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_worker_up{worker=\"", worker_server_->address(), "\"} 1\n")));
+  EXPECT_THAT(metrics, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_worker_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_worker_stores_total{result=\"stored\"} 2\n"));
+  EXPECT_THAT(metrics, HasSubstr("semshare_worker_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
+  // The hit was served from the local cache (this worker stored the reference) or fetched.
+  EXPECT_THAT(metrics, HasSubstr(hit.stats.worker_local_hit() ? "semshare_worker_local_cache_hits_total 1\n"
+                                                              : "semshare_worker_kv_fetch_seconds_count 1\n"));
 }
 
 TEST_F(RouterServiceTest, WrongOrMissingKeyIsUnauthenticated) {
