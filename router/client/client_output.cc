@@ -26,6 +26,8 @@ Json GenerateStatsToJson(const GenerateStats& stats) {
   json["worker"] = stats.worker;
   json["shard"] = stats.shard;
   json["worker_local_hit"] = stats.worker_local_hit;
+  json["bypassed"] = stats.bypassed;
+  json["bypass_reason"] = stats.bypass_reason;
   return json;
 }
 
@@ -75,6 +77,8 @@ std::string FormatGenerateStats(const GenerateStats& stats) {
         &out, "cache hit: reference %s (similarity %.3f, recomputed %.1f%%, kept %.1f%% of KV)%s\n",
         stats.reference_id, stats.similarity, 100 * stats.recompute_share,
         100 * stats.kv_kept_share, stats.worker_local_hit ? ", already on the worker" : "");
+  } else if (stats.bypassed) {
+    absl::StrAppendFormat(&out, "reuse bypassed (similarity %.3f): %s\n", stats.similarity, stats.bypass_reason);
   } else {
     absl::StrAppendFormat(&out, "cache miss: stored as reference %s\n",
                           stats.reference_id.empty() ? "(none)" : stats.reference_id);

@@ -36,6 +36,8 @@ GenerateStats StatsFromProto(const v1::GenerateStats& proto) {
   stats.worker = proto.worker();
   stats.shard = proto.shard();
   stats.worker_local_hit = proto.worker_local_hit();
+  stats.bypassed = proto.bypassed();
+  stats.bypass_reason = proto.bypass_reason();
   return stats;
 }
 

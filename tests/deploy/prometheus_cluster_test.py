@@ -64,6 +64,19 @@ def query(prometheus, promql):
   return body["data"]["result"]
 
 
+def wait_for(prometheus, promql, at_least):
+  """Polls (bounded by SCRAPE_WAIT_S) until the query's single value is >= at_least."""
+  deadline = time.monotonic() + SCRAPE_WAIT_S
+  value = None
+  while time.monotonic() < deadline:
+    result = query(prometheus, promql)
+    value = float(result[0]["value"][1]) if result else None
+    if value is not None and value >= at_least:
+      return
+    time.sleep(0.25)
+  fail("%s stayed at %r, want >= %r" % (promql, value, at_least))
+
+
 def fail(message):
   print("FAIL: " + message, file=sys.stderr)
   sys.exit(1)
@@ -85,10 +98,17 @@ def main():
     requests.append((cluster["SEMSHARE_API_KEY"], pair["target"]))
   # The second tenant sends a prompt the first has stored: never a hit on the other's reference.
   requests.append((cluster["SEMSHARE_API_KEY_2"], pairs[0]["target"]))
+  stored = collections.Counter()  # tenant -> references it should hold
   for key, prompt in requests:
     stats = generate(router, key, prompt)
-    outcome = "hit" if stats["cache_hit"] else ("bypass" if stats.get("bypassed") else "miss")
+    outcome = "hit" if stats["cache_hit"] else ("bypass" if stats["bypassed"] else "miss")
     told[(tenant_of[key], outcome)] += 1
+    if outcome == "miss":
+      # A miss's reference is stored after the reply: wait until the shards report it, as
+      # Prometheus sees them, before sending the paraphrase.
+      stored[tenant_of[key]] += 1
+      wait_for(prometheus, 'sum(semshare_cache_node_references{tenant="%s"})' % tenant_of[key],
+               stored[tenant_of[key]])
   if told[(tenant_of[cluster["SEMSHARE_API_KEY"]], "hit")] == 0:
     fail("no paraphrase was a hit; the test needs at least one (router said %r)" % dict(told))
   if told[(tenant_of[cluster["SEMSHARE_API_KEY_2"]], "hit")] != 0:
@@ -136,7 +156,7 @@ def main():
   if unknown:
     fail("scraped metrics missing from deploy/metrics.txt: %r" % unknown)
   for name in ("semshare_router_requests_total", "semshare_router_ttft_seconds_bucket",
-               "semshare_worker_kv_fetched_bytes_total", "semshare_cache_node_stored_bytes"):
+               "semshare_worker_requests_total", "semshare_cache_node_stored_bytes"):
     if name not in names:
       fail("%s was not scraped (have %r)" % (name, sorted(names)))
   print("ok: Prometheus reports %r, as the router returned" % dict(told))
