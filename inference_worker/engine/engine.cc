@@ -568,10 +568,15 @@ absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, co
   const int64_t n = prefill.prompt_tokens;
   try {
     if (sampling.max_tokens > 0) {
+      const auto emit = [&](int32_t t) -> absl::Status {
+        result.tokens.push_back(t);
+        if (sampling.on_token && !sampling.on_token(t)) return absl::CancelledError("the client went away");
+        return absl::OkStatus();
+      };
       int32_t token = SampleToken(prefill.logits, sampling, &rng);
       result.ttft_ms = MillisSince(start);
       const auto decode_start = Clock::now();
-      result.tokens.push_back(token);
+      SEMSHARE_RETURN_IF_ERROR(emit(token));
       auto stops = [&](int32_t t) {
         return std::find(sampling.stop_tokens.begin(), sampling.stop_tokens.end(), t) != sampling.stop_tokens.end();
       };
@@ -580,7 +585,7 @@ absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, co
         const at::Tensor logits = model_->DecodeStep(token, position, &prefill.cache, &prefill.stats);
         EvictForDecode(options, &prefill);
         token = SampleToken(logits, sampling, &rng);
-        result.tokens.push_back(token);
+        SEMSHARE_RETURN_IF_ERROR(emit(token));
       }
       prefill.times.decode_ms = MillisSince(decode_start);
     } else {

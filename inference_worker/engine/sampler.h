@@ -2,6 +2,7 @@
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_SAMPLER_H_
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct SamplingOptions {
   double top_p = 1.0;        // nucleus sampling when temperature > 0
   uint64_t seed = 0;         // same seed, same logits: same tokens
   std::vector<int32_t> stop_tokens;  // generation ends after emitting one of these
+  // Called with each token as soon as it is chosen (may be empty); returning false ends the
+  // generation with CANCELLED (the client went away).
+  std::function<bool(int32_t)> on_token;
 
   absl::Status Validate() const;
 };

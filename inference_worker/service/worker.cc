@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/allocator.h"
 #include "common/status_macros.h"
@@ -30,6 +31,9 @@ struct HeldReference {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What a tokenizer's Decode writes for bytes that are not (yet) a whole UTF-8 character.
+constexpr absl::string_view kReplacementCharacter = "\xEF\xBF\xBD";
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -377,6 +381,24 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   sampling.seed = request.sampling.seed;
   for (int64_t eos : engine_->model().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  // Tokens go out as they are chosen, with the text each adds: the decoded text grows by a
+  // suffix, held back while it ends in an incomplete character.
+  std::vector<int32_t> emitted;
+  std::string emitted_text;
+  if (request.on_token) {
+    sampling.on_token = [&](int32_t token) {
+      emitted.push_back(token);
+      std::string piece;
+      if (const Tokenizer* tokenizer = engine_->model().tokenizer(); tokenizer != nullptr) {
+        std::string text = tokenizer->Decode(emitted);
+        if (absl::StartsWith(text, emitted_text) && !absl::EndsWith(text, kReplacementCharacter)) {
+          piece = text.substr(emitted_text.size());
+          emitted_text = std::move(text);
+        }
+      }
+      return request.on_token(token, piece);
+    };
+  }
 
   WorkerReply reply;
   std::optional<GenerateResult> result;
@@ -438,6 +460,8 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
         reply.reference_id = reuse.reference_id;
         reply.shard = reuse.shard;
         reply.similarity = reuse.mapping.similarity;
+      } else if (!emitted.empty()) {
+        return hit.status();  // tokens already went out: a second try would repeat them
       } else {
         reply.local_hit = false;
         reply.fetch_ms = MillisSince(fetch_start);

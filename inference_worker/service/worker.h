@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,10 @@ struct WorkerRequest {
   std::optional<ReuseSource> reuse;   // absent: a miss
   std::optional<StoreTarget> store;   // absent: nothing stored
   double similarity_threshold = 0;    // 0: the worker's default
+  // Called with each token as soon as it is chosen, and the text it adds (empty while a
+  // character is incomplete, or without a tokenizer); may be empty. Returning false ends the
+  // request with CANCELLED. The reply's text is the whole, authoritative text.
+  std::function<bool(int32_t token, const std::string& text)> on_token;
 };
 
 struct WorkerReply {

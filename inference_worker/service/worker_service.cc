@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/server_start.h"
@@ -52,11 +53,23 @@ grpc::Status WorkerService::Generate(grpc::ServerContext* context, const v1::Wor
                                      grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) {
   return Counted("Generate", [&]() -> absl::Status {
     SEMSHARE_ASSIGN_OR_RETURN(std::string tenant, AuthenticateCall(token_, *context));
-    SEMSHARE_ASSIGN_OR_RETURN(const WorkerReply reply, worker_->Generate(FromProto(*request, std::move(tenant))));
-    v1::WorkerGenerateResponse tokens;
-    tokens.mutable_tokens()->mutable_token_ids()->Add(reply.tokens.begin(), reply.tokens.end());
-    tokens.mutable_tokens()->set_text(reply.text);
-    if (!writer->Write(tokens)) return absl::CancelledError("client went away");
+    WorkerRequest call = FromProto(*request, std::move(tenant));
+    // One chunk a token, written as it is chosen.
+    std::string streamed_text;
+    call.on_token = [&](int32_t token, const std::string& text) {
+      v1::WorkerGenerateResponse chunk;
+      chunk.mutable_tokens()->add_token_ids(token);
+      chunk.mutable_tokens()->set_text(text);
+      streamed_text += text;
+      return writer->Write(chunk);
+    };
+    SEMSHARE_ASSIGN_OR_RETURN(const WorkerReply reply, worker_->Generate(call));
+    if (reply.text.size() > streamed_text.size() && absl::StartsWith(reply.text, streamed_text)) {
+      // Text held back at the end (an incomplete character the last token did not finish).
+      v1::WorkerGenerateResponse rest;
+      rest.mutable_tokens()->set_text(reply.text.substr(streamed_text.size()));
+      if (!writer->Write(rest)) return absl::CancelledError("client went away");
+    }
     v1::WorkerGenerateResponse stats_message;
     v1::GenerateStats* stats = stats_message.mutable_stats();
     stats->set_cache_hit(reply.cache_hit);

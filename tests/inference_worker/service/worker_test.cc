@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "inference_worker/service/byte_lru.h"
 #include "tests/inference_worker/service/worker_fixture.h"
@@ -197,6 +198,34 @@ TEST_F(WorkerTest, MetricsCountFetchesLocalHitsAndHeldReferences) {
   EXPECT_THAT(text, HasSubstr("semshare_worker_local_cache_references 1\n"));
   EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_local_cache_bytes ", worker->Load().cached_bytes, "\n")));
   EXPECT_THAT(text, HasSubstr("semshare_worker_in_flight_requests 0\n"));
+}
+
+TEST_F(WorkerTest, TokensGoOutAsTheyAreChosenAndAGoneClientCancels) {
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  WorkerRequest request = HitRequest();
+  std::vector<int32_t> tokens;
+  std::string text;
+  request.on_token = [&](int32_t token, const std::string& piece) {
+    tokens.push_back(token);
+    text += piece;
+    return true;
+  };
+  const WorkerReply reply = worker->Generate(request).value();
+  EXPECT_TRUE(reply.cache_hit) << reply.miss_reason;
+  EXPECT_EQ(tokens, reply.tokens);
+  EXPECT_EQ(tokens, Expected(&source_.references["ref-1"].second));
+  EXPECT_TRUE(absl::StartsWith(reply.text, text)) << text << " | " << reply.text;
+  EXPECT_FALSE(text.empty());
+
+  // The client goes away after the second token: the request ends there, cancelled.
+  int calls = 0;
+  request.on_token = [&](int32_t, const std::string&) { return ++calls < 2; };
+  EXPECT_EQ(worker->Generate(request).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 2);
+  request.reuse.reset();  // a miss streams the same way
+  calls = 0;
+  EXPECT_EQ(worker->Generate(request).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 2);
 }
 
 TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {
