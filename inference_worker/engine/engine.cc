@@ -537,6 +537,32 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
   return Decode(std::move(prefill), options, sampling, start);
 }
 
+absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(const std::vector<int32_t>& target,
+                                                                          const ReuseOptions& options,
+                                                                          const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
+  const auto start = Clock::now();
+  PrefillOutcome out;
+  out.prompt_tokens = static_cast<int64_t>(target.size());
+  Reference reference;
+  reference.ids = target;
+  reference.codes_options = options.ecache;
+  try {
+    SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
+    // Retention and decode replace or grow the cache's tensors; the reference keeps its own copy.
+    for (const LayerKV& layer : out.cache.layers) {
+      reference.kv.layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
+    }
+    ApplyRetention(options, {}, &out);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
+  }
+  SEMSHARE_ASSIGN_OR_RETURN(GenerateResult result, Decode(std::move(out), options, sampling, start));
+  SEMSHARE_ASSIGN_OR_RETURN(reference.codes, EncodeCodes(target, options.ecache, &reference.sketch));
+  return std::make_pair(std::move(result), std::move(reference));
+}
+
 absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_t>& target,
                                                         const TokenMapping& mapping, KVCache gathered,
                                                         const ReuseOptions& options,

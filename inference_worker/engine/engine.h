@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -133,6 +134,14 @@ class Engine {
   absl::StatusOr<GenerateResult> Generate(const std::vector<int32_t>& target,
                                           const Reference* reference, const ReuseOptions& options,
                                           const SamplingOptions& sampling) const;
+
+  // A miss: full prefill then decode, as Generate with no reference, that also returns the
+  // prompt as a reference (BuildReference's result: codes under options.ecache, the KV before
+  // retention), so that storing a miss costs no second prefill. The reference's codes are
+  // computed after the last token.
+  absl::StatusOr<std::pair<GenerateResult, Reference>> GenerateMiss(const std::vector<int32_t>& target,
+                                                                    const ReuseOptions& options,
+                                                                    const SamplingOptions& sampling) const;
 
   // A semshare hit from reference KV already gathered into target order, as a cache node's
   // FetchKV streams it: row i of every layer is the reference token mapping.source[i], with

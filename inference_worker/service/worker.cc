@@ -290,6 +290,7 @@ absl::Status WorkerOptions::Validate() const {
   if (max_queue < 0) return absl::InvalidArgumentError("max queued requests must be >= 0");
   if (local_cache_bytes < 0) return absl::InvalidArgumentError("local cache bytes must be >= 0");
   if (max_pending_stores < 0) return absl::InvalidArgumentError("max pending stores must be >= 0");
+  if (max_pending_store_bytes < 0) return absl::InvalidArgumentError("max pending store bytes must be >= 0");
   return absl::OkStatus();
 }
 
@@ -471,14 +472,26 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
     }
   }
   if (!result.has_value()) {
-    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult miss, engine_->Generate(request.prompt, nullptr, *reuse_, sampling));
-    result = std::move(miss);
-    if (request.store.has_value()) {
+    if (!request.store.has_value()) {
+      SEMSHARE_ASSIGN_OR_RETURN(GenerateResult miss, engine_->Generate(request.prompt, nullptr, *reuse_, sampling));
+      result = std::move(miss);
+    } else {
+      // The miss's own prefill becomes the new reference: storing it costs no second prefill.
+      SEMSHARE_ASSIGN_OR_RETURN(auto miss, engine_->GenerateMiss(request.prompt, *reuse_, sampling));
+      result = std::move(miss.first);
+      PendingStore store{request.tenant, request.prompt, *request.store,
+                         std::make_shared<Reference>(std::move(miss.second)), 0};
+      store.bytes = store.reference->kv.bytes();
       reply.reference_id = request.store->reference_id;
       reply.shard = request.store->shard;
       absl::MutexLock lock(&mutex_);
       if (static_cast<int32_t>(stores_.size()) < options_.max_pending_stores) {
-        stores_.push_back(PendingStore{request.tenant, request.prompt, *request.store});
+        if (pending_store_bytes_ + store.bytes > options_.max_pending_store_bytes) {
+          store.reference.reset();  // too much KV waiting: the store recomputes it
+          store.bytes = 0;
+        }
+        pending_store_bytes_ += store.bytes;
+        stores_.push_back(std::move(store));
       } else {
         ++stores_dropped_;
         if (metrics_ != nullptr) metrics_->RecordStore("dropped");
@@ -510,13 +523,16 @@ void InferenceWorker::StoreLoop() {
       if (stores_.empty()) return;  // stopping, and nothing left
       store = std::move(stores_.front());
       stores_.pop_front();
+      pending_store_bytes_ -= store.bytes;
       storing_ = true;
     }
-    const absl::Status stored = Store(store);
+    const StoreTarget target = store.target;
+    const absl::Status stored = Store(std::move(store));
+    store = PendingStore{};  // the KV goes before the heap is trimmed
     ReleaseFreeMemory();
     if (!stored.ok()) {
       std::fprintf(stderr, "semshare-worker: storing reference %s on %s failed: %s\n",
-                   store.target.reference_id.c_str(), store.target.shard.c_str(), stored.ToString().c_str());
+                   target.reference_id.c_str(), target.shard.c_str(), stored.ToString().c_str());
     }
     absl::MutexLock lock(&mutex_);
     storing_ = false;
@@ -525,8 +541,12 @@ void InferenceWorker::StoreLoop() {
   }
 }
 
-absl::Status InferenceWorker::Store(const PendingStore& store) {
-  SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine_->BuildReference(store.prompt, reuse_->ecache));
+absl::Status InferenceWorker::Store(PendingStore store) {
+  if (store.reference == nullptr) {
+    SEMSHARE_ASSIGN_OR_RETURN(Reference built, engine_->BuildReference(store.prompt, reuse_->ecache));
+    store.reference = std::make_shared<Reference>(std::move(built));
+  }
+  const Reference& reference = *store.reference;
   cache_node::NewReference new_reference;
   new_reference.reference_id = store.target.reference_id;
   new_reference.token_ids = reference.ids;

@@ -24,6 +24,7 @@
 // and no libtorch types here.
 namespace semshare {
 class Engine;
+struct Reference;
 struct ReuseOptions;
 }  // namespace semshare
 
@@ -34,6 +35,8 @@ struct WorkerOptions {
   int32_t max_queue = 16;      // requests waiting for a slot; past it: ResourceExhausted
   int64_t local_cache_bytes = int64_t{512} << 20;  // references' KV held for repeat hits
   int32_t max_pending_stores = 16;  // new references waiting to be stored; past it: dropped
+  // KV of misses kept for their stores; past it a store recomputes its prompt's KV instead.
+  int64_t max_pending_store_bytes = int64_t{1} << 30;
 
   absl::Status Validate() const;
 };
@@ -140,6 +143,8 @@ class InferenceWorker {
     std::string tenant;
     std::vector<int32_t> prompt;
     StoreTarget target;
+    std::shared_ptr<Reference> reference;  // made while serving the miss; null: recompute it
+    int64_t bytes = 0;                   // of the reference's KV
   };
 
   InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
@@ -160,7 +165,7 @@ class InferenceWorker {
   }
   absl::StatusOr<WorkerReply> Serve(const WorkerRequest& request);
   void StoreLoop();
-  absl::Status Store(const PendingStore& store);
+  absl::Status Store(PendingStore store);
 
   const Engine* engine_;
   const std::unique_ptr<const ReuseOptions> reuse_;
@@ -174,6 +179,7 @@ class InferenceWorker {
   int32_t queued_ ABSL_GUARDED_BY(mutex_) = 0;
   ByteLru<std::shared_ptr<const HeldReference>> held_ ABSL_GUARDED_BY(mutex_);
   std::deque<PendingStore> stores_ ABSL_GUARDED_BY(mutex_);
+  int64_t pending_store_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   bool storing_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   int64_t stores_done_ ABSL_GUARDED_BY(mutex_) = 0;

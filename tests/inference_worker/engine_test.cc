@@ -214,6 +214,30 @@ TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(EngineTest, AMissYieldsItsPromptAsAReferenceWithoutASecondPrefill) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const std::vector<int32_t> prompt = Encode(kReference);
+  ReuseOptions options = NoBypass();
+  options.retention.policy = RetentionPolicy::kExpDecay;  // the served cache is pruned, the reference not
+  SamplingOptions sampling;
+  sampling.max_tokens = 10;
+  const auto [result, reference] = engine->GenerateMiss(prompt, options, sampling).value();
+  const GenerateResult want = engine->Generate(prompt, nullptr, options, sampling).value();
+  EXPECT_EQ(result.tokens, want.tokens);
+  EXPECT_LT(result.prefill.kv_kept_share, 1.0);
+  const Reference built = engine->BuildReference(prompt, options.ecache).value();
+  EXPECT_EQ(reference.ids, built.ids);
+  EXPECT_EQ(reference.codes.words, built.codes.words);
+  EXPECT_TRUE(at::equal(reference.sketch, built.sketch));
+  ASSERT_EQ(reference.kv.layers.size(), built.kv.layers.size());
+  for (size_t l = 0; l < built.kv.layers.size(); ++l) {
+    EXPECT_TRUE(at::equal(reference.kv.layers[l].k(), built.kv.layers[l].k())) << l;
+    EXPECT_TRUE(at::equal(reference.kv.layers[l].v(), built.kv.layers[l].v())) << l;
+    EXPECT_TRUE(at::equal(reference.kv.layers[l].positions(), built.kv.layers[l].positions())) << l;
+  }
+}
+
 TEST(EngineTest, GatheredKvOfTheWrongShapeIsRefused) {
   const Model& model = AustenModel();
   auto engine = Engine::Create(&model).value();

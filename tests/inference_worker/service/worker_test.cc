@@ -269,6 +269,21 @@ TEST_F(WorkerTest, MissStoresThePromptAfterReplying) {
   EXPECT_EQ(worker->Load().cached_reference_ids, std::vector<std::string>{"new-ref"});
 }
 
+// With no room for a miss's KV in the store queue, the store recomputes it: the same reference.
+TEST_F(WorkerTest, AMissStoreWithoutRoomForItsKvRecomputesIt) {
+  WorkerOptions options;
+  options.max_pending_store_bytes = 0;
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, options).value();
+  WorkerRequest request = HitRequest();
+  request.reuse.reset();
+  request.store = StoreTarget{"shard-2", "new-ref"};
+  ASSERT_TRUE(worker->Generate(request).ok());
+  worker->WaitForStores();
+  ASSERT_EQ(source_.puts.size(), 1u);
+  EXPECT_EQ(source_.put_layers, static_cast<size_t>(AustenModel().num_layers()));
+  EXPECT_EQ(worker->Load().stores_done, 1);
+}
+
 TEST_F(WorkerTest, PastTheQueueIsResourceExhausted) {
   GatedSource gated(&source_);
   WorkerOptions options;
