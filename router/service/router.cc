@@ -181,10 +181,17 @@ v1::RouterStats Router::Stats(const std::string& tenant) {
     stats.set_misses(counters.misses);
     stats.set_failures(counters.failures);
   }
-  for (const ShardView& view : shards_->Views()) {
+  const std::vector<ShardView> views = shards_->Views();
+  const std::vector<absl::StatusOr<v1::GetStatsResponse>> usage = shards_->TenantStats(tenant);
+  for (size_t i = 0; i < views.size(); ++i) {
     v1::ShardStatus* shard = stats.add_shards();
-    shard->set_address(view.address);
-    shard->set_healthy(view.up);
+    shard->set_address(views[i].address);
+    // The shard's own answer, when it gave one, is the freshest word on its health.
+    shard->set_healthy(i < usage.size() ? usage[i].ok() : views[i].up);
+    if (i < usage.size() && usage[i].ok()) {
+      shard->set_references(usage[i]->tenant().references());
+      shard->set_bytes(usage[i]->tenant().bytes());
+    }
   }
   for (v1::WorkerLoad& load : workers_->Loads()) {
     if (metrics_ != nullptr) metrics_->SetWorkerUp(load.address(), load.healthy());

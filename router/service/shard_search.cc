@@ -58,6 +58,20 @@ std::vector<ShardFindReply> ShardSearch::FindSimilar(const cache_node::Reference
   return replies;
 }
 
+std::vector<absl::StatusOr<v1::GetStatsResponse>> ShardSearch::TenantStats(const std::string& tenant) const {
+  std::vector<absl::StatusOr<v1::GetStatsResponse>> replies(shards_.size(), absl::UnknownError("not asked"));
+  std::vector<std::thread> calls;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (!health_->Admit(shards_[i])) {
+      replies[i] = absl::UnavailableError(absl::StrCat("shard ", shards_[i], " is backing off"));
+      continue;
+    }
+    calls.emplace_back([&, i] { replies[i] = clients_[i]->GetStats(tenant); });
+  }
+  for (std::thread& call : calls) call.join();
+  return replies;
+}
+
 std::vector<ShardView> ShardSearch::Views() const {
   std::vector<ShardView> views;
   views.reserve(shards_.size());

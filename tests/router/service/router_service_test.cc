@@ -198,6 +198,19 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
   EXPECT_EQ(stats.requests(), 2);
   EXPECT_EQ(stats.hits(), 1);
   EXPECT_EQ(stats.misses(), 1);
+  // The tenant's one reference, on the shard that holds it, and nothing elsewhere.
+  int64_t references = 0;
+  for (const v1::ShardStatus& shard : stats.shards()) {
+    EXPECT_TRUE(shard.healthy()) << shard.address();
+    references += shard.references();
+    if (shard.address() == miss.stats.shard()) {
+      EXPECT_EQ(shard.references(), 1);
+      EXPECT_GT(shard.bytes(), 0);
+    } else {
+      EXPECT_EQ(shard.bytes(), 0);
+    }
+  }
+  EXPECT_EQ(references, 1);
 }
 
 // Each request through the gRPC front is counted once, by tenant and outcome, on the router
