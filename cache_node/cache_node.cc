@@ -106,10 +106,10 @@ class CacheNodeImpl final : public CacheNode {
       if (auto it = scopes_.find(scope_key); it != scopes_.end()) {
         SEMSHARE_RETURN_IF_ERROR(CheckSameLayout(it->second.layout, layout));
       }
-      SEMSHARE_RETURN_IF_ERROR(budget_.CheckFits(meta.bytes));
+      SEMSHARE_RETURN_IF_ERROR(budget_.CheckFits(meta.bytes, reference.tenant_byte_budget));
       // Evict first, so the stored bytes never exceed the budgets.
-      SEMSHARE_RETURN_IF_ERROR(
-          RemoveLocked(budget_.VictimsFor(scope.tenant, meta.bytes), Removal::kEvicted));
+      SEMSHARE_RETURN_IF_ERROR(RemoveLocked(
+          budget_.VictimsFor(scope.tenant, meta.bytes, reference.tenant_byte_budget), Removal::kEvicted));
     }
     SEMSHARE_RETURN_IF_ERROR(PersistLastUse());
     SEMSHARE_RETURN_IF_ERROR(

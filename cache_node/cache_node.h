@@ -36,6 +36,9 @@ struct NewReference {
   TokenCodes codes;                // one code per token (common/token_mapping.h)
   std::vector<float> sketch;       // prompt sketch (L2-normalised), one width per model
   std::vector<LayerKV> layers;     // KV at positions 0..num_tokens-1, one entry per layer
+  // The tenant's byte budget on this node (its API key's); 0: only the node's own budgets.
+  // The smaller of it and the node's per-tenant budget applies.
+  int64_t tenant_byte_budget = 0;
 };
 
 struct Match {

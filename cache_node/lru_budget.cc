@@ -1,5 +1,7 @@
 #include "cache_node/lru_budget.h"
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
@@ -42,15 +44,22 @@ void LruBudget::Remove(uint64_t uid) {
   entries_.erase(it);
 }
 
-absl::Status LruBudget::CheckFits(int64_t bytes) const {
+int64_t LruBudget::TenantCapacity(int64_t tenant_budget) const {
+  if (tenant_budget <= 0) return tenant_capacity_bytes_;
+  if (tenant_capacity_bytes_ <= 0) return tenant_budget;
+  return std::min(tenant_budget, tenant_capacity_bytes_);
+}
+
+absl::Status LruBudget::CheckFits(int64_t bytes, int64_t tenant_budget) const {
   if (bytes > capacity_bytes_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "reference of ", bytes, " bytes exceeds the node's capacity of ", capacity_bytes_));
   }
-  if (tenant_capacity_bytes_ > 0 && bytes > tenant_capacity_bytes_) {
+  const int64_t tenant_capacity = TenantCapacity(tenant_budget);
+  if (tenant_capacity > 0 && bytes > tenant_capacity) {
     return absl::ResourceExhaustedError(absl::StrCat("reference of ", bytes,
                                                      " bytes exceeds the tenant capacity of ",
-                                                     tenant_capacity_bytes_));
+                                                     tenant_capacity));
   }
   return absl::OkStatus();
 }
@@ -60,19 +69,20 @@ int64_t LruBudget::tenant_bytes(const std::string& tenant) const {
   return it == tenant_bytes_.end() ? 0 : it->second;
 }
 
-std::vector<uint64_t> LruBudget::VictimsFor(const std::string& tenant,
-                                            int64_t incoming_bytes) const {
+std::vector<uint64_t> LruBudget::VictimsFor(const std::string& tenant, int64_t incoming_bytes,
+                                            int64_t tenant_budget) const {
   std::vector<uint64_t> victims;
   absl::flat_hash_set<uint64_t> chosen;
   int64_t tenant_freed = 0;
   int64_t total_freed = 0;
+  const int64_t tenant_capacity = TenantCapacity(tenant_budget);
   // The tenant's own budget first: only its references count against it.
-  if (tenant_capacity_bytes_ > 0) {
+  if (tenant_capacity > 0) {
     auto order = tenant_order_.find(tenant);
     if (order != tenant_order_.end()) {
       for (auto it = order->second.begin();
            it != order->second.end() &&
-           tenant_bytes(tenant) - tenant_freed + incoming_bytes > tenant_capacity_bytes_;
+           tenant_bytes(tenant) - tenant_freed + incoming_bytes > tenant_capacity;
            ++it) {
         const int64_t bytes = entries_.at(it->second).bytes;
         victims.push_back(it->second);

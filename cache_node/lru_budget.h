@@ -26,13 +26,18 @@ class LruBudget {
   void Remove(uint64_t uid);
 
   // ResourceExhausted when `bytes` exceeds a budget on its own (it can never fit).
-  absl::Status CheckFits(int64_t bytes) const;
+  // `tenant_budget` > 0: the tenant's own budget for this call (its API key's); the smaller of
+  // it and the node's per-tenant budget applies.
+  absl::Status CheckFits(int64_t bytes, int64_t tenant_budget = 0) const;
   // The references to evict, least recently used first, so that `incoming_bytes` more for
   // `tenant` fits both budgets. Call CheckFits first.
-  std::vector<uint64_t> VictimsFor(const std::string& tenant, int64_t incoming_bytes) const;
+  std::vector<uint64_t> VictimsFor(const std::string& tenant, int64_t incoming_bytes,
+                                   int64_t tenant_budget = 0) const;
 
   int64_t total_bytes() const { return total_bytes_; }
   int64_t tenant_bytes(const std::string& tenant) const;
+  // The per-tenant budget that applies with `tenant_budget` (0: none beyond the node's).
+  int64_t TenantCapacity(int64_t tenant_budget) const;
 
  private:
   struct Entry {

@@ -138,4 +138,10 @@ absl::StatusOr<TenantGrant> ApiKeys::Authenticate(absl::string_view authorizatio
   return found->grant;
 }
 
+absl::flat_hash_map<std::string, int64_t> ApiKeys::TenantByteBudgets() const {
+  absl::flat_hash_map<std::string, int64_t> budgets;
+  for (const Entry& entry : entries_) budgets[entry.grant.tenant] = entry.grant.byte_budget;
+  return budgets;
+}
+
 }  // namespace semshare::router

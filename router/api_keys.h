@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -42,6 +43,8 @@ class ApiKeys {
   absl::StatusOr<TenantGrant> Authenticate(absl::string_view authorization) const;
 
   size_t size() const { return entries_.size(); }
+  // Every tenant's byte budget (keys of one tenant agree on it).
+  absl::flat_hash_map<std::string, int64_t> TenantByteBudgets() const;
 
  private:
   struct Entry {

@@ -59,6 +59,7 @@ int Run() {
   if (!token.ok()) return Fail(token.status());
   RouterOptions options;
   options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
+  options.tenant_byte_budgets = keys->TenantByteBudgets();
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   ShardSearchOptions search_options;
   search_options.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_search_deadline_ms));

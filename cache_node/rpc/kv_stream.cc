@@ -99,6 +99,7 @@ absl::Status WritePutReferenceStream(
   TokenCodesToProto(reference.codes, header->mutable_codes());
   header->mutable_sketch()->Assign(reference.sketch.begin(), reference.sketch.end());
   header->set_num_layers(static_cast<int32_t>(reference.layers.size()));
+  header->set_tenant_byte_budget(reference.tenant_byte_budget);
   if (!reference.layers.empty()) {
     const TensorBlob& first_key = reference.layers[0].key;
     header->set_dtype(DTypeToProto(first_key.dtype));
@@ -224,6 +225,7 @@ absl::StatusOr<NewReference> ReferenceAssembler::Finish() {
   reference.token_ids.assign(header_.token_ids().begin(), header_.token_ids().end());
   reference.codes = TokenCodesFromProto(header_.codes());
   reference.sketch.assign(header_.sketch().begin(), header_.sketch().end());
+  reference.tenant_byte_budget = header_.tenant_byte_budget();
   const std::vector<int64_t> shape(header_.layer_shape().begin(), header_.layer_shape().end());
   reference.layers.reserve(parts_.size());
   for (std::array<std::string, 2>& part : parts_) {

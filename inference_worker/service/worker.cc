@@ -549,6 +549,7 @@ absl::Status InferenceWorker::Store(PendingStore store) {
   const Reference& reference = *store.reference;
   cache_node::NewReference new_reference;
   new_reference.reference_id = store.target.reference_id;
+  new_reference.tenant_byte_budget = store.target.tenant_byte_budget;
   new_reference.token_ids = reference.ids;
   new_reference.codes = reference.codes;
   const at::Tensor sketch = reference.sketch.to(at::kCPU, at::kFloat).contiguous();

@@ -52,6 +52,7 @@ struct ReuseSource {
 struct StoreTarget {
   std::string shard;
   std::string reference_id;
+  int64_t tenant_byte_budget = 0;  // the tenant's bytes on that shard; 0: the shard's own budgets
 };
 
 struct Sampling {

@@ -42,7 +42,10 @@ WorkerRequest FromProto(const v1::WorkerGenerateRequest& request, std::string te
     source.mapping.num_unmatched = m.unmatched_size();
     out.reuse = std::move(source);
   }
-  if (request.has_store()) out.store = StoreTarget{request.store().shard(), request.store().reference_id()};
+  if (request.has_store()) {
+    out.store = StoreTarget{request.store().shard(), request.store().reference_id(),
+                            request.store().tenant_byte_budget()};
+  }
   out.similarity_threshold = request.similarity_threshold();
   return out;
 }

@@ -136,6 +136,9 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
     if (absl::StatusOr<size_t> placed = PlaceReference(views, tenant, id); placed.ok()) {
       call.mutable_store()->set_shard(views[*placed].address);
       call.mutable_store()->set_reference_id(id);
+      if (auto budget = options_.tenant_byte_budgets.find(tenant); budget != options_.tenant_byte_budgets.end()) {
+        call.mutable_store()->set_tenant_byte_budget(budget->second);
+      }
     }
   }
 
@@ -186,8 +189,7 @@ v1::RouterStats Router::Stats(const std::string& tenant) {
   for (size_t i = 0; i < views.size(); ++i) {
     v1::ShardStatus* shard = stats.add_shards();
     shard->set_address(views[i].address);
-    // The shard's own answer, when it gave one, is the freshest word on its health.
-    shard->set_healthy(i < usage.size() ? usage[i].ok() : views[i].up);
+    shard->set_healthy(views[i].up);  // the health tracker's view, which searches follow
     if (i < usage.size() && usage[i].ok()) {
       shard->set_references(usage[i]->tenant().references());
       shard->set_bytes(usage[i]->tenant().bytes());

@@ -62,8 +62,9 @@ std::vector<absl::StatusOr<v1::GetStatsResponse>> ShardSearch::TenantStats(const
   std::vector<absl::StatusOr<v1::GetStatsResponse>> replies(shards_.size(), absl::UnknownError("not asked"));
   std::vector<std::thread> calls;
   for (size_t i = 0; i < shards_.size(); ++i) {
-    if (!health_->Admit(shards_[i])) {
-      replies[i] = absl::UnavailableError(absl::StrCat("shard ", shards_[i], " is backing off"));
+    // Only shards the health tracker holds up are asked (without taking a probe from searches).
+    if (!health_->IsUp(shards_[i])) {
+      replies[i] = absl::UnavailableError(absl::StrCat("shard ", shards_[i], " is down"));
       continue;
     }
     calls.emplace_back([&, i] { replies[i] = clients_[i]->GetStats(tenant); });

@@ -42,8 +42,8 @@ class ShardSearch {
   // The shards and whether each is up now, for placement.
   std::vector<ShardView> Views() const;
 
-  // Each shard's GetStats for `tenant` (its references and bytes there), asked of all shards at
-  // once, in the order of the shard addresses; a shard backing off or failing is an error.
+  // Each shard's GetStats for `tenant` (its references and bytes there), asked at once of the
+  // shards that are up, in the order of the shard addresses; a shard down or failing is an error.
   std::vector<absl::StatusOr<v1::GetStatsResponse>> TenantStats(const std::string& tenant) const;
 
  private:

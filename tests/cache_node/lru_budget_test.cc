@@ -46,6 +46,20 @@ TEST(LruBudgetTest, BothBudgetsTogether) {
   EXPECT_THAT(budget.VictimsFor("a", 25), ElementsAre(2, 1));
 }
 
+TEST(LruBudgetTest, ACallsTenantBudgetAppliesWithTheNodesSmallerOne) {
+  LruBudget budget(1000, 0);
+  budget.Add(1, "a", 20);
+  budget.Add(2, "a", 20);
+  EXPECT_THAT(budget.VictimsFor("a", 20), IsEmpty());          // the node has no tenant budget
+  EXPECT_THAT(budget.VictimsFor("a", 20, 50), ElementsAre(1));  // the tenant's own: 50
+  EXPECT_EQ(budget.CheckFits(51, 50).code(), absl::StatusCode::kResourceExhausted);
+  LruBudget capped(1000, 30);
+  capped.Add(1, "a", 20);
+  EXPECT_THAT(capped.VictimsFor("a", 20, 500), ElementsAre(1));  // the node's 30 is smaller
+  EXPECT_EQ(capped.CheckFits(31, 500).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(capped.CheckFits(30, 0).ok());
+}
+
 TEST(LruBudgetTest, RejectsWhatCanNeverFit) {
   LruBudget budget(100, 40);
   EXPECT_TRUE(budget.CheckFits(40).ok());

@@ -92,12 +92,7 @@ class RouterServiceTest : public ::testing::Test {
     pool.status_ttl = absl::ZeroDuration();
     pool_ = WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_).value();
     encoder_ = LoadTargetEncoder(AustenDir(), "cpu").value();
-    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), RouterOptions(), &router_metrics_)
-                  .value();
-    RouterServerOptions server_options;
-    server_options.listen_address = "127.0.0.1:0";
-    server_ = RouterServer::Start(router_.get(), keys_.get(), server_options).value();
-    stub_ = v1::Router::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    StartRouter(RouterOptions());
 
     std::ifstream in(std::string(SEMSHARE_TEST_DATA_DIR) + "/pairs-dev.jsonl");
     std::string line;
@@ -105,6 +100,16 @@ class RouterServiceTest : public ::testing::Test {
     const Json pair = ParseJson(line).value();
     reference_ = pair["reference"].string_value();
     paraphrase_ = pair["target"].string_value();
+  }
+
+  // (Re)starts the router and its gRPC front with `options`.
+  void StartRouter(const RouterOptions& options) {
+    server_.reset();
+    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), options, &router_metrics_).value();
+    RouterServerOptions server_options;
+    server_options.listen_address = "127.0.0.1:0";
+    server_ = RouterServer::Start(router_.get(), keys_.get(), server_options).value();
+    stub_ = v1::Router::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -211,6 +216,26 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
     }
   }
   EXPECT_EQ(references, 1);
+}
+
+// A tenant's byte budget (its API key's) travels with each new reference to the shard, which
+// applies it: with room for none, the miss is served and nothing is stored.
+TEST_F(RouterServiceTest, TheTenantsByteBudgetGoesWithItsNewReferences) {
+  RouterOptions options;
+  options.tenant_byte_budgets["tenant-a"] = 1;
+  StartRouter(options);
+  const Result miss = Generate(reference_, kKeyA);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
+  EXPECT_FALSE(miss.stats.cache_hit());
+  worker_->WaitForStores();
+  EXPECT_EQ(worker_->Load().stores_failed, 1);  // the shard refused it: over the tenant's budget
+  EXPECT_FALSE(Generate(paraphrase_, kKeyA).stats.cache_hit());
+
+  // tenant-b has no budget of its own: only the shards' apply.
+  ASSERT_TRUE(Generate(reference_, kKeyB).status.ok());
+  worker_->WaitForStores();
+  EXPECT_EQ(worker_->Load().stores_done, 1);
+  EXPECT_TRUE(Generate(paraphrase_, kKeyB).stats.cache_hit());
 }
 
 // Each request through the gRPC front is counted once, by tenant and outcome, on the router
