@@ -1,6 +1,7 @@
 // semshare-router: the front door. Authenticates clients, finds a similar reference on the
 // shards, picks a worker and streams its tokens back.
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -15,6 +16,8 @@
 #include "router/api_keys.h"
 #include "router/backoff.h"
 #include "router/clock.h"
+#include "router/http/http_server.h"
+#include "router/http/router_backend.h"
 #include "router/service/router.h"
 #include "router/service/router_service.h"
 #include "router/service/shard_search.h"
@@ -31,12 +34,24 @@ ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster 
 ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference needs to be reused");
 ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
 ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status is trusted");
+ABSL_FLAG(std::string, http_listen, "", "OpenAI-compatible HTTP address, host:port (port 0: any; empty: none)");
+ABSL_FLAG(std::string, model_name, "", "model id of the HTTP front (default: the --model directory's name)");
+ABSL_FLAG(int64_t, http_max_body_bytes, 1 << 20, "largest HTTP request body accepted (larger: 413)");
 
 namespace semshare::router {
 namespace {
 
 std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
+}
+
+http::HttpServerOptions HttpOptions() {
+  http::HttpServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_http_listen);
+  options.model_name = absl::GetFlag(FLAGS_model_name);
+  if (options.model_name.empty()) options.model_name = http::ModelIdOfDirectory(absl::GetFlag(FLAGS_model));
+  options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_http_max_body_bytes)));
+  return options;
 }
 
 int Run() {
@@ -78,14 +93,24 @@ int Run() {
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::unique_ptr<RouterServer>> server = RouterServer::Start(router->get(), &*keys, server_options);
   if (!server.ok()) return Fail(server.status());
+  http::RouterBackend backend(router->get(), workers->get());
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> started =
+        http::HttpServer::Start(&backend, &*keys, HttpOptions());
+    if (!started.ok()) return Fail(started.status());
+    http_server = *std::move(started);
+  }
 
-  std::printf("semshare-router ready: listen=%s port=%d shards=%s workers=%s threshold=%.3f\n",
+  std::printf("semshare-router ready: listen=%s port=%d shards=%s workers=%s threshold=%.3f http_port=%d\n",
               (*server)->address().c_str(), (*server)->port(), absl::GetFlag(FLAGS_shards).c_str(),
-              absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold);
+              absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold,
+              http_server != nullptr ? http_server->port() : 0);
   std::fflush(stdout);
   const int signal_number = WaitForShutdownSignal(signals);
   std::printf("semshare-router: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
+  if (http_server != nullptr) http_server->Shutdown();
   (*server)->Shutdown();
   std::printf("semshare-router: stopped\n");
   std::fflush(stdout);
@@ -98,6 +123,7 @@ int Run() {
 int main(int argc, char** argv) {
   semshare::ParseToolFlags(argc, argv,
                            "semshare-router --listen ADDR --shards A,B --workers W,... --model DIR --api-keys FILE "
-                           "--cluster-token-file F [--similarity-threshold 0.8] [--search-deadline-ms N]");
+                           "--cluster-token-file F [--similarity-threshold 0.8] [--search-deadline-ms N] "
+                           "[--http-listen ADDR [--model-name ID]]");
   return semshare::router::Run();
 }

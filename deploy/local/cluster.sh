@@ -6,7 +6,8 @@
 #   deploy/local/cluster.sh status DIR  one line a process: name, pid, address, up|down
 #
 # Under DIR: cluster.env (SEMSHARE_ROUTER, SEMSHARE_HTTP, SEMSHARE_API_KEY, SEMSHARE_API_KEY_2),
-# cluster.token, api_keys, data/shardN (RocksDB), logs/NAME.log, run/NAME.{pid,port}.
+# cluster.token, api_keys, data/shardN (RocksDB), logs/NAME.log, run/NAME.{pid,port},
+# run/router.http_port (the router's OpenAI-compatible HTTP front, SEMSHARE_HTTP).
 # A process restarted by `up` keeps its data directory and, when it can bind it, its port, so
 # the others need no restart. Environment:
 #   SEMSHARE_BIN_DIR      binaries (default: build/bin of this checkout)
@@ -54,6 +55,7 @@ running_pid() {
 }
 
 port_of() { cat "$DIR/run/$1.port" 2>/dev/null || true; }
+http_port_of() { cat "$DIR/run/$1.http_port" 2>/dev/null || true; }
 
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
@@ -87,9 +89,12 @@ args_of() {
         --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_WORKER_ARGS:-}
       ;;
     router)
+      local http_port
+      http_port=$(http_port_of router)
       echo --listen "$listen" --shards "127.0.0.1:$(port_of shard0),127.0.0.1:$(port_of shard1)" \
         --workers "127.0.0.1:$(port_of worker)" --model "$MODEL" --worker-device "$DEVICE" \
-        --api-keys "$DIR/api_keys" --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_ROUTER_ARGS:-}
+        --api-keys "$DIR/api_keys" --cluster-token-file "$DIR/cluster.token" \
+        --http-listen "127.0.0.1:${http_port:-0}" ${SEMSHARE_ROUTER_ARGS:-}
       ;;
   esac
 }
@@ -121,6 +126,9 @@ start() {
   port=$(sed -n 's/.* port=\([0-9]*\).*/\1/p' <<<"$line")
   [[ -n $port ]] || die "$name: no port in its ready line: $line"
   echo "$port" >"$DIR/run/$name.port"
+  local http_port
+  http_port=$(sed -n 's/.* http_port=\([0-9]*\).*/\1/p' <<<"$line")
+  if [[ -n $http_port && $http_port != 0 ]]; then echo "$http_port" >"$DIR/run/$name.http_port"; fi
   echo "$name: pid $pid, 127.0.0.1:$port"
 }
 
@@ -130,7 +138,7 @@ write_env() {
   cat >"$DIR/cluster.env.tmp" <<EOF
 # Written by deploy/local/cluster.sh up; source it.
 SEMSHARE_ROUTER=127.0.0.1:$(port_of router)
-SEMSHARE_HTTP=
+SEMSHARE_HTTP=127.0.0.1:$(http_port_of router)
 SEMSHARE_API_KEY=${keys[0]}
 SEMSHARE_API_KEY_2=${keys[1]}
 SEMSHARE_CLUSTER_DIR=$DIR
