@@ -10,7 +10,11 @@ PACKAGES=(
   librocksdb-dev libfaiss-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
   python3 python3-grpcio python3-protobuf
+  libcivetweb-dev curl jq
 )
+# The HTTP front's test drives it with the `openai` npm package; a node and npm already on the
+# PATH (for example NodeSource's) are used as they are.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
