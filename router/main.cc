@@ -37,6 +37,7 @@ ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status
 ABSL_FLAG(std::string, http_listen, "", "OpenAI-compatible HTTP address, host:port (port 0: any; empty: none)");
 ABSL_FLAG(std::string, model_name, "", "model id of the HTTP front (default: the --model directory's name)");
 ABSL_FLAG(int64_t, http_max_body_bytes, 1 << 20, "largest HTTP request body accepted (larger: 413)");
+ABSL_FLAG(int32_t, http_threads, 16, "HTTP connections served at once (a stream holds one)");
 
 namespace semshare::router {
 namespace {
@@ -51,6 +52,7 @@ http::HttpServerOptions HttpOptions() {
   options.model_name = absl::GetFlag(FLAGS_model_name);
   if (options.model_name.empty()) options.model_name = http::ModelIdOfDirectory(absl::GetFlag(FLAGS_model));
   options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_http_max_body_bytes)));
+  options.threads = absl::GetFlag(FLAGS_http_threads);
   return options;
 }
 

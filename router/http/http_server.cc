@@ -92,7 +92,7 @@ absl::Status HttpServerOptions::Validate() const {
   if (listen_address.empty()) return absl::InvalidArgumentError("HTTP listen address is empty (--http-listen host:port)");
   if (model_name.empty()) return absl::InvalidArgumentError("the HTTP front needs a model name (--model-name)");
   if (max_body_bytes < 1024) return absl::InvalidArgumentError("--http-max-body-bytes must be at least 1024");
-  if (threads < 1) return absl::InvalidArgumentError("the HTTP front needs at least one thread");
+  if (threads < 1) return absl::InvalidArgumentError("--http-threads must be at least 1");
   return absl::OkStatus();
 }
 
