@@ -1,6 +1,5 @@
 #include "router/http/api_error.h"
 
-
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
@@ -83,7 +82,8 @@ ApiError MethodNotAllowed(absl::string_view method, absl::string_view path) {
 }
 
 ApiError RouteNotFound(absl::string_view path) {
-  return ApiError{404, "invalid_request_error", "unknown_url", "", absl::StrCat("unknown URL: ", path)};
+  return ApiError{404, "invalid_request_error", "unknown_url", "",
+                  absl::StrCat("unknown URL: ", path)};
 }
 
 ApiError BodyTooLarge(size_t limit_bytes) {

@@ -14,9 +14,9 @@ namespace semshare::router::http {
 
 struct ApiError {
   int http_status = 500;
-  std::string type;     // "invalid_request_error", "rate_limit_error", "server_error"
-  std::string code;     // empty: null
-  std::string param;    // the request field at fault; empty: null
+  std::string type;   // "invalid_request_error", "rate_limit_error", "server_error"
+  std::string code;   // empty: null
+  std::string param;  // the request field at fault; empty: null
   std::string message;
 
   Json ToJson() const;

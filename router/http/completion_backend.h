@@ -17,8 +17,9 @@ class CompletionBackend {
   virtual ~CompletionBackend() = default;
 
   // As Router::Generate: chunks go to `on_tokens` (false: the client went away, stop).
-  virtual absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
-                                                     const std::function<bool(const v1::TokenChunk&)>& on_tokens) = 0;
+  virtual absl::StatusOr<v1::GenerateStats> Generate(
+      const std::string& tenant, const v1::GenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens) = 0;
 
   // Ok when a request could be served now; Unavailable (with why) otherwise.
   virtual absl::Status Ready() = 0;

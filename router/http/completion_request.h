@@ -25,7 +25,8 @@ struct CompletionRequest {
 };
 
 // `served_model`: the model id of GET /v1/models; another model is NotFound.
-absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body, absl::string_view served_model);
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
+                                                         absl::string_view served_model);
 
 }  // namespace semshare::router::http
 

@@ -71,7 +71,8 @@ Json StreamTextChunk(const CompletionHeader& header, const std::string& text) {
   return Completion(header, Choice(text, Json()));
 }
 
-Json StreamFinalChunk(const CompletionHeader& header, int32_t max_tokens, const v1::GenerateStats& stats) {
+Json StreamFinalChunk(const CompletionHeader& header, int32_t max_tokens,
+                      const v1::GenerateStats& stats) {
   return CompletionBody(header, "", max_tokens, stats);
 }
 

@@ -32,7 +32,8 @@ Json CompletionBody(const CompletionHeader& header, const std::string& text, int
 // A streamed chunk carrying text (finish_reason null).
 Json StreamTextChunk(const CompletionHeader& header, const std::string& text);
 // The last streamed chunk before [DONE]: empty text, finish_reason, usage and semshare.
-Json StreamFinalChunk(const CompletionHeader& header, int32_t max_tokens, const v1::GenerateStats& stats);
+Json StreamFinalChunk(const CompletionHeader& header, int32_t max_tokens,
+                      const v1::GenerateStats& stats);
 
 // A server-sent event: "data: JSON\n\n".
 std::string SseEvent(const Json& data);

@@ -5,7 +5,6 @@
 #include <pthread.h>
 
 #include <algorithm>
-
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,7 +27,8 @@
 // raises any stack size below 1 MiB to 1 MiB; larger requests pass through unchanged.
 extern "C" int pthread_attr_setstacksize(pthread_attr_t* attr, size_t stack_size) noexcept {
   using SetStackSize = int (*)(pthread_attr_t*, size_t);
-  static const auto glibc = reinterpret_cast<SetStackSize>(dlsym(RTLD_NEXT, "pthread_attr_setstacksize"));
+  static const auto glibc =
+      reinterpret_cast<SetStackSize>(dlsym(RTLD_NEXT, "pthread_attr_setstacksize"));
   constexpr size_t kMinStackSize = size_t{1} << 20;
   return glibc(attr, std::max(stack_size, kMinStackSize));
 }
@@ -89,14 +89,21 @@ std::string ModelIdOfDirectory(absl::string_view directory) {
 }
 
 absl::Status HttpServerOptions::Validate() const {
-  if (listen_address.empty()) return absl::InvalidArgumentError("HTTP listen address is empty (--http-listen host:port)");
-  if (model_name.empty()) return absl::InvalidArgumentError("the HTTP front needs a model name (--model-name)");
-  if (max_body_bytes < 1024) return absl::InvalidArgumentError("--http-max-body-bytes must be at least 1024");
+  const size_t colon = listen_address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen_address.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http-listen must be host:port (port 0: any free one), not '", listen_address, "'"));
+  }
+  if (model_name.empty())
+    return absl::InvalidArgumentError("the HTTP front needs a model name (--model-name)");
+  if (max_body_bytes < 1024)
+    return absl::InvalidArgumentError("--http-max-body-bytes must be at least 1024");
   if (threads < 1) return absl::InvalidArgumentError("--http-threads must be at least 1");
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(CompletionBackend* backend, const ApiKeys* keys,
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(CompletionBackend* backend,
+                                                              const ApiKeys* keys,
                                                               const HttpServerOptions& options) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   static std::once_flag library_once;
@@ -104,8 +111,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(CompletionBackend*
 
   std::unique_ptr<HttpServer> server(new HttpServer(backend, keys, options));
   const std::string threads = absl::StrCat(options.threads);
-  const char* configuration[] = {"listening_ports", options.listen_address.c_str(), "num_threads", threads.c_str(),
-                                 nullptr};
+  const char* configuration[] = {"listening_ports", options.listen_address.c_str(), "num_threads",
+                                 threads.c_str(), nullptr};
   mg_callbacks callbacks = {};
   mg_init_data init = {};
   init.callbacks = &callbacks;
@@ -118,13 +125,14 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(CompletionBackend*
   error.text_buffer_size = sizeof(error_text);
   server->context_ = mg_start2(&init, &error);
   if (server->context_ == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve HTTP on ", options.listen_address, ": ", error_text, " (code ", error_code, ")"));
+    return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", options.listen_address,
+                                               ": ", error_text, " (code ", error_code, ")"));
   }
   mg_set_request_handler(server->context_, "/", &HttpServer::Handle, server.get());
   mg_server_port ports[4] = {};
   if (mg_get_server_ports(server->context_, 4, ports) < 1 || ports[0].port <= 0) {
-    return absl::InternalError(absl::StrCat("HTTP on ", options.listen_address, ": no port was bound"));
+    return absl::InternalError(
+        absl::StrCat("HTTP on ", options.listen_address, ": no port was bound"));
   }
   server->port_ = ports[0].port;
   server->started_ = absl::ToUnixSeconds(absl::Now());
@@ -144,7 +152,8 @@ void HttpServer::Shutdown() {
 
 std::string HttpServer::NewCompletionId() {
   absl::MutexLock lock(&mutex_);
-  return absl::StrFormat("cmpl-%016x%08x", absl::Uniform<uint64_t>(random_), absl::Uniform<uint32_t>(random_));
+  return absl::StrFormat("cmpl-%016x%08x", absl::Uniform<uint64_t>(random_),
+                         absl::Uniform<uint32_t>(random_));
 }
 
 int HttpServer::Handle(mg_connection* connection, void* self) {
@@ -167,9 +176,11 @@ int HttpServer::Route(mg_connection* connection) {
   if (path == "/healthz") return Health(connection);
 
   const char* authorization = mg_get_header(connection, "Authorization");
-  absl::StatusOr<TenantGrant> grant = keys_->Authenticate(authorization != nullptr ? authorization : "");
+  absl::StatusOr<TenantGrant> grant =
+      keys_->Authenticate(authorization != nullptr ? authorization : "");
   if (!grant.ok()) return SendError(connection, ApiErrorFromStatus(grant.status()));
-  if (path == "/v1/models") return SendJson(connection, 200, ModelList(options_.model_name, started_));
+  if (path == "/v1/models")
+    return SendJson(connection, 200, ModelList(options_.model_name, started_));
   return Completions(connection, grant->tenant);
 }
 
@@ -187,7 +198,8 @@ int HttpServer::Completions(mg_connection* connection, const std::string& tenant
   if (!body.has_value()) return SendError(connection, BodyTooLarge(options_.max_body_bytes));
   absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(*body, options_.model_name);
   if (!request.ok()) return SendError(connection, ApiErrorFromStatus(request.status()));
-  const CompletionHeader header{NewCompletionId(), absl::ToUnixSeconds(absl::Now()), options_.model_name};
+  const CompletionHeader header{NewCompletionId(), absl::ToUnixSeconds(absl::Now()),
+                                options_.model_name};
   const int32_t max_tokens = request->generate.max_tokens();
 
   if (!request->stream) {
@@ -211,7 +223,8 @@ int HttpServer::Completions(mg_connection* connection, const std::string& tenant
           StartEventStream(connection);
           streaming = true;
         }
-        return chunk.text().empty() || SendEvent(connection, SseEvent(StreamTextChunk(header, chunk.text())));
+        return chunk.text().empty() ||
+               SendEvent(connection, SseEvent(StreamTextChunk(header, chunk.text())));
       });
   if (!stats.ok() && !streaming) return SendError(connection, ApiErrorFromStatus(stats.status()));
   if (!streaming) StartEventStream(connection);

@@ -27,10 +27,10 @@ struct mg_context;
 namespace semshare::router::http {
 
 struct HttpServerOptions {
-  std::string listen_address;           // IPv4 host:port; port 0 picks a free one
-  std::string model_name;               // the id of GET /v1/models; requests must name it
-  size_t max_body_bytes = 1 << 20;      // a larger request body is refused with 413
-  int threads = 16;                     // connections served at once
+  std::string listen_address;       // IPv4 host:port; port 0 picks a free one
+  std::string model_name;           // the id of GET /v1/models; requests must name it
+  size_t max_body_bytes = 1 << 20;  // a larger request body is refused with 413
+  int threads = 16;                 // connections served at once
 
   absl::Status Validate() const;
 };
@@ -41,7 +41,8 @@ std::string ModelIdOfDirectory(absl::string_view directory);
 class HttpServer {
  public:
   // `backend` and `keys` must outlive the server. Unavailable if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(CompletionBackend* backend, const ApiKeys* keys,
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(CompletionBackend* backend,
+                                                           const ApiKeys* keys,
                                                            const HttpServerOptions& options);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

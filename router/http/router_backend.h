@@ -17,8 +17,9 @@ class RouterBackend final : public CompletionBackend {
   // Both must outlive the backend.
   RouterBackend(Router* router, WorkerPool* workers) : router_(router), workers_(workers) {}
 
-  absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
-                                             const std::function<bool(const v1::TokenChunk&)>& on_tokens) override {
+  absl::StatusOr<v1::GenerateStats> Generate(
+      const std::string& tenant, const v1::GenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens) override {
     return router_->Generate(tenant, request, on_tokens);
   }
   absl::Status Ready() override { return workers_->ModelFingerprint().status(); }

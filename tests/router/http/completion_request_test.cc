@@ -13,7 +13,9 @@ using ::testing::HasSubstr;
 
 constexpr char kModel[] = "austen-5m";
 
-absl::StatusOr<CompletionRequest> Parse(const std::string& body) { return ParseCompletionRequest(body, kModel); }
+absl::StatusOr<CompletionRequest> Parse(const std::string& body) {
+  return ParseCompletionRequest(body, kModel);
+}
 
 // The request field an error names ("param" of the OpenAI error).
 std::string ParamOf(const std::string& body) {
@@ -57,8 +59,9 @@ TEST(CompletionRequestTest, ThresholdMayComeUnderSemshare) {
       Parse(R"({"model": "austen-5m", "prompt": "x", "semshare": {"similarity_threshold": 0.9}})");
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_EQ(request->generate.similarity_threshold(), 0.9);
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "semshare": {"similarity_threshold": 2}})"),
-            "semshare.similarity_threshold");
+  EXPECT_EQ(
+      ParamOf(R"({"model": "austen-5m", "prompt": "x", "semshare": {"similarity_threshold": 2}})"),
+      "semshare.similarity_threshold");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "semshare_similarity_threshold": 0.5,
                         "semshare": {"similarity_threshold": 0.5}})"),
             "semshare_similarity_threshold");
@@ -66,7 +69,8 @@ TEST(CompletionRequestTest, ThresholdMayComeUnderSemshare) {
 }
 
 TEST(CompletionRequestTest, TokenIdsArePromptTokenIds) {
-  absl::StatusOr<CompletionRequest> request = Parse(R"({"model": "austen-5m", "prompt": [1, 5, 9]})");
+  absl::StatusOr<CompletionRequest> request =
+      Parse(R"({"model": "austen-5m", "prompt": [1, 5, 9]})");
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_TRUE(request->generate.prompt().empty());
   EXPECT_THAT(request->generate.prompt_token_ids(), ::testing::ElementsAre(1, 5, 9));
@@ -108,9 +112,12 @@ TEST(CompletionRequestTest, FieldsThatWouldChangeTheAnswerAreRejected) {
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "suffix": "y"})"), "suffix");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": "\n"})"), "stop");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": ["."]})"), "stop");
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "logit_bias": {"50256": -100}})"), "logit_bias");
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "presence_penalty": 0.5})"), "presence_penalty");
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "frequency_penalty": 1})"), "frequency_penalty");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "logit_bias": {"50256": -100}})"),
+            "logit_bias");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "presence_penalty": 0.5})"),
+            "presence_penalty");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "frequency_penalty": 1})"),
+            "frequency_penalty");
 }
 
 TEST(CompletionRequestTest, AnotherModelIsNotFound) {

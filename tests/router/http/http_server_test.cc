@@ -33,8 +33,9 @@ constexpr int kEndlessLimit = 1000000;  // bounds the endless backend if a disco
 
 class FakeBackend final : public CompletionBackend {
  public:
-  absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
-                                             const std::function<bool(const v1::TokenChunk&)>& on_tokens) override {
+  absl::StatusOr<v1::GenerateStats> Generate(
+      const std::string& tenant, const v1::GenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens) override {
     {
       absl::MutexLock lock(&mutex_);
       tenants_.push_back(tenant);
@@ -133,13 +134,16 @@ std::string Dechunk(const std::string& body) {
   return out;
 }
 
-Reply Exchange(int port, const std::string& method, const std::string& path, const std::string& body,
+Reply Exchange(int port, const std::string& method, const std::string& path,
+               const std::string& body,
                const std::string& authorization = absl::StrCat("Bearer ", kKey)) {
   const int fd = Connect(port);
-  std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+  std::string request =
+      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
   if (!authorization.empty()) absl::StrAppend(&request, "Authorization: ", authorization, "\r\n");
   if (method == "POST") {
-    absl::StrAppend(&request, "Content-Type: application/json\r\nContent-Length: ", body.size(), "\r\n");
+    absl::StrAppend(&request, "Content-Type: application/json\r\nContent-Length: ", body.size(),
+                    "\r\n");
   }
   absl::StrAppend(&request, "\r\n", body);
   SendAll(fd, request);
@@ -191,7 +195,8 @@ class HttpServerTest : public ::testing::Test {
     absl::StatusOr<ApiKeys> keys = ApiKeys::Parse(absl::StrCat(kKey, " tenant-a 0\n"), "test");
     ASSERT_TRUE(keys.ok()) << keys.status();
     keys_ = std::make_unique<ApiKeys>(*std::move(keys));
-    absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(&backend_, keys_.get(), options);
+    absl::StatusOr<std::unique_ptr<HttpServer>> server =
+        HttpServer::Start(&backend_, keys_.get(), options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     ASSERT_GT(server_->port(), 0);
@@ -224,8 +229,8 @@ TEST_F(HttpServerTest, CompletionJoinsTheChunksAndCarriesTheTenantFromTheKey) {
 }
 
 TEST_F(HttpServerTest, StreamSendsChunksThenStatsThenDone) {
-  const Reply reply =
-      Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
+  const Reply reply = Exchange(port(), "POST", "/v1/completions",
+                               R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
   ASSERT_EQ(reply.status, 200) << reply.body;
   EXPECT_EQ(reply.headers.at("content-type"), "text/event-stream");
   const std::vector<std::string> events = Events(reply.body);
@@ -246,20 +251,21 @@ TEST_F(HttpServerTest, StreamSendsChunksThenStatsThenDone) {
 
 TEST_F(HttpServerTest, AStreamRefusedBeforeAnyTokenKeepsItsHttpStatus) {
   backend_.failure = absl::ResourceExhaustedError("the cluster is busy");
-  const Reply reply =
-      Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
+  const Reply reply = Exchange(port(), "POST", "/v1/completions",
+                               R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
   EXPECT_EQ(reply.status, 429);
   EXPECT_EQ(BodyJson(reply)["error"]["type"].string_value(), "rate_limit_error");
 }
 
 TEST_F(HttpServerTest, AStreamFailingAfterTokensEndsWithAnErrorEvent) {
   backend_.failure_after_tokens = absl::InternalError("worker lost");
-  const Reply reply =
-      Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
+  const Reply reply = Exchange(port(), "POST", "/v1/completions",
+                               R"({"model": "austen-5m", "prompt": "Hi", "stream": true})");
   ASSERT_EQ(reply.status, 200);
   const std::vector<std::string> events = Events(reply.body);
   ASSERT_EQ(events.size(), 2u) << reply.body;
-  EXPECT_THAT(ParseJson(events[1]).value()["error"]["message"].string_value(), HasSubstr("worker lost"));
+  EXPECT_THAT(ParseJson(events[1]).value()["error"]["message"].string_value(),
+              HasSubstr("worker lost"));
 }
 
 TEST_F(HttpServerTest, ClusterFailuresMapToHttpStatuses) {
@@ -271,7 +277,8 @@ TEST_F(HttpServerTest, ClusterFailuresMapToHttpStatuses) {
   };
   for (const auto& [status, http_status] : cases) {
     backend_.failure = status;
-    const Reply reply = Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "Hi"})");
+    const Reply reply =
+        Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "Hi"})");
     EXPECT_EQ(reply.status, http_status) << status;
     EXPECT_EQ(BodyJson(reply)["error"]["message"].string_value(), status.message());
   }
@@ -281,8 +288,8 @@ TEST_F(HttpServerTest, ADisconnectedStreamStopsGeneration) {
   backend_.endless = true;
   const int fd = Connect(port());
   const std::string body = R"({"model": "austen-5m", "prompt": "Hi", "stream": true})";
-  SendAll(fd, absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ", kKey,
-                           "\r\nContent-Length: ", body.size(), "\r\n\r\n", body));
+  SendAll(fd, absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
+                           kKey, "\r\nContent-Length: ", body.size(), "\r\n\r\n", body));
   std::string seen;
   char buffer[4096];
   while (seen.find("data: ") == std::string::npos) {
@@ -295,10 +302,12 @@ TEST_F(HttpServerTest, ADisconnectedStreamStopsGeneration) {
 }
 
 TEST_F(HttpServerTest, KeysAreRequiredOnV1) {
-  for (const std::string& authorization : {std::string(""), std::string("Bearer sk-not-a-known-key-000"),
-                                           std::string("Basic abc")}) {
-    for (const auto& [method, path] : {std::pair{"GET", "/v1/models"}, std::pair{"POST", "/v1/completions"}}) {
-      const Reply reply = Exchange(port(), method, path, R"({"model": "austen-5m", "prompt": "Hi"})", authorization);
+  for (const std::string& authorization :
+       {std::string(""), std::string("Bearer sk-not-a-known-key-000"), std::string("Basic abc")}) {
+    for (const auto& [method, path] :
+         {std::pair{"GET", "/v1/models"}, std::pair{"POST", "/v1/completions"}}) {
+      const Reply reply = Exchange(port(), method, path,
+                                   R"({"model": "austen-5m", "prompt": "Hi"})", authorization);
       EXPECT_EQ(reply.status, 401) << path << " " << authorization;
       EXPECT_EQ(reply.headers.count("www-authenticate"), 1u);
       EXPECT_EQ(BodyJson(reply)["error"]["code"].string_value(), "invalid_api_key");
@@ -325,10 +334,13 @@ TEST_F(HttpServerTest, BadRequestsAre400) {
   Reply reply = Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": )");
   EXPECT_EQ(reply.status, 400);
   EXPECT_THAT(BodyJson(reply)["error"]["message"].string_value(), HasSubstr("JSON"));
-  reply = Exchange(port(), "POST", "/v1/completions", R"({"model": "austen-5m", "prompt": "x", "top_p": 7})");
+  reply = Exchange(port(), "POST", "/v1/completions",
+                   R"({"model": "austen-5m", "prompt": "x", "top_p": 7})");
   EXPECT_EQ(reply.status, 400);
   EXPECT_EQ(BodyJson(reply)["error"]["param"].string_value(), "top_p");
-  EXPECT_EQ(Exchange(port(), "POST", "/v1/completions", R"({"model": "other", "prompt": "x"})").status, 404);
+  EXPECT_EQ(
+      Exchange(port(), "POST", "/v1/completions", R"({"model": "other", "prompt": "x"})").status,
+      404);
   EXPECT_TRUE(backend_.tenants().empty());
 }
 
@@ -337,8 +349,9 @@ TEST_F(HttpServerTest, LargeBodiesAre413) {
   options.max_body_bytes = 4096;
   Start(options);
   const std::string prompt(5000, 'a');
-  const Reply reply = Exchange(port(), "POST", "/v1/completions",
-                               absl::StrCat(R"({"model": "austen-5m", "prompt": ")", prompt, R"("})"));
+  const Reply reply =
+      Exchange(port(), "POST", "/v1/completions",
+               absl::StrCat(R"({"model": "austen-5m", "prompt": ")", prompt, R"("})"));
   EXPECT_EQ(reply.status, 413);
   EXPECT_EQ(BodyJson(reply)["error"]["code"].string_value(), "request_too_large");
   EXPECT_TRUE(backend_.tenants().empty());
@@ -356,6 +369,9 @@ TEST_F(HttpServerTest, HealthFollowsTheBackendWithoutAKey) {
 
 TEST(HttpServerOptionsTest, Validation) {
   EXPECT_FALSE((HttpServerOptions{"", kModel}).Validate().ok());
+  EXPECT_FALSE((HttpServerOptions{"8080", kModel}).Validate().ok());
+  EXPECT_FALSE((HttpServerOptions{":8080", kModel}).Validate().ok());
+  EXPECT_FALSE((HttpServerOptions{"127.0.0.1:", kModel}).Validate().ok());
   EXPECT_FALSE((HttpServerOptions{"127.0.0.1:0", ""}).Validate().ok());
   HttpServerOptions small{"127.0.0.1:0", kModel};
   small.max_body_bytes = 10;
