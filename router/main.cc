@@ -3,6 +3,7 @@
 
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -18,6 +19,8 @@
 #include "router/api_keys.h"
 #include "router/backoff.h"
 #include "router/clock.h"
+#include "router/http/http_server.h"
+#include "router/http/router_backend.h"
 #include "router/service/router.h"
 #include "router/service/router_metrics.h"
 #include "router/service/router_service.h"
@@ -36,12 +39,26 @@ ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference nee
 ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status is trusted");
+ABSL_FLAG(std::string, http_listen, "", "OpenAI-compatible HTTP address, host:port (port 0: any; empty: none)");
+ABSL_FLAG(std::string, model_name, "", "model id of the HTTP front (default: the --model directory's name)");
+ABSL_FLAG(int64_t, http_max_body_bytes, 1 << 20, "largest HTTP request body accepted (larger: 413)");
+ABSL_FLAG(int32_t, http_threads, 16, "HTTP connections served at once (a stream holds one)");
 
 namespace semshare::router {
 namespace {
 
 std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipWhitespace());
+}
+
+http::HttpServerOptions HttpOptions() {
+  http::HttpServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_http_listen);
+  options.model_name = absl::GetFlag(FLAGS_model_name);
+  if (options.model_name.empty()) options.model_name = http::ModelIdOfDirectory(absl::GetFlag(FLAGS_model));
+  options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_http_max_body_bytes)));
+  options.threads = absl::GetFlag(FLAGS_http_threads);
+  return options;
 }
 
 int Run() {
@@ -90,14 +107,25 @@ int Run() {
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::unique_ptr<RouterServer>> server = RouterServer::Start(router->get(), &*keys, server_options);
   if (!server.ok()) return Fail(server.status());
+  http::RouterBackend backend(router->get(), workers->get());
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> started =
+        http::HttpServer::Start(&backend, &*keys, HttpOptions());
+    if (!started.ok()) return Fail(started.status());
+    http_server = *std::move(started);
+  }
 
-  std::printf("semshare-router ready: listen=%s port=%d metrics_port=%d shards=%s workers=%s threshold=%.3f\n",
-              (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(), absl::GetFlag(FLAGS_shards).c_str(),
-              absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold);
+  std::printf(
+      "semshare-router ready: listen=%s port=%d metrics_port=%d shards=%s workers=%s threshold=%.3f http_port=%d\n",
+      (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(), absl::GetFlag(FLAGS_shards).c_str(),
+      absl::GetFlag(FLAGS_workers).c_str(), options.similarity_threshold,
+      http_server != nullptr ? http_server->port() : 0);
   std::fflush(stdout);
   const int signal_number = WaitForShutdownSignal(signals);
   std::printf("semshare-router: signal %d, shutting down\n", signal_number);
   std::fflush(stdout);
+  if (http_server != nullptr) http_server->Shutdown();
   (*server)->Shutdown();
   std::printf("semshare-router: stopped\n");
   std::fflush(stdout);
@@ -110,6 +138,7 @@ int Run() {
 int main(int argc, char** argv) {
   semshare::ParseToolFlags(argc, argv,
                            "semshare-router --listen ADDR --shards A,B --workers W,... --model DIR --api-keys FILE "
-                           "--cluster-token-file F --metrics-listen ADDR [--similarity-threshold 0.8] [--search-deadline-ms N]");
+                           "--cluster-token-file F --metrics-listen ADDR [--similarity-threshold 0.8] "
+                           "[--search-deadline-ms N] [--http-listen ADDR [--model-name ID]]");
   return semshare::router::Run();
 }

@@ -12,7 +12,12 @@ PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-yaml
   # deploy/: promtool and a Prometheus server for the deploy tests, curl to query it.
   prometheus curl
+  # The router's HTTP front (civetweb); jq reads its answers in the HTTP test.
+  libcivetweb-dev jq
 )
+# The HTTP front's test drives it with the `openai` npm package; a node and npm already on the
+# PATH (for example NodeSource's) are used as they are.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi

@@ -8,7 +8,8 @@
 # Under DIR: cluster.env (SEMSHARE_ROUTER, SEMSHARE_HTTP, SEMSHARE_API_KEY, SEMSHARE_API_KEY_2,
 # SEMSHARE_METRICS_ROUTER, SEMSHARE_METRICS_WORKER, SEMSHARE_METRICS_SHARDS: /metrics host:port,
 # shards comma-separated), cluster.token, api_keys, data/shardN (RocksDB), logs/NAME.log,
-# run/NAME.{pid,port,metrics_port}. Every process serves /metrics on a free port.
+# run/NAME.{pid,port,metrics_port}, run/router.http_port (the router's OpenAI-compatible HTTP
+# front, SEMSHARE_HTTP). Every process serves /metrics on a free port.
 # A process restarted by `up` keeps its data directory and, when it can bind it, its port, so
 # the others need no restart. Environment:
 #   SEMSHARE_BIN_DIR      binaries (default: build/bin of this checkout)
@@ -57,6 +58,7 @@ running_pid() {
 
 port_of() { cat "$DIR/run/$1.port" 2>/dev/null || true; }
 metrics_port_of() { cat "$DIR/run/$1.metrics_port" 2>/dev/null || true; }
+http_port_of() { cat "$DIR/run/$1.http_port" 2>/dev/null || true; }
 
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
@@ -90,9 +92,12 @@ args_of() {
         --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_WORKER_ARGS:-}
       ;;
     router)
+      local http_port
+      http_port=$(http_port_of router)
       echo --listen "$listen" --shards "127.0.0.1:$(port_of shard0),127.0.0.1:$(port_of shard1)" \
         --workers "127.0.0.1:$(port_of worker)" --model "$MODEL" --worker-device "$DEVICE" \
-        --api-keys "$DIR/api_keys" --metrics-listen 127.0.0.1:0 --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_ROUTER_ARGS:-}
+        --api-keys "$DIR/api_keys" --metrics-listen 127.0.0.1:0 --cluster-token-file "$DIR/cluster.token" \
+        --http-listen "127.0.0.1:${http_port:-0}" ${SEMSHARE_ROUTER_ARGS:-}
       ;;
   esac
 }
@@ -128,6 +133,9 @@ start() {
   metrics_port=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<<"$line")
   [[ -n $metrics_port ]] || die "$name: no metrics_port in its ready line: $line"
   echo "$metrics_port" >"$DIR/run/$name.metrics_port"
+  local http_port
+  http_port=$(sed -n 's/.* http_port=\([0-9]*\).*/\1/p' <<<"$line")
+  if [[ -n $http_port && $http_port != 0 ]]; then echo "$http_port" >"$DIR/run/$name.http_port"; fi
   echo "$name: pid $pid, 127.0.0.1:$port"
 }
 
@@ -137,7 +145,7 @@ write_env() {
   cat >"$DIR/cluster.env.tmp" <<EOF
 # Written by deploy/local/cluster.sh up; source it.
 SEMSHARE_ROUTER=127.0.0.1:$(port_of router)
-SEMSHARE_HTTP=
+SEMSHARE_HTTP=127.0.0.1:$(http_port_of router)
 SEMSHARE_API_KEY=${keys[0]}
 SEMSHARE_API_KEY_2=${keys[1]}
 SEMSHARE_METRICS_ROUTER=127.0.0.1:$(metrics_port_of router)

@@ -26,11 +26,6 @@ BINARIES = {
     "semshare-worker": "inference_worker/service/main.cc",
     "semshare-router": "router/main.cc",
 }
-# Flags announced for issue 5 and being added in parallel (metrics, HTTP front): accepted with a
-# note while the sources here lack them. Remove an entry once its flag has landed.
-PENDING_FLAGS = {
-    "semshare-router": {"http_listen"},
-}
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # Port names every semshare container has, and the flag that binds each.
 LISTEN_FLAGS = {"listen": "grpc", "metrics_listen": "metrics", "http_listen": "http"}
@@ -247,10 +242,7 @@ def main(source_dir, rendered, bin_dir=None):
             value = value.replace("$(%s)" % var, str(env[var]))
         args[flag] = value
         if flag not in flags:
-          if flag in PENDING_FLAGS.get(binary, ()):
-            notes.append("%s: --%s is not in %s yet (announced, accepted)" % (binary, match.group(1), origin))
-          else:
-            fail(cwhere, "--%s is not a flag of %s (%s)" % (match.group(1), binary, origin))
+          fail(cwhere, "--%s is not a flag of %s (%s)" % (match.group(1), binary, origin))
       for flag, port_name in LISTEN_FLAGS.items():
         if flag in args:
           port = args[flag].rsplit(":", 1)[-1]
