@@ -37,6 +37,7 @@ ABSL_FLAG(std::string, api_keys, "", "API keys file: KEY TENANT BYTE_BUDGET per 
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
 ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference needs to be reused");
 ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
+ABSL_FLAG(int32_t, max_tokens_limit, 4096, "largest max_tokens a request may ask for (more: INVALID_ARGUMENT / 400)");
 ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(int32_t, worker_status_ttl_ms, 200, "how long a worker's polled status is trusted");
 ABSL_FLAG(std::string, http_listen, "", "OpenAI-compatible HTTP address, host:port (port 0: any; empty: none)");
@@ -76,6 +77,7 @@ int Run() {
   if (!token.ok()) return Fail(token.status());
   RouterOptions options;
   options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
+  options.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   options.tenant_byte_budgets = keys->TenantByteBudgets();
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   ShardSearchOptions search_options;

@@ -32,6 +32,9 @@ absl::Status RouterOptions::Validate() const {
     return absl::InvalidArgumentError("--similarity-threshold must be in [0, 1]");
   }
   if (default_max_tokens < 1) return absl::InvalidArgumentError("default max tokens must be at least 1");
+  if (max_tokens_limit < default_max_tokens) {
+    return absl::InvalidArgumentError("--max-tokens-limit must be at least the default max tokens");
+  }
   return absl::OkStatus();
 }
 
@@ -85,6 +88,10 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
     return absl::InvalidArgumentError("give exactly one of prompt and prompt_token_ids");
   }
   if (request.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  if (request.max_tokens() > options_.max_tokens_limit) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.max_tokens(), " exceeds this router's limit of ",
+                                                   options_.max_tokens_limit));
+  }
   SEMSHARE_ASSIGN_OR_RETURN(
       const double threshold,
       EffectiveThreshold(request.has_similarity_threshold() ? std::optional<double>(request.similarity_threshold())

@@ -26,6 +26,7 @@ namespace semshare::router {
 struct RouterOptions {
   double similarity_threshold = 0.8;  // default when a request sets none
   int32_t default_max_tokens = 64;    // when a request asks for 0
+  int32_t max_tokens_limit = 4096;    // a request asking for more is refused (InvalidArgument)
   // Each tenant's byte budget on each cache node (the API keys file's BYTE_BUDGET), passed with
   // every new reference; a tenant not listed, or 0: only the nodes' own budgets.
   absl::flat_hash_map<std::string, int64_t> tenant_byte_budgets;

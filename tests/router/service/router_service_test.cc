@@ -218,6 +218,20 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
   EXPECT_EQ(references, 1);
 }
 
+TEST_F(RouterServiceTest, MaxTokensPastTheLimitIsRefusedBeforeAnyWork) {
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
+  v1::GenerateRequest request;
+  request.set_prompt(reference_);
+  request.set_max_tokens(RouterOptions().max_tokens_limit + 1);
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  EXPECT_FALSE(reader->Read(&response));
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("limit"), std::string::npos) << status.error_message();
+}
+
 // A tenant's byte budget (its API key's) travels with each new reference to the shard, which
 // applies it: with room for none, the miss is served and nothing is stored.
 TEST_F(RouterServiceTest, TheTenantsByteBudgetGoesWithItsNewReferences) {
