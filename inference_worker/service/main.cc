@@ -26,6 +26,8 @@ ABSL_FLAG(int32_t, max_concurrent, 1, "requests executing at once");
 ABSL_FLAG(int32_t, max_queue, 16, "requests waiting for a slot; past it RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, local_cache_bytes, int64_t{512} << 20, "bytes of references' KV held for repeat hits");
 ABSL_FLAG(int32_t, max_pending_stores, 16, "new references waiting to be stored; past it dropped");
+ABSL_FLAG(bool, overlap_fetch, true,
+          "recompute layer l while layer l+1 is in transfer (false: the whole transfer first)");
 ABSL_FLAG(int64_t, max_pending_store_bytes, int64_t{1} << 30,
           "KV of misses kept for their stores; past it a store recomputes its prompt's KV");
 
@@ -47,6 +49,7 @@ int Run() {
   options.local_cache_bytes = absl::GetFlag(FLAGS_local_cache_bytes);
   options.max_pending_stores = absl::GetFlag(FLAGS_max_pending_stores);
   options.max_pending_store_bytes = absl::GetFlag(FLAGS_max_pending_store_bytes);
+  options.overlap_fetch = absl::GetFlag(FLAGS_overlap_fetch);
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());

@@ -1,6 +1,9 @@
 #include "inference_worker/service/worker.h"
 
 #include <ATen/ATen.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +34,9 @@ struct HeldReference {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Niceness of a fetch thread (Linux sets it per thread).
+constexpr int kFetchThreadNice = 10;
 
 // What a tokenizer's Decode writes for bytes that are not (yet) a whole UTF-8 character.
 constexpr absl::string_view kReplacementCharacter = "\xEF\xBF\xBD";
@@ -155,6 +161,8 @@ class StreamedFetch : public GatheredLayerSource {
       : config_(config), n_(static_cast<int64_t>(reuse.mapping.source.size())) {
     layers_.resize(static_cast<size_t>(config.num_hidden_layers));
     thread_ = std::thread([this, source, scope, reuse] {
+      // The recompute is the critical path: the transfer takes the cores it leaves.
+      setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kFetchThreadNice);
       const auto start = Clock::now();
       absl::Status status = source->FetchKV(reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
                                             [this](cache_node::FetchedLayer layer) { return Accept(std::move(layer)); });
@@ -434,13 +442,17 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       reply.local_hit = gathered.has_value();
       absl::StatusOr<GenerateResult> hit;
       absl::Status fetched = absl::OkStatus();
-      const double before_ms = MillisSince(fetch_start);
+      double before_ms = MillisSince(fetch_start);  // before the engine starts
       if (gathered.has_value()) {
         hit = engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
       } else {
         // The engine takes each layer as it arrives; the rest of the transfer overlaps the recompute.
         StreamedFetch fetch(source_, scope, reuse, engine_->model().config());
-        hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
+        if (!options_.overlap_fetch) {
+          fetched = fetch.Finish();
+          before_ms = MillisSince(fetch_start);
+        }
+        if (fetched.ok()) hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
         fetched = fetch.Finish();
         if (metrics_ != nullptr) metrics_->RecordFetch(request.tenant, fetch.bytes(), fetch.transfer_seconds());
         if (fetched.ok()) {
@@ -589,6 +601,7 @@ WorkerLoad InferenceWorker::Load() const {
   load.stores_done = stores_done_;
   load.stores_failed = stores_failed_;
   load.stores_dropped = stores_dropped_;
+  load.pending_stores = static_cast<int32_t>(stores_.size()) + (storing_ ? 1 : 0);
   return load;
 }
 

@@ -37,6 +37,9 @@ struct WorkerOptions {
   int32_t max_pending_stores = 16;  // new references waiting to be stored; past it: dropped
   // KV of misses kept for their stores; past it a store recomputes its prompt's KV instead.
   int64_t max_pending_store_bytes = int64_t{1} << 30;
+  // Recompute layer l while layer l+1 is in transfer; false: the whole transfer first (on a
+  // machine whose few cores the transfer and the recompute would share).
+  bool overlap_fetch = true;
 
   absl::Status Validate() const;
 };
@@ -107,6 +110,7 @@ struct WorkerLoad {
   int64_t stores_done = 0;
   int64_t stores_failed = 0;
   int64_t stores_dropped = 0;  // the store queue was full
+  int32_t pending_stores = 0;  // queued or being stored
 };
 
 struct HeldReference;  // a reference's KV rows held locally (worker.cc)

@@ -107,6 +107,7 @@ grpc::Status WorkerService::GetStatus(grpc::ServerContext* context, const v1::Ge
     response->set_queued_requests(load.queued_requests);
     response->set_max_concurrency(load.max_concurrency);
     for (const std::string& id : load.cached_reference_ids) response->add_cached_reference_ids(id);
+    response->set_pending_stores(load.pending_stores);
     return absl::OkStatus();
   });
 }

@@ -137,6 +137,23 @@ TEST_F(WorkerTest, HitEqualsTheEnginesSemshareOutputAndRepeatsLocally) {
   EXPECT_EQ(source_.fetches, 2);
 }
 
+TEST_F(WorkerTest, WithoutOverlapTheWholeTransferComesFirstAndTheHitIsTheSame) {
+  WorkerOptions options;
+  options.overlap_fetch = false;
+  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, options).value();
+  const WorkerReply reply = worker->Generate(HitRequest()).value();
+  EXPECT_TRUE(reply.cache_hit) << reply.miss_reason;
+  EXPECT_FALSE(reply.local_hit);
+  EXPECT_EQ(reply.tokens, Expected(&source_.references["ref-1"].second));
+  source_.break_at_layer = 3;
+  WorkerRequest other = HitRequest();
+  other.tenant = "tenant-b";  // not held locally for tenant-b: fetched, and the fetch breaks
+  const WorkerReply broken = worker->Generate(other).value();
+  EXPECT_FALSE(broken.cache_hit);
+  EXPECT_NE(broken.miss_reason.find("fetch failed"), std::string::npos) << broken.miss_reason;
+  EXPECT_EQ(broken.tokens, Expected(nullptr));
+}
+
 TEST_F(WorkerTest, ATransferBrokenMidwayIsAMissWithTheFullOutput) {
   auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   source_.break_at_layer = 3;  // the recompute has started on the first layers when it breaks
