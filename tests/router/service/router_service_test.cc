@@ -2,16 +2,23 @@
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
+#include "semshare/v1/cache_node.grpc.pb.h"
+#include "semshare/v1/worker.grpc.pb.h"
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_server.h"
 #include "common/json.h"
@@ -56,6 +63,106 @@ Shard StartShard() {
   server_options.service.max_reference_bytes = options.capacity_bytes;
   shard.server = cache_node::CacheNodeServer::Start(shard.node.get(), TestToken(), server_options, nullptr).value();
   return shard;
+}
+
+// A cache node that misbehaves: FindSimilar answers only after the caller gave up (slow), or
+// claims a near-perfect match whose mapping does not fit the prompt (garbage). Every other call
+// is UNIMPLEMENTED, so a reference placed on it is never stored.
+class FaultyShard final : public v1::CacheNode::Service {
+ public:
+  enum class Fault { kSlow, kGarbage };
+  explicit FaultyShard(Fault fault) : fault_(fault) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    address_ = absl::StrCat("127.0.0.1:", port);
+  }
+  ~FaultyShard() override {
+    release_.Notify();
+    server_->Shutdown();
+  }
+
+  grpc::Status FindSimilar(grpc::ServerContext* context, const v1::FindSimilarRequest*,
+                           v1::FindSimilarResponse* response) override {
+    ++calls_;
+    if (fault_ == Fault::kSlow) {
+      // Held until the router's deadline cancels the call (or the test ends).
+      while (!context->IsCancelled() && !release_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+      }
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "too late");
+    }
+    v1::Match* match = response->add_matches();
+    match->set_reference_id("ghost");
+    match->set_similarity(0.999);
+    match->set_num_tokens(3);
+    response->mutable_best_mapping()->set_similarity(0.999);
+    response->mutable_best_mapping()->add_source(0);  // one token: fits no real prompt
+    return grpc::Status::OK;
+  }
+
+  const std::string& address() const { return address_; }
+  int calls() const { return calls_.load(); }
+
+ private:
+  const Fault fault_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  absl::Notification release_;
+  std::atomic<int> calls_{0};
+};
+
+// A worker that looks healthy, claims to hold `held` (so the router prefers it for a hit on
+// that reference) and fails every Generate before any token.
+class FailingWorker final : public v1::Worker::Service {
+ public:
+  FailingWorker() {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    address_ = absl::StrCat("127.0.0.1:", port);
+  }
+  ~FailingWorker() override { server_->Shutdown(); }
+
+  grpc::Status Generate(grpc::ServerContext*, const v1::WorkerGenerateRequest*,
+                        grpc::ServerWriter<v1::WorkerGenerateResponse>*) override {
+    ++generates_;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the accelerator fell off the bus");
+  }
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetWorkerStatusRequest*, v1::WorkerStatus* status) override {
+    status->set_model_fingerprint(AustenModel().fingerprint());
+    status->set_max_concurrency(4);
+    absl::MutexLock lock(&mutex_);
+    if (!held_.empty()) status->add_cached_reference_ids(held_);
+    return grpc::Status::OK;
+  }
+
+  void Hold(const std::string& reference_id) {
+    absl::MutexLock lock(&mutex_);
+    held_ = reference_id;
+  }
+  const std::string& address() const { return address_; }
+  int generates() const { return generates_.load(); }
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  std::atomic<int> generates_{0};
+  absl::Mutex mutex_;
+  std::string held_ ABSL_GUARDED_BY(mutex_);
+};
+
+// An address nothing listens on.
+std::string DeadAddress() {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  server->Shutdown();
+  return absl::StrCat("127.0.0.1:", port);
 }
 
 struct Result {
@@ -216,6 +323,99 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
     }
   }
   EXPECT_EQ(references, 1);
+}
+
+// A slow shard, a shard answering garbage and a worker that is down, beside the real ones:
+// every request succeeds with the engine's tokens, the garbage is never reused, and the
+// router reports the slow shard and the dead worker down.
+TEST_F(RouterServiceTest, SlowAndGarbageShardsAndADeadWorkerCostMissesNeverFailures) {
+  FaultyShard slow(FaultyShard::Fault::kSlow);
+  FaultyShard garbage(FaultyShard::Fault::kGarbage);
+  const std::string dead_worker = DeadAddress();
+  server_.reset();
+  router_.reset();
+  ShardSearchOptions search;
+  search.deadline = absl::Seconds(2);  // the slow shard is cut off here; the real ones answer in ms
+  shard_search_ = ShardSearch::Create({shards_[0].server->address(), slow.address(), garbage.address(),
+                                       shards_[1].server->address()},
+                                      TestToken(), search, health_.get())
+                      .value();
+  WorkerPoolOptions pool;
+  pool.status_ttl = absl::ZeroDuration();
+  pool_ = WorkerPool::Create({dead_worker, worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
+              .value();
+  StartRouter(RouterOptions());
+
+  const Result miss = Generate(reference_, kKeyA);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
+  EXPECT_FALSE(miss.stats.cache_hit());
+  EXPECT_EQ(miss.stats.worker(), worker_server_->address());
+  EXPECT_EQ(miss.tokens, EngineTokens(Ids(reference_), nullptr));
+  worker_->WaitForStores();
+  const bool stored = worker_->Load().stores_done == 1;  // not when placed on a faulty shard
+
+  const Result paraphrase = Generate(paraphrase_, kKeyA);
+  ASSERT_TRUE(paraphrase.status.ok()) << paraphrase.status.error_message();
+  EXPECT_NE(paraphrase.stats.reference_id(), "ghost");
+  EXPECT_EQ(paraphrase.stats.cache_hit(), stored);
+  if (stored) {
+    const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+    EXPECT_EQ(paraphrase.tokens, EngineTokens(Ids(paraphrase_), &reference));
+  } else {
+    EXPECT_EQ(paraphrase.tokens, EngineTokens(Ids(paraphrase_), nullptr));
+  }
+  EXPECT_GE(slow.calls() + garbage.calls(), 2);
+
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
+  v1::RouterStats stats;
+  ASSERT_TRUE(stub_->GetStats(&context, v1::GetRouterStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.failures(), 0);
+  for (const v1::ShardStatus& shard : stats.shards()) {
+    if (shard.address() == slow.address()) {
+      EXPECT_FALSE(shard.healthy());
+    }
+  }
+  for (const v1::WorkerLoad& load : stats.workers()) {
+    EXPECT_EQ(load.healthy(), load.address() == worker_server_->address()) << load.address();
+  }
+}
+
+// A worker that fails before any token is replaced by another for that request: the hit is
+// served, once, by the healthy worker, and the retry is counted.
+TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
+  FailingWorker failing;
+  server_.reset();
+  router_.reset();
+  // The real worker keeps nothing locally, so for the hit only the failing one claims to hold
+  // the reference: whichever request reaches the failing worker first, exactly one is retried.
+  worker_server_.reset();
+  worker::WorkerOptions options;
+  options.local_cache_bytes = 0;
+  worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), options).value();
+  worker::WorkerServerOptions worker_options;
+  worker_options.listen_address = "127.0.0.1:0";
+  worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
+  WorkerPoolOptions pool;
+  pool.status_ttl = absl::ZeroDuration();
+  pool_ = WorkerPool::Create({failing.address(), worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
+              .value();
+  StartRouter(RouterOptions());
+
+  const Result miss = Generate(reference_, kKeyA);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
+  worker_->WaitForStores();
+  EXPECT_EQ(miss.stats.worker(), worker_server_->address());
+  failing.Hold(miss.stats.reference_id());  // the router now prefers it for the paraphrase
+  const Result hit = Generate(paraphrase_, kKeyA);
+  ASSERT_TRUE(hit.status.ok()) << hit.status.error_message();
+  EXPECT_TRUE(hit.stats.cache_hit());
+  EXPECT_EQ(hit.stats.worker(), worker_server_->address());
+  // Tried once (for the miss, or else for the hit), then down with backoff.
+  EXPECT_EQ(failing.generates(), 1);
+  const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+  EXPECT_EQ(hit.tokens, EngineTokens(Ids(paraphrase_), &reference));
+  EXPECT_THAT(Metrics(), ::testing::HasSubstr(absl::StrCat("semshare_router_worker_retries_total ", failing.generates(), "\n")));
 }
 
 TEST_F(RouterServiceTest, MaxTokensPastTheLimitIsRefusedBeforeAnyWork) {
