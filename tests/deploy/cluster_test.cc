@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "semshare/v1/router.grpc.pb.h"
 #include "tests/common/http_get.h"
+#include "tests/router/generate_call.h"
 
 namespace semshare {
 namespace {
@@ -35,11 +36,7 @@ constexpr int kMaxTokens = 4;
 // Bounded polling of state another process changes (a store landing, a shard coming back).
 constexpr int kMaxPolls = 600;
 
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  v1::GenerateStats stats;
-};
+using Result = router::GenerateCall;
 
 struct Pair {
   std::string reference;
@@ -123,23 +120,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   Result Generate(const std::string& prompt, const std::string& key) {
-    grpc::ClientContext context;
-    if (!key.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", key));
-    v1::GenerateRequest request;
-    request.set_prompt(prompt);
-    request.set_max_tokens(kMaxTokens);
-    Result result;
-    auto reader = stub_->Generate(&context, request);
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-      if (response.has_tokens()) {
-        result.tokens.insert(result.tokens.end(), response.tokens().token_ids().begin(),
-                             response.tokens().token_ids().end());
-      }
-      if (response.has_stats()) result.stats = response.stats();
-    }
-    result.status = reader->Finish();
-    return result;
+    return router::CallGenerate(stub_.get(), key, prompt, kMaxTokens);
   }
 
   // The tenant api_keys names for `key`.

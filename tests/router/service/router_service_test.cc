@@ -38,6 +38,7 @@
 #include "tests/cache_node/rpc/node_fixture.h"
 #include "tests/inference_worker/service/worker_fixture.h"
 #include "tests/router/fake_clock.h"
+#include "tests/router/generate_call.h"
 
 namespace semshare::router {
 namespace {
@@ -165,11 +166,7 @@ std::string DeadAddress() {
   return absl::StrCat("127.0.0.1:", port);
 }
 
-struct Result {
-  grpc::Status status;
-  std::vector<int32_t> tokens;
-  v1::GenerateStats stats;
-};
+using Result = GenerateCall;
 
 // Two real cache nodes, one real worker over the Austen model and the router, all in-process
 // on port 0.
@@ -230,23 +227,7 @@ class RouterServiceTest : public ::testing::Test {
   }
 
   Result Generate(const std::string& prompt, const std::string& key) {
-    grpc::ClientContext context;
-    if (!key.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", key));
-    v1::GenerateRequest request;
-    request.set_prompt(prompt);
-    request.set_max_tokens(8);
-    Result result;
-    auto reader = stub_->Generate(&context, request);
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-      if (response.has_tokens()) {
-        result.tokens.insert(result.tokens.end(), response.tokens().token_ids().begin(),
-                             response.tokens().token_ids().end());
-      }
-      if (response.has_stats()) result.stats = response.stats();
-    }
-    result.status = reader->Finish();
-    return result;
+    return CallGenerate(stub_.get(), key, prompt, 8);
   }
 
   std::vector<int32_t> Ids(const std::string& text) const { return encoder_->Encode(text).value().token_ids; }
