@@ -3,6 +3,7 @@
 #include <atomic>
 #include <filesystem>
 #include <cstdio>
+#include <random>
 #include <thread>
 
 #include "cache_node/reference_key.h"
@@ -443,12 +444,12 @@ TEST_F(CacheNodeTest, EvictionKeepsBytesUnderBudgetUnderSustainedPuts) {
       ASSERT_EQ(listed, t.bytes);
       ASSERT_EQ(static_cast<int64_t>(infos->size()), t.references);
     }
-    EXPECT_THAT(ListIds(scope), testing::Contains("r" + std::to_string(i)));
+    EXPECT_THAT(ListIds(scope), ::testing::Contains("r" + std::to_string(i)));
   }
   const NodeStats stats = node_->Stats();
   EXPECT_GT(stats.evicted_references, 150);
   EXPECT_EQ(stats.references + stats.evicted_references, 200);
-  EXPECT_THAT(ListIds({"t0", "m"}), testing::Contains("r0"));
+  EXPECT_THAT(ListIds({"t0", "m"}), ::testing::Contains("r0"));
   // Evicted references are gone from disk too: a reopen sees what Stats saw.
   Open();
   EXPECT_EQ(node_->Stats().references, stats.references);

@@ -1,14 +1,13 @@
 #ifndef SEMSHARE_TESTS_CACHE_NODE_TEST_REFERENCES_H_
 #define SEMSHARE_TESTS_CACHE_NODE_TEST_REFERENCES_H_
 
-#include <cmath>
-#include <cstring>
+#include <cstdint>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "cache_node/cache_node.h"
+#include "cache_node/testing/synthetic.h"
 #include "gtest/gtest.h"
 
 namespace semshare::cache_node {
@@ -23,32 +22,18 @@ struct ReferenceShape {
   int32_t sketch_dim = 32;
 };
 
-inline TensorBlob RandomTensor(const ReferenceShape& s, std::mt19937_64& rng) {
-  TensorBlob blob;
-  blob.dtype = s.dtype;
-  blob.shape = {s.heads, s.tokens, s.head_dim};
-  blob.data.resize(static_cast<size_t>(blob.num_elements() * DTypeSize(s.dtype)));
-  for (char& c : blob.data) c = static_cast<char>(rng());
-  return blob;
-}
-
+// A reference with random ids, codes, sketch and KV bytes determined by `seed`
+// (cache_node/testing/synthetic.h, in this file's shape vocabulary).
 inline NewReference MakeReference(const std::string& id, const ReferenceShape& s, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  NewReference r;
-  r.reference_id = id;
-  for (int64_t t = 0; t < s.tokens; ++t) r.token_ids.push_back(static_cast<int32_t>(rng() % 32000));
-  r.codes.nbits = s.code_bits;
-  r.codes.words.resize(static_cast<size_t>(s.tokens * r.codes.words_per_code()));
-  for (uint64_t& w : r.codes.words) w = rng();
-  std::normal_distribution<float> normal;
-  double norm = 0;
-  for (int32_t i = 0; i < s.sketch_dim; ++i) {
-    r.sketch.push_back(normal(rng));
-    norm += r.sketch.back() * r.sketch.back();
-  }
-  for (float& x : r.sketch) x = static_cast<float>(x / std::sqrt(norm));
-  for (int32_t l = 0; l < s.layers; ++l) r.layers.push_back({RandomTensor(s, rng), RandomTensor(s, rng)});
-  return r;
+  testing::SyntheticShape shape;
+  shape.num_tokens = s.tokens;
+  shape.num_layers = s.layers;
+  shape.kv_heads = s.heads;
+  shape.head_dim = s.head_dim;
+  shape.dtype = s.dtype;
+  shape.code_bits = s.code_bits;
+  shape.sketch_width = s.sketch_dim;
+  return testing::SyntheticReference(id, shape, seed);
 }
 
 // A fresh, empty directory per test.
