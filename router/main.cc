@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
 #include "common/rpc/metrics_endpoint.h"
@@ -26,11 +28,15 @@
 #include "router/service/router_service.h"
 #include "router/service/shard_search.h"
 #include "router/service/target_encoder.h"
+#include "router/service/worker_discovery.h"
 #include "router/service/worker_pool.h"
 
 ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, shards, "", "cache node addresses, comma-separated");
-ABSL_FLAG(std::string, workers, "", "inference worker addresses, comma-separated");
+ABSL_FLAG(std::string, workers, "",
+          "inference worker addresses, comma-separated, or dns:HOST:PORT to follow every address HOST resolves to "
+          "(a headless Service of a worker Deployment), re-resolved every --worker-discovery-interval-ms");
+ABSL_FLAG(int32_t, worker_discovery_interval_ms, 5000, "how often a dns: --workers name is resolved again");
 ABSL_FLAG(std::string, model, "", "model directory (only the tokenizer and embedding matrix are read)");
 ABSL_FLAG(std::string, worker_device, "cpu", "the workers' device, cpu|cuda (codes are rounded as theirs)");
 ABSL_FLAG(std::string, api_keys, "", "API keys file: KEY TENANT BYTE_BUDGET per line");
@@ -62,6 +68,16 @@ http::HttpServerOptions HttpOptions() {
   return options;
 }
 
+// The thread that follows a dns: --workers name; stops and joins when it goes.
+struct DiscoveryLoop {
+  absl::Notification stop;
+  std::thread thread;
+  ~DiscoveryLoop() {
+    stop.Notify();
+    if (thread.joinable()) thread.join();
+  }
+};
+
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
   for (const auto& [name, value] : {std::pair{"--listen", absl::GetFlag(FLAGS_listen)},
@@ -91,9 +107,32 @@ int Run() {
   absl::StatusOr<std::unique_ptr<ShardSearch>> shards =
       ShardSearch::Create(SplitList(absl::GetFlag(FLAGS_shards)), *token, search_options, health->get());
   if (!shards.ok()) return Fail(shards.status());
-  absl::StatusOr<std::unique_ptr<WorkerPool>> workers = WorkerPool::Create(
-      SplitList(absl::GetFlag(FLAGS_workers)), *token, pool_options, health->get(), RealClock());
+  const std::string workers_flag = absl::GetFlag(FLAGS_workers);
+  const bool discover = IsWorkerDnsName(workers_flag);
+  std::vector<std::string> initial_workers = SplitList(workers_flag);
+  if (discover) {
+    // Workers may not be up yet: start with whatever resolves and follow the name from then on.
+    pool_options.allow_empty = true;
+    absl::StatusOr<std::vector<std::string>> found = ResolveWorkers(workers_flag);
+    if (absl::IsInvalidArgument(found.status())) return Fail(found.status());
+    if (!found.ok()) std::fprintf(stderr, "semshare-router: %s (retrying)\n", found.status().ToString().c_str());
+    initial_workers = found.value_or(std::vector<std::string>{});
+  }
+  absl::StatusOr<std::unique_ptr<WorkerPool>> workers =
+      WorkerPool::Create(initial_workers, *token, pool_options, health->get(), RealClock());
   if (!workers.ok()) return Fail(workers.status());
+  DiscoveryLoop discovery;  // stopped before the pool goes, on every return
+  if (discover) {
+    const absl::Duration interval = absl::Milliseconds(std::max(100, absl::GetFlag(FLAGS_worker_discovery_interval_ms)));
+    discovery.thread = std::thread([&, pool = workers->get()] {
+      while (!discovery.stop.WaitForNotificationWithTimeout(interval)) {
+        // A failed lookup keeps the workers known so far.
+        if (absl::StatusOr<std::vector<std::string>> found = ResolveWorkers(workers_flag); found.ok()) {
+          pool->SetWorkers(*found);
+        }
+      }
+    });
+  }
   absl::StatusOr<std::unique_ptr<TargetEncoder>> encoder =
       LoadTargetEncoder(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_worker_device));
   if (!encoder.ok()) return Fail(encoder.status());

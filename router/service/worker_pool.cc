@@ -26,50 +26,89 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(std::vector<std::
                                                                 const WorkerPoolOptions& options,
                                                                 EndpointHealth* health, const Clock* clock) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
-  if (workers.empty()) return absl::InvalidArgumentError("no workers given (--workers W,...)");
+  if (workers.empty() && !options.allow_empty) return absl::InvalidArgumentError("no workers given (--workers W,...)");
   absl::flat_hash_set<std::string> seen;
-  std::vector<Endpoint> endpoints;
-  for (std::string& address : workers) {
+  for (const std::string& address : workers) {
     if (!seen.insert(address).second) {
       return absl::InvalidArgumentError(absl::StrCat("worker ", address, " is listed twice"));
     }
-    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ClusterChannelArguments());
-    endpoints.push_back(Endpoint{std::move(address), v1::Worker::NewStub(channel)});
   }
-  return std::unique_ptr<WorkerPool>(new WorkerPool(std::move(endpoints), std::move(token), options, health, clock));
+  std::unique_ptr<WorkerPool> pool(new WorkerPool(std::move(token), options, health, clock));
+  absl::MutexLock lock(&pool->mutex_);
+  for (const std::string& address : workers) pool->AddLocked(address);
+  return pool;
+}
+
+void WorkerPool::AddLocked(const std::string& address) {
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ClusterChannelArguments());
+  endpoints_.push_back(std::make_unique<Endpoint>(Endpoint{address, v1::Worker::NewStub(channel)}));
+  states_.emplace_back();
+}
+
+const WorkerPool::Endpoint* WorkerPool::EndpointAt(size_t index) const {
+  absl::MutexLock lock(&mutex_);
+  return endpoints_[index].get();
+}
+
+std::string WorkerPool::address(size_t index) const { return EndpointAt(index)->address; }
+
+void WorkerPool::SetWorkers(const std::vector<std::string>& workers) {
+  const absl::flat_hash_set<std::string> listed(workers.begin(), workers.end());
+  absl::MutexLock lock(&mutex_);
+  absl::flat_hash_set<std::string> known;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    known.insert(endpoints_[i]->address);
+    states_[i].retired = !listed.contains(endpoints_[i]->address);
+  }
+  for (const std::string& address : workers) {
+    if (known.insert(address).second) AddLocked(address);
+  }
+}
+
+std::vector<std::string> WorkerPool::Members() const {
+  absl::MutexLock lock(&mutex_);
+  std::vector<std::string> members;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    if (!states_[i].retired) members.push_back(endpoints_[i]->address);
+  }
+  return members;
 }
 
 void WorkerPool::Refresh() {
   const absl::Time now = clock_->Now();
-  std::vector<size_t> stale;
+  std::vector<std::pair<size_t, const Endpoint*>> stale;
+  size_t count = 0;
   {
     absl::MutexLock lock(&mutex_);
-    for (size_t i = 0; i < endpoints_.size(); ++i) {
-      if (now - states_[i].polled_at >= options_.status_ttl) stale.push_back(i);
+    count = endpoints_.size();
+    for (size_t i = 0; i < count; ++i) {
+      if (!states_[i].retired && now - states_[i].polled_at >= options_.status_ttl) {
+        stale.emplace_back(i, endpoints_[i].get());
+      }
     }
   }
-  std::vector<std::optional<v1::WorkerStatus>> answers(endpoints_.size());
-  std::vector<bool> polled(endpoints_.size(), false);
+  std::vector<std::optional<v1::WorkerStatus>> answers(count);
+  std::vector<bool> polled(count, false);
   std::vector<std::thread> calls;
-  for (size_t i : stale) {
-    if (!health_->Admit(endpoints_[i].address)) continue;
+  for (const auto& [i, endpoint] : stale) {
+    if (!health_->Admit(endpoint->address)) continue;
     polled[i] = true;
-    calls.emplace_back([&, i] {
+    calls.emplace_back([&, i = i, endpoint = endpoint] {
       grpc::ClientContext context;
       AddClusterMetadata(token_, "router", &context);
       context.set_deadline(absl::ToChronoTime(absl::Now() + options_.status_timeout));
       v1::WorkerStatus status;
-      if (endpoints_[i].stub->GetStatus(&context, v1::GetWorkerStatusRequest(), &status).ok()) {
+      if (endpoint->stub->GetStatus(&context, v1::GetWorkerStatusRequest(), &status).ok()) {
         answers[i] = std::move(status);
-        health_->RecordSuccess(endpoints_[i].address);
+        health_->RecordSuccess(endpoint->address);
       } else {
-        health_->RecordFailure(endpoints_[i].address);
+        health_->RecordFailure(endpoint->address);
       }
     });
   }
   for (std::thread& call : calls) call.join();
   absl::MutexLock lock(&mutex_);
-  for (size_t i = 0; i < endpoints_.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     if (!polled[i]) continue;
     states_[i].polled_at = now;
     states_[i].status = std::move(answers[i]);  // empty after a failure: not a candidate
@@ -91,13 +130,13 @@ absl::StatusOr<WorkerChoice> WorkerPool::Choose(absl::string_view tenant,
                                                 const std::optional<std::string>& reference_id,
                                                 absl::Span<const size_t> exclude) {
   Refresh();
-  std::vector<WorkerView> views(endpoints_.size());
   absl::MutexLock lock(&mutex_);
+  std::vector<WorkerView> views(endpoints_.size());
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     const State& state = states_[i];
     WorkerView& view = views[i];
-    view.address = endpoints_[i].address;
-    view.up = state.status.has_value() && health_->IsUp(view.address);
+    view.address = endpoints_[i]->address;
+    view.up = !state.retired && state.status.has_value() && health_->IsUp(view.address);
     view.in_flight = state.in_flight;
     if (!state.status.has_value()) continue;
     view.capacity = state.status->max_concurrency();
@@ -122,8 +161,8 @@ absl::StatusOr<v1::GenerateStats> WorkerPool::Generate(
   grpc::ClientContext context;
   AddClusterMetadata(token_, tenant, &context);
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.generate_timeout));
-  std::unique_ptr<grpc::ClientReader<v1::WorkerGenerateResponse>> reader =
-      endpoints_[index].stub->Generate(&context, request);
+  const Endpoint* endpoint = EndpointAt(index);
+  std::unique_ptr<grpc::ClientReader<v1::WorkerGenerateResponse>> reader = endpoint->stub->Generate(&context, request);
   v1::WorkerGenerateResponse response;
   std::optional<v1::GenerateStats> stats;
   bool client_gone = false;
@@ -144,7 +183,7 @@ absl::StatusOr<v1::GenerateStats> WorkerPool::Generate(
     --states_[index].in_flight;
   }
   if (client_gone) return absl::CancelledError("the client went away");
-  const std::string& address = endpoints_[index].address;
+  const std::string& address = endpoint->address;
   if (!status.ok()) {
     // Only failures of the transport say the worker is unwell; its own refusals do not.
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -163,9 +202,10 @@ std::vector<v1::WorkerLoad> WorkerPool::Loads() {
   std::vector<v1::WorkerLoad> loads;
   absl::MutexLock lock(&mutex_);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
+    if (states_[i].retired) continue;
     v1::WorkerLoad load;
-    load.set_address(endpoints_[i].address);
-    load.set_healthy(states_[i].status.has_value() && health_->IsUp(endpoints_[i].address));
+    load.set_address(endpoints_[i]->address);
+    load.set_healthy(states_[i].status.has_value() && health_->IsUp(endpoints_[i]->address));
     if (states_[i].status.has_value()) {
       load.set_active_requests(states_[i].status->active_requests());
       load.set_queued_requests(states_[i].status->queued_requests());

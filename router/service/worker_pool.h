@@ -28,6 +28,7 @@ struct WorkerPoolOptions {
   absl::Duration status_ttl = absl::Milliseconds(200);     // a status older than this is re-polled
   absl::Duration status_timeout = absl::Milliseconds(500);  // deadline of each GetStatus
   absl::Duration generate_timeout = absl::Minutes(10);      // deadline of each Generate
+  bool allow_empty = false;  // true when the workers are discovered (SetWorkers) rather than listed
 
   absl::Status Validate() const;
 };
@@ -55,8 +56,15 @@ class WorkerPool {
                                              const std::function<bool(const v1::TokenChunk&)>& on_tokens,
                                              bool* streamed);
 
-  const std::string& address(size_t index) const { return endpoints_[index].address; }
+  std::string address(size_t index) const;
   std::vector<v1::WorkerLoad> Loads();
+
+  // The workers are now `workers` (from discovery): new addresses join, addresses no longer
+  // listed are retired (never chosen again; calls already running there finish), and a retired
+  // address that comes back rejoins. Indices stay valid.
+  void SetWorkers(const std::vector<std::string>& workers) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Addresses chosen from now on, in index order.
+  std::vector<std::string> Members() const ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   struct Endpoint {
@@ -67,26 +75,24 @@ class WorkerPool {
     std::optional<v1::WorkerStatus> status;  // last answer; empty until one came
     absl::Time polled_at = absl::InfinitePast();
     int32_t in_flight = 0;  // this router's calls outstanding there
+    bool retired = false;   // no longer listed by discovery
   };
 
-  WorkerPool(std::vector<Endpoint> endpoints, ClusterToken token, const WorkerPoolOptions& options,
-             EndpointHealth* health, const Clock* clock)
-      : endpoints_(std::move(endpoints)),
-        token_(std::move(token)),
-        options_(options),
-        health_(health),
-        clock_(clock),
-        states_(endpoints_.size()) {}
+  WorkerPool(ClusterToken token, const WorkerPoolOptions& options, EndpointHealth* health, const Clock* clock)
+      : token_(std::move(token)), options_(options), health_(health), clock_(clock) {}
 
   // Polls every worker whose status is stale and that the health tracker admits.
   void Refresh() ABSL_LOCKS_EXCLUDED(mutex_);
+  void AddLocked(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Endpoints are never destroyed before the pool, so a pointer taken under the lock stays valid.
+  const Endpoint* EndpointAt(size_t index) const ABSL_LOCKS_EXCLUDED(mutex_);
 
-  const std::vector<Endpoint> endpoints_;
   const ClusterToken token_;
   const WorkerPoolOptions options_;
   EndpointHealth* const health_;
   const Clock* const clock_;
-  absl::Mutex mutex_;
+  mutable absl::Mutex mutex_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mutex_);
   std::vector<State> states_ ABSL_GUARDED_BY(mutex_);
 };
 

@@ -399,6 +399,39 @@ TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
   EXPECT_THAT(Metrics(), ::testing::HasSubstr(absl::StrCat("semshare_router_worker_retries_total ", failing.generates(), "\n")));
 }
 
+// Workers found by discovery join and leave the pool while it serves: a listed worker that
+// left is never chosen again, one that joined serves at once.
+TEST_F(RouterServiceTest, DiscoveredWorkersJoinAndLeaveThePool) {
+  server_.reset();
+  router_.reset();
+  WorkerPoolOptions pool;
+  pool.status_ttl = absl::ZeroDuration();
+  pool.allow_empty = true;
+  pool_ = WorkerPool::Create({}, TestToken(), pool, health_.get(), &clock_).value();
+  StartRouter(RouterOptions());
+  EXPECT_EQ(Generate(reference_, kKeyA).status.error_code(), grpc::StatusCode::UNAVAILABLE);  // none yet
+
+  const std::string gone = DeadAddress();
+  pool_->SetWorkers({gone, worker_server_->address()});
+  EXPECT_EQ(pool_->Members(), (std::vector<std::string>{gone, worker_server_->address()}));
+  const Result served = Generate(reference_, kKeyA);
+  ASSERT_TRUE(served.status.ok()) << served.status.error_message();
+  EXPECT_EQ(served.stats.worker(), worker_server_->address());
+
+  pool_->SetWorkers({worker_server_->address()});  // the dead one left
+  EXPECT_EQ(pool_->Members(), std::vector<std::string>{worker_server_->address()});
+  pool_->SetWorkers({});
+  EXPECT_EQ(Generate(reference_, kKeyA).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  pool_->SetWorkers({worker_server_->address()});  // and back
+  EXPECT_TRUE(Generate(paraphrase_, kKeyA).status.ok());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
+  v1::RouterStats stats;
+  ASSERT_TRUE(stub_->GetStats(&context, v1::GetRouterStatsRequest(), &stats).ok());
+  ASSERT_EQ(stats.workers_size(), 1);
+  EXPECT_EQ(stats.workers(0).address(), worker_server_->address());
+}
+
 TEST_F(RouterServiceTest, MaxTokensPastTheLimitIsRefusedBeforeAnyWork) {
   grpc::ClientContext context;
   context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
