@@ -6,8 +6,9 @@ Checks: required fields per kind; selectors match pod labels; every container ha
 resources and probes; gRPC probes on the port named grpc; every ConfigMap, Secret, PVC, Service
 and $(VAR) a pod refers to exists in the render; container args are --flag=value with flags the
 binary defines (BIN_DIR/BINARY --helpfull when built, else ABSL_FLAG in its sources); listen
-addresses on the ports named grpc/http/metrics; the router's --shards and --workers name exactly
-the StatefulSets' pods by their stable DNS names; workers get a GPU and --device=cuda.
+addresses on the ports named grpc/http/metrics; the router's --shards name exactly the cache node
+StatefulSet's pods by their stable DNS names and its --workers=dns:SERVICE:PORT the headless
+Service of the worker Deployment; workers get a GPU and --device=cuda.
 """
 
 import os
@@ -290,13 +291,34 @@ def main(source_dir, rendered, bin_dir=None):
         elif isinstance(target, str) and port.get("name") != target:
           fail(where, "port named %s targets %s: name them alike" % (port.get("name"), target))
 
-  # The router names every shard and every worker by its StatefulSet pod's DNS name.
+  # The router names every shard by its StatefulSet pod's DNS name, and finds the workers, a
+  # Deployment, by the DNS name of their headless Service.
   for workload in workloads:
     for container in workload["spec"]["template"]["spec"]["containers"]:
       args = container.get("_args", {})
       if os.path.basename((container.get("command") or [""])[0]) != "semshare-router":
         continue
-      for flag, binary in (("shards", "semshare-cache-node"), ("workers", "semshare-worker")):
+      workers = args.get("workers", "")
+      worker_deployments = [w for w in workloads if w["kind"] == "Deployment" and any(
+          os.path.basename((c.get("command") or [""])[0]) == "semshare-worker"
+          for c in w["spec"]["template"]["spec"]["containers"])]
+      match = re.fullmatch(r"dns:([a-z0-9.-]+):(\d+)", workers)
+      if not worker_deployments:
+        fail("router", "the workers should be a Deployment")
+      elif not match:
+        fail("router", "--workers=%s, want dns:SERVICE:PORT of the workers' headless Service" % workers)
+      else:
+        service = services.get(match.group(1).split(".")[0])
+        labels = worker_deployments[0]["spec"]["template"]["metadata"].get("labels", {})
+        if service is None:
+          fail("router", "--workers names Service %s, not in the render" % match.group(1))
+        elif service["spec"].get("clusterIP") != "None":
+          fail("router", "Service %s must be headless (clusterIP: None) to resolve to every worker" % match.group(1))
+        elif not set(service["spec"].get("selector", {}).items()) <= set(labels.items()):
+          fail("router", "Service %s does not select the worker pods" % match.group(1))
+        elif int(match.group(2)) not in [p.get("port") for p in service["spec"].get("ports", [])]:
+          fail("router", "Service %s has no port %s" % (match.group(1), match.group(2)))
+      for flag, binary in (("shards", "semshare-cache-node"),):
         targets = [w for w in workloads if w["kind"] == "StatefulSet" and any(
             os.path.basename((c.get("command") or [""])[0]) == binary for c in w["spec"]["template"]["spec"]["containers"])]
         want = [pod for t in targets for pod in stateful_pods.get(t["metadata"]["name"], [])]
