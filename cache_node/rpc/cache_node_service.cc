@@ -1,15 +1,15 @@
 #include "cache_node/rpc/cache_node_service.h"
 
-#include <chrono>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "cache_node/rpc/kv_stream.h"
 #include "cache_node/rpc/proto_convert.h"
-#include "common/rpc/grpc_status.h"
-#include "common/status_macros.h"
 #include "common/pipeline.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/rpc_metrics.h"
+#include "common/status_macros.h"
 
 namespace semshare::cache_node {
 namespace {
@@ -32,15 +32,12 @@ absl::Status RequireModel(const std::string& model_fingerprint) {
 template <typename Body>
 grpc::Status CacheNodeService::Serve(absl::string_view method, grpc::ServerContext* context,
                                      Body body) {
-  const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::string> tenant = AuthenticateCall(token_, *context);
-  absl::Status status = tenant.ok() ? body(*tenant) : tenant.status();
-  if (!status.ok()) status = absl::Status(status.code(), absl::StrCat(method, ": ", status.message()));
-  if (metrics_ != nullptr) {
-    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-    metrics_->RecordRpc(method, absl::StatusCodeToString(status.code()), elapsed.count());
-  }
-  return ToGrpcStatus(status);
+  return ToGrpcStatus(RecordedCall(metrics_, method, [&]() -> absl::Status {
+    absl::StatusOr<std::string> tenant = AuthenticateCall(token_, *context);
+    const absl::Status status = tenant.ok() ? body(*tenant) : tenant.status();
+    if (status.ok()) return status;
+    return absl::Status(status.code(), absl::StrCat(method, ": ", status.message()));
+  }));
 }
 
 grpc::Status CacheNodeService::PutReference(grpc::ServerContext* context,

@@ -6,8 +6,10 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <chrono>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace semshare {
@@ -25,6 +27,20 @@ class RpcMetrics {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_seconds_;
 };
+
+// Runs `body` (returning absl::Status) as one call of `method` and records it with
+// `metrics->RecordRpc(method, code name, seconds)`; `metrics` may be null. The one way every
+// server times its calls.
+template <typename Metrics, typename Body>
+absl::Status RecordedCall(Metrics* metrics, absl::string_view method, Body body) {
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status status = body();
+  if (metrics != nullptr) {
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    metrics->RecordRpc(method, absl::StatusCodeToString(status.code()), elapsed.count());
+  }
+  return status;
+}
 
 }  // namespace semshare
 

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/rpc_metrics.h"
 #include "common/rpc/server_start.h"
 #include "common/status_macros.h"
 
@@ -114,12 +115,7 @@ grpc::Status WorkerService::GetStatus(grpc::ServerContext* context, const v1::Ge
 
 template <typename Body>
 grpc::Status WorkerService::Counted(absl::string_view method, Body body) {
-  const absl::Time start = absl::Now();
-  const absl::Status status = body();
-  if (WorkerMetrics* metrics = worker_->metrics(); metrics != nullptr) {
-    metrics->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
-  }
-  return ToGrpcStatus(status);
+  return ToGrpcStatus(RecordedCall(worker_->metrics(), method, body));
 }
 
 absl::Status WorkerServerOptions::Validate() const {

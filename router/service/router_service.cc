@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/rpc_metrics.h"
 #include "common/rpc/server_start.h"
 #include "common/status_macros.h"
 
@@ -51,12 +52,7 @@ grpc::Status RouterService::GetStats(grpc::ServerContext* context, const v1::Get
 
 template <typename Body>
 grpc::Status RouterService::Counted(absl::string_view method, Body body) {
-  const absl::Time start = absl::Now();
-  const absl::Status status = body();
-  if (RouterMetrics* metrics = router_->metrics(); metrics != nullptr) {
-    metrics->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
-  }
-  return ToGrpcStatus(status);
+  return ToGrpcStatus(RecordedCall(router_->metrics(), method, body));
 }
 
 absl::Status RouterServerOptions::Validate() const {
