@@ -29,19 +29,14 @@ ABSL_FLAG(int32_t, unmatched_radius, 24, "mapping: tokens farther than this many
 namespace semshare::cache_node {
 namespace {
 
-absl::Status RequireFlag(const std::string& value, const char* name) {
-  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
-  return absl::OkStatus();
-}
-
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
-  for (const auto& [value, name] :
-       {std::pair{absl::GetFlag(FLAGS_listen), "listen"},
-        std::pair{absl::GetFlag(FLAGS_data_dir), "data-dir"},
-        std::pair{absl::GetFlag(FLAGS_metrics_listen), "metrics-listen"},
-        std::pair{absl::GetFlag(FLAGS_cluster_token_file), "cluster-token-file"}}) {
-    if (absl::Status s = RequireFlag(value, name); !s.ok()) return Fail(s);
+  if (absl::Status s = RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
+                                     {"data-dir", absl::GetFlag(FLAGS_data_dir)},
+                                     {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
+                                     {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}});
+      !s.ok()) {
+    return Fail(s);
   }
   CacheNodeOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);

@@ -5,6 +5,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 
 namespace semshare {
@@ -27,6 +28,13 @@ std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage
   for (std::string& s : storage) pointers.push_back(s.data());
   const std::vector<char*> rest = absl::ParseCommandLine(argc, pointers.data());
   return std::vector<std::string>(rest.begin() + 1, rest.end());
+}
+
+absl::Status RequireFlags(std::initializer_list<std::pair<const char*, std::string>> flags) {
+  for (const auto& [name, value] : flags) {
+    if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  }
+  return absl::OkStatus();
 }
 
 int Fail(const absl::Status& status) {

@@ -1,7 +1,9 @@
 #ifndef SEMSHARE_COMMON_CLI_H_
 #define SEMSHARE_COMMON_CLI_H_
 
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -13,6 +15,9 @@ namespace semshare {
 // Parses flags, accepting --kebab-case names as well as absl's --snake_case, so the tools take
 // the documented spellings (--max-tokens, --data-dir). Returns positional arguments.
 std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage);
+
+// InvalidArgument "--NAME is required" for the first (NAME, value) whose value is empty.
+absl::Status RequireFlags(std::initializer_list<std::pair<const char*, std::string>> flags);
 
 // Prints "error: <status>" and returns exit code 1 (2 for bad flags).
 int Fail(const absl::Status& status);

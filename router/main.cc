@@ -80,12 +80,13 @@ struct DiscoveryLoop {
 
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
-  for (const auto& [name, value] : {std::pair{"--listen", absl::GetFlag(FLAGS_listen)},
-                                    std::pair{"--model", absl::GetFlag(FLAGS_model)},
-                                    std::pair{"--api-keys", absl::GetFlag(FLAGS_api_keys)},
-                                    std::pair{"--metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
-                                    std::pair{"--cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}}) {
-    if (value.empty()) return Fail(absl::InvalidArgumentError(std::string(name) + " is required"));
+  if (absl::Status s = RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
+                                     {"model", absl::GetFlag(FLAGS_model)},
+                                     {"api-keys", absl::GetFlag(FLAGS_api_keys)},
+                                     {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
+                                     {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}});
+      !s.ok()) {
+    return Fail(s);
   }
   absl::StatusOr<ApiKeys> keys = ApiKeys::Load(absl::GetFlag(FLAGS_api_keys));
   if (!keys.ok()) return Fail(keys.status());

@@ -36,12 +36,11 @@ namespace {
 
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
-  if (absl::GetFlag(FLAGS_listen).empty()) return Fail(absl::InvalidArgumentError("--listen is required"));
-  if (absl::GetFlag(FLAGS_cluster_token_file).empty()) {
-    return Fail(absl::InvalidArgumentError("--cluster-token-file is required"));
-  }
-  if (absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    return Fail(absl::InvalidArgumentError("--metrics-listen is required"));
+  if (absl::Status s = RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
+                                     {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)},
+                                     {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)}});
+      !s.ok()) {
+    return Fail(s);
   }
   WorkerOptions options;
   options.max_concurrent = absl::GetFlag(FLAGS_max_concurrent);
