@@ -1,9 +1,7 @@
 #ifndef SEMSHARE_TESTS_ROUTER_CLIENT_FAKE_ROUTER_H_
 #define SEMSHARE_TESTS_ROUTER_CLIENT_FAKE_ROUTER_H_
 
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
 
 #include <memory>
 #include <optional>
@@ -14,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "semshare/v1/router.grpc.pb.h"
+#include "tests/common/loopback_server.h"
 
 namespace semshare::client::testing {
 
@@ -69,14 +68,7 @@ class FakeRouter final : public v1::Router::Service {
   }
 
   // Starts serving; address() is valid afterwards.
-  void Start() {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-    address_ = absl::StrCat("127.0.0.1:", port);
-  }
+  void Start() { server_ = StartOnLoopback(this, &address_); }
   ~FakeRouter() override {
     Release();
     if (server_ != nullptr) server_->Shutdown();

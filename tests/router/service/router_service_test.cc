@@ -2,8 +2,6 @@
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server_builder.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -36,6 +34,7 @@
 #include "router/service/target_encoder.h"
 #include "router/service/worker_pool.h"
 #include "tests/cache_node/rpc/node_fixture.h"
+#include "tests/common/loopback_server.h"
 #include "tests/inference_worker/service/worker_fixture.h"
 #include "tests/router/fake_clock.h"
 #include "tests/router/generate_call.h"
@@ -72,14 +71,7 @@ Shard StartShard() {
 class FaultyShard final : public v1::CacheNode::Service {
  public:
   enum class Fault { kSlow, kGarbage };
-  explicit FaultyShard(Fault fault) : fault_(fault) {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-    address_ = absl::StrCat("127.0.0.1:", port);
-  }
+  explicit FaultyShard(Fault fault) : fault_(fault) { server_ = StartOnLoopback(this, &address_); }
   ~FaultyShard() override {
     release_.Notify();
     server_->Shutdown();
@@ -118,14 +110,7 @@ class FaultyShard final : public v1::CacheNode::Service {
 // that reference) and fails every Generate before any token.
 class FailingWorker final : public v1::Worker::Service {
  public:
-  FailingWorker() {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-    address_ = absl::StrCat("127.0.0.1:", port);
-  }
+  FailingWorker() { server_ = StartOnLoopback(this, &address_); }
   ~FailingWorker() override { server_->Shutdown(); }
 
   grpc::Status Generate(grpc::ServerContext*, const v1::WorkerGenerateRequest*,
@@ -158,12 +143,9 @@ class FailingWorker final : public v1::Worker::Service {
 
 // An address nothing listens on.
 std::string DeadAddress() {
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  server->Shutdown();
-  return absl::StrCat("127.0.0.1:", port);
+  std::string address;
+  StartOnLoopback(nullptr, &address)->Shutdown();
+  return address;
 }
 
 using Result = GenerateCall;
