@@ -473,6 +473,11 @@ absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target, const Re
 absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& target,
                                                const Reference* reference,
                                                const ReuseOptions& options) const {
+  return PrefillKeeping(target, reference, options, nullptr);
+}
+
+absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>& target, const Reference* reference,
+                                                      const ReuseOptions& options, KVCache* full_prefill_kv) const {
   SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
   const ModelConfig& c = model_->config();
   if (reference != nullptr && reference->kv.layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
@@ -485,6 +490,12 @@ absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& targe
   try {
     if (reference == nullptr || options.method == ReuseMethod::kFull) {
       SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
+      if (full_prefill_kv != nullptr) {
+        // Retention and decode replace or grow the cache's tensors; the copy keeps them whole.
+        for (const LayerKV& layer : out.cache.layers) {
+          full_prefill_kv->layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
+        }
+      }
     } else if (options.method == ReuseMethod::kPrefix) {
       SEMSHARE_RETURN_IF_ERROR(PrefixPrefill(target, *reference, options, &out));
     } else {
@@ -541,24 +552,12 @@ absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(const 
                                                                           const ReuseOptions& options,
                                                                           const SamplingOptions& sampling) const {
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
-  SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
   const auto start = Clock::now();
-  PrefillOutcome out;
-  out.prompt_tokens = static_cast<int64_t>(target.size());
   Reference reference;
   reference.ids = target;
   reference.codes_options = options.ecache;
-  try {
-    SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
-    // Retention and decode replace or grow the cache's tensors; the reference keeps its own copy.
-    for (const LayerKV& layer : out.cache.layers) {
-      reference.kv.layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
-    }
-    ApplyRetention(options, {}, &out);
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
-  }
-  SEMSHARE_ASSIGN_OR_RETURN(GenerateResult result, Decode(std::move(out), options, sampling, start));
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, PrefillKeeping(target, nullptr, options, &reference.kv));
+  SEMSHARE_ASSIGN_OR_RETURN(GenerateResult result, Decode(std::move(prefill), options, sampling, start));
   SEMSHARE_ASSIGN_OR_RETURN(reference.codes, EncodeCodes(target, options.ecache, &reference.sketch));
   return std::make_pair(std::move(result), std::move(reference));
 }

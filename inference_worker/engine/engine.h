@@ -194,6 +194,9 @@ class Engine {
   absl::Status PrefixPrefill(const std::vector<int32_t>& target, const Reference& reference,
                              const ReuseOptions& options, PrefillOutcome* out) const;
   // Returns false (and leaves `out` untouched) on a miss.
+  // Prefill; with `full_prefill_kv`, a full prefill's KV before retention is copied there.
+  absl::StatusOr<PrefillOutcome> PrefillKeeping(const std::vector<int32_t>& target, const Reference* reference,
+                                                const ReuseOptions& options, KVCache* full_prefill_kv) const;
   absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target, const Reference& reference,
                                        const ReuseOptions& options, PrefillOutcome* out) const;
   absl::Status ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const;
