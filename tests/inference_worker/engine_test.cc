@@ -136,14 +136,30 @@ KVCache GatherLikeACacheNode(const KVCache& reference, const TokenMapping& mappi
   return gathered;
 }
 
+// The reference prompt built as a reference and the paraphrase mapped onto it: what the
+// gathered-KV tests serve a hit from.
+struct GatheredHit {
+  std::unique_ptr<Engine> engine;
+  Reference reference;
+  std::vector<int32_t> target;
+  ReuseOptions options;
+  TokenMapping mapping;
+};
+
+GatheredHit MakeGatheredHit() {
+  GatheredHit hit;
+  hit.engine = Engine::Create(&AustenModel()).value();
+  hit.reference = hit.engine->BuildReference(Encode(kReference)).value();
+  hit.target = Encode(kParaphrase);
+  hit.options = NoBypass();
+  hit.mapping = MapTokens(hit.engine->EncodeCodes(hit.target, hit.options.ecache).value(), hit.reference.codes,
+                          hit.options.mapping)
+                    .value();
+  return hit;
+}
+
 TEST(EngineTest, GatheredKvServesExactlyAsTheReference) {
-  const Model& model = AustenModel();
-  auto engine = Engine::Create(&model).value();
-  const Reference reference = engine->BuildReference(Encode(kReference)).value();
-  const std::vector<int32_t> target = Encode(kParaphrase);
-  ReuseOptions options = NoBypass();
-  const TokenCodes codes = engine->EncodeCodes(target, options.ecache).value();
-  const TokenMapping mapping = MapTokens(codes, reference.codes, options.mapping).value();
+  const auto [engine, reference, target, options, mapping] = MakeGatheredHit();
   SamplingOptions sampling;
   sampling.max_tokens = 12;
   const GenerateResult want = engine->Generate(target, &reference, options, sampling).value();
@@ -177,13 +193,7 @@ class LayerByLayer : public GatheredLayerSource {
 };
 
 TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
-  const Model& model = AustenModel();
-  auto engine = Engine::Create(&model).value();
-  const Reference reference = engine->BuildReference(Encode(kReference)).value();
-  const std::vector<int32_t> target = Encode(kParaphrase);
-  const ReuseOptions options = NoBypass();
-  const TokenMapping mapping =
-      MapTokens(engine->EncodeCodes(target, options.ecache).value(), reference.codes, options.mapping).value();
+  const auto [engine, reference, target, options, mapping] = MakeGatheredHit();
   SamplingOptions sampling;
   sampling.max_tokens = 12;
   const GenerateResult want =
@@ -191,7 +201,7 @@ TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
           .value();
   LayerByLayer layers(GatherLikeACacheNode(reference.kv, mapping), /*fail_at=*/-1);
   const GenerateResult got = engine->GenerateGathered(target, mapping, &layers, options, sampling).value();
-  std::vector<int64_t> in_order(static_cast<size_t>(model.num_layers()));
+  std::vector<int64_t> in_order(static_cast<size_t>(AustenModel().num_layers()));
   for (size_t l = 0; l < in_order.size(); ++l) in_order[l] = static_cast<int64_t>(l);
   EXPECT_EQ(layers.asked, in_order);
   EXPECT_TRUE(at::equal(got.prefill.logits, want.prefill.logits));
@@ -239,13 +249,7 @@ TEST(EngineTest, AMissYieldsItsPromptAsAReferenceWithoutASecondPrefill) {
 }
 
 TEST(EngineTest, GatheredKvOfTheWrongShapeIsRefused) {
-  const Model& model = AustenModel();
-  auto engine = Engine::Create(&model).value();
-  const Reference reference = engine->BuildReference(Encode(kReference)).value();
-  const std::vector<int32_t> target = Encode(kParaphrase);
-  const ReuseOptions options = NoBypass();
-  const TokenMapping mapping =
-      MapTokens(engine->EncodeCodes(target, options.ecache).value(), reference.codes, options.mapping).value();
+  const auto [engine, reference, target, options, mapping] = MakeGatheredHit();
   KVCache short_cache = GatherLikeACacheNode(reference.kv, mapping);
   short_cache.layers.pop_back();
   EXPECT_EQ(engine->PrefillGathered(target, mapping, std::move(short_cache), options).status().code(),
