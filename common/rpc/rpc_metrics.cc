@@ -2,6 +2,30 @@
 
 namespace semshare {
 
+const prometheus::Histogram::BucketBoundaries& RequestSecondsBuckets() {
+  static const prometheus::Histogram::BucketBoundaries buckets = {.005, .01, .025, .05, .1, .25, .5,
+                                                                   1,    2.5, 5,    10,  25, 60};
+  return buckets;
+}
+
+const prometheus::Histogram::BucketBoundaries& FineSecondsBuckets() {
+  static const prometheus::Histogram::BucketBoundaries buckets = [] {
+    prometheus::Histogram::BucketBoundaries b = {.0005, .001, .0025};
+    b.insert(b.end(), RequestSecondsBuckets().begin(), RequestSecondsBuckets().end());
+    return b;
+  }();
+  return buckets;
+}
+
+prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+prometheus::Counter& UnlabelledCounter(prometheus::Registry& registry, const std::string& name,
+                                       const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
+
 RpcMetrics::RpcMetrics(prometheus::Registry& registry, const std::string& prefix)
     : rpcs_(prometheus::BuildCounter()
                 .Name(prefix + "_rpcs_total")

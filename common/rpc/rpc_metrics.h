@@ -3,6 +3,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -27,6 +28,16 @@ class RpcMetrics {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_seconds_;
 };
+
+// Request-scale seconds, 5 ms to 60 s (the catalogue's TTFT and latency buckets).
+const prometheus::Histogram::BucketBoundaries& RequestSecondsBuckets();
+// The same from 0.5 ms, for what can take less than a millisecond (stages, transfers).
+const prometheus::Histogram::BucketBoundaries& FineSecondsBuckets();
+
+// A family with one series and no labels.
+prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name, const std::string& help);
+prometheus::Counter& UnlabelledCounter(prometheus::Registry& registry, const std::string& name,
+                                       const std::string& help);
 
 // Runs `body` (returning absl::Status) as one call of `method` and records it with
 // `metrics->RecordRpc(method, code name, seconds)`; `metrics` may be null. The one way every

@@ -1,24 +1,6 @@
 #include "inference_worker/service/worker_metrics.h"
 
 namespace semshare::worker {
-namespace {
-
-const prometheus::Histogram::BucketBoundaries& SecondsBuckets() {
-  static const prometheus::Histogram::BucketBoundaries buckets = {.0005, .001, .0025, .005, .01, .025, .05, .1,
-                                                                   .25,   .5,   1,     2.5,  5,   10,   25,  60};
-  return buckets;
-}
-
-prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
-}
-
-prometheus::Counter& UnlabelledCounter(prometheus::Registry& registry, const std::string& name,
-                                       const std::string& help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
-}
-
-}  // namespace
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
     : requests_(prometheus::BuildCounter()
@@ -37,7 +19,7 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                             .Name("semshare_worker_kv_fetch_seconds")
                             .Help("Duration of each FetchKV transfer")
                             .Register(registry)
-                            .Add({}, SecondsBuckets())),
+                            .Add({}, FineSecondsBuckets())),
       local_cache_bytes_(UnlabelledGauge(registry, "semshare_worker_local_cache_bytes",
                                          "KV bytes held by the local reference cache")),
       local_cache_references_(UnlabelledGauge(registry, "semshare_worker_local_cache_references",

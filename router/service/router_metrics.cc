@@ -5,23 +5,6 @@
 namespace semshare::router {
 namespace {
 
-// Request-scale seconds (the catalogue's TTFT and latency buckets).
-const prometheus::Histogram::BucketBoundaries& SecondsBuckets() {
-  static const prometheus::Histogram::BucketBoundaries buckets = {.005, .01, .025, .05, .1, .25, .5,
-                                                                   1,    2.5, 5,    10,  25, 60};
-  return buckets;
-}
-
-// Stages can be sub-millisecond (tokenize, search); below that, the request buckets.
-const prometheus::Histogram::BucketBoundaries& StageBuckets() {
-  static const prometheus::Histogram::BucketBoundaries buckets = [] {
-    prometheus::Histogram::BucketBoundaries b = {.0005, .001, .0025};
-    b.insert(b.end(), SecondsBuckets().begin(), SecondsBuckets().end());
-    return b;
-  }();
-  return buckets;
-}
-
 // 0.05, 0.10, ..., 1.0: similarities and shares.
 prometheus::Histogram::BucketBoundaries ShareBuckets() {
   prometheus::Histogram::BucketBoundaries buckets;
@@ -66,16 +49,9 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry)
                  .Name("semshare_router_stage_seconds")
                  .Help("Time of each stage of served requests (tokenize, search, fetch, recompute, decode)")
                  .Register(registry)),
-      in_flight_(prometheus::BuildGauge()
-                     .Name("semshare_router_in_flight_requests")
-                     .Help("Generate requests being served")
-                     .Register(registry)
-                     .Add({})),
-      worker_retries_(prometheus::BuildCounter()
-                          .Name("semshare_router_worker_retries_total")
-                          .Help("Requests retried on another worker")
-                          .Register(registry)
-                          .Add({})),
+      in_flight_(UnlabelledGauge(registry, "semshare_router_in_flight_requests", "Generate requests being served")),
+      worker_retries_(UnlabelledCounter(registry, "semshare_router_worker_retries_total",
+                                        "Requests retried on another worker")),
       shard_up_(prometheus::BuildGauge()
                     .Name("semshare_router_shard_up")
                     .Help("1 when the router's last call to the shard succeeded")
@@ -92,8 +68,8 @@ void RouterMetrics::RecordRequest(const std::string& tenant, const absl::StatusO
   requests_.Add({{"tenant", tenant}, {"outcome", outcome}}).Increment();
   if (best_similarity.has_value()) similarity_.Observe(*best_similarity);
   if (!stats.ok()) return;
-  ttft_.Add({{"outcome", outcome}}, SecondsBuckets()).Observe(stats->ttft_ms() / 1e3);
-  duration_.Add({{"outcome", outcome}}, SecondsBuckets()).Observe(stats->latency_ms() / 1e3);
+  ttft_.Add({{"outcome", outcome}}, RequestSecondsBuckets()).Observe(stats->ttft_ms() / 1e3);
+  duration_.Add({{"outcome", outcome}}, RequestSecondsBuckets()).Observe(stats->latency_ms() / 1e3);
   if (stats->cache_hit()) {
     recompute_share_.Observe(stats->recompute_share());
     kv_kept_share_.Observe(stats->kv_kept_share());
@@ -102,7 +78,7 @@ void RouterMetrics::RecordRequest(const std::string& tenant, const absl::StatusO
   for (const auto& [stage, ms] : {std::pair{"tokenize", stages.tokenize_ms()}, std::pair{"search", stages.search_ms()},
                                   std::pair{"fetch", stages.fetch_ms()}, std::pair{"recompute", stages.recompute_ms()},
                                   std::pair{"decode", stages.decode_ms()}}) {
-    stage_.Add({{"stage", stage}}, StageBuckets()).Observe(ms / 1e3);
+    stage_.Add({{"stage", stage}}, FineSecondsBuckets()).Observe(ms / 1e3);
   }
 }
 
