@@ -629,7 +629,9 @@ absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, co
 
 absl::StatusOr<double> Engine::ContinuationNll(PrefillOutcome* prefill,
                                                const std::vector<int32_t>& continuation,
-                                               const ReuseOptions& options) const {
+                                               const ReuseOptions& options,
+                                               std::vector<int32_t>* top1) const {
+  if (top1 != nullptr) top1->clear();
   if (continuation.empty()) return absl::InvalidArgumentError("empty continuation");
   double nll = 0;
   at::Tensor logits = prefill->logits;
@@ -640,6 +642,7 @@ absl::StatusOr<double> Engine::ContinuationNll(PrefillOutcome* prefill,
         return absl::InvalidArgumentError(absl::StrCat("continuation token ", token, " outside the vocabulary"));
       }
       nll -= at::log_softmax(logits.to(at::kFloat), 0)[token].item<double>();
+      if (top1 != nullptr) top1->push_back(static_cast<int32_t>(logits.argmax().item<int64_t>()));
       if (t + 1 == continuation.size()) break;
       logits = model_->DecodeStep(token, prefill->prompt_tokens + static_cast<int64_t>(t), &prefill->cache,
                                   &prefill->stats);

@@ -174,10 +174,12 @@ class Engine {
                                           const ReuseOptions& options) const;
 
   // Mean negative log-likelihood of `continuation` following the prompt, decoding from the
-  // prefilled cache (with decode-time eviction when the retention options ask for it).
-  absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill,
-                                         const std::vector<int32_t>& continuation,
-                                         const ReuseOptions& options) const;
+  // prefilled cache (with decode-time eviction when the retention options ask for it). When
+  // `top1` is given it receives, for each continuation token, the model's most likely token
+  // at that step (teacher forcing: the next step is fed the continuation's token).
+  absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill, const std::vector<int32_t>& continuation,
+                                         const ReuseOptions& options,
+                                         std::vector<int32_t>* top1 = nullptr) const;
 
   // Codes of a prompt under `ecache` (the router's and the cache node's view of a prompt).
   absl::StatusOr<TokenCodes> EncodeCodes(const std::vector<int32_t>& ids, const ECacheOptions& ecache,

@@ -56,6 +56,13 @@ double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t
   return 2 * precision * recall / (precision + recall);
 }
 
+int64_t SamePrefixTokens(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t limit = std::min(a.size(), b.size());
+  size_t same = 0;
+  while (same < limit && a[same] == b[same]) ++same;
+  return static_cast<int64_t>(same);
+}
+
 absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
   SEMSHARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   std::vector<EvalPair> pairs;
@@ -89,7 +96,7 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
   full.retention = RetentionOptions{};
 
   Json rows = Json::MakeArray();
-  std::vector<double> rouge, ppl, recompute, kept, rouge_all, ppl_all;
+  std::vector<double> rouge, ppl, top1, recompute, kept, rouge_all, ppl_all, top1_all;
   int64_t hits = 0;
   int64_t count = 0;
   for (const EvalPair& pair : pairs) {
@@ -110,6 +117,16 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome method_prefill, engine.Prefill(target_ids, &reference, reuse));
     SEMSHARE_ASSIGN_OR_RETURN(double method_nll, engine.ContinuationNll(&method_prefill, continuation, reuse));
 
+    // Teacher-forced along full's greedy tokens, from a fresh prefill (decoding changes a cache).
+    double top1_agree = 1.0;
+    if (!baseline.tokens.empty()) {
+      SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome forced_prefill, engine.Prefill(target_ids, &reference, reuse));
+      std::vector<int32_t> top1;
+      SEMSHARE_RETURN_IF_ERROR(engine.ContinuationNll(&forced_prefill, baseline.tokens, reuse, &top1).status());
+      int64_t same = 0;
+      for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == baseline.tokens[t] ? 1 : 0;
+      top1_agree = static_cast<double>(same) / static_cast<double>(baseline.tokens.size());
+    }
     const double rouge_l = RougeLF1(served.tokens, baseline.tokens);
     const double ppl_ratio = std::exp(method_nll - full_nll);
     const bool hit = served.prefill.hit;
@@ -120,7 +137,9 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     row["similarity"] = served.prefill.similarity;
     row["hit"] = hit;
     row["rouge_l"] = rouge_l;
+    row["same_prefix_tokens"] = SamePrefixTokens(served.tokens, baseline.tokens);
     row["ppl_ratio"] = ppl_ratio;
+    row["top1_agree"] = top1_agree;
     row["first_token_agree"] = !served.tokens.empty() && !baseline.tokens.empty() &&
                                served.tokens.front() == baseline.tokens.front();
     row["recompute_share"] = served.prefill.recompute_share;
@@ -131,10 +150,12 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     rows.push_back(row);
     rouge_all.push_back(rouge_l);
     ppl_all.push_back(ppl_ratio);
+    top1_all.push_back(top1_agree);
     if (hit) {
       ++hits;
       rouge.push_back(rouge_l);
       ppl.push_back(ppl_ratio);
+      top1.push_back(top1_agree);
       recompute.push_back(served.prefill.recompute_share);
       kept.push_back(served.kv_kept_share);
     }
@@ -146,10 +167,12 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
   summary["means_over"] = "hits";
   summary["rouge_l_mean"] = Mean(rouge);
   summary["ppl_ratio_mean"] = Mean(ppl);
+  summary["top1_agree_mean"] = Mean(top1);
   summary["recompute_share_mean"] = Mean(recompute);
   summary["kv_kept_share_mean"] = Mean(kept);
   summary["rouge_l_mean_all_pairs"] = Mean(rouge_all);
   summary["ppl_ratio_mean_all_pairs"] = Mean(ppl_all);
+  summary["top1_agree_mean_all_pairs"] = Mean(top1_all);
   Json out;
   out["pairs"] = rows;
   out["summary"] = summary;

@@ -15,6 +15,9 @@ namespace semshare {
 // ROUGE-L F1 between two token sequences (longest common subsequence). 1.0 when both are empty.
 double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t>& reference);
 
+// How many leading tokens two sequences share (the index of the first difference).
+int64_t SamePrefixTokens(const std::vector<int32_t>& a, const std::vector<int32_t>& b);
+
 struct EvalPair {
   std::string id;
   std::string reference;
@@ -32,7 +35,11 @@ struct FidelityOptions {
 };
 
 // For every pair: prefill the reference, serve the target with `reuse`, compare 64 greedy
-// tokens with full prefill's (ROUGE-L) and the continuation's perplexity under both caches.
+// tokens with full prefill's (ROUGE-L, and same_prefix_tokens before the first difference) and
+// the continuation's perplexity under both caches. top1_agree is the share of full's greedy
+// tokens that are also the served cache's most likely token when fed full's tokens (teacher
+// forcing): greedy ROUGE-L compounds one early flip over the rest of the text, top1_agree
+// counts each step once, so it separates configurations with less noise.
 // Returns {"pairs": [...], "summary": {...}}; the summary means are over hits.
 absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPair>& pairs,
                                  const ReuseOptions& reuse, const FidelityOptions& options);

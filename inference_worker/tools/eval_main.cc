@@ -34,21 +34,23 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse) {
   absl::StatusOr<Json> result = RunFidelity(engine, *pairs, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
-  std::string table = absl::StrFormat("%-8s %6s %5s %7s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
-                                      "ppl_x", "recompute", "kv_kept", "first");
+  std::string table = absl::StrFormat("%-8s %6s %5s %7s %6s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
+                                      "top1", "ppl_x", "recompute", "kv_kept", "first");
   for (const Json& row : (*result)["pairs"].array_items()) {
-    table += absl::StrFormat("%-8s %6.3f %5s %7.3f %7.3f %9.3f %9.3f %7s\n", row["id"].string_value(),
+    table += absl::StrFormat("%-8s %6.3f %5s %7.3f %6.3f %7.3f %9.3f %9.3f %7s\n", row["id"].string_value(),
                              row["similarity"].number_value(), row["hit"].bool_value() ? "yes" : "no",
-                             row["rouge_l"].number_value(), row["ppl_ratio"].number_value(),
+                             row["rouge_l"].number_value(), row["top1_agree"].number_value(),
+                             row["ppl_ratio"].number_value(),
                              row["recompute_share"].number_value(), row["kv_kept_share"].number_value(),
                              row["first_token_agree"].bool_value() ? "same" : "diff");
   }
   const Json& s = (*result)["summary"];
   table += absl::StrFormat(
-      "hits %d/%d (hit_rate %.2f); over hits: rouge_l_mean %.3f ppl_ratio_mean %.3f "
+      "hits %d/%d (hit_rate %.2f); over hits: rouge_l_mean %.3f top1_agree_mean %.3f ppl_ratio_mean %.3f "
       "recompute_share_mean %.3f kv_kept_share_mean %.3f\n",
       static_cast<int>(s["hits"].number_value()), static_cast<int>(s["pairs"].number_value()),
-      s["hit_rate"].number_value(), s["rouge_l_mean"].number_value(), s["ppl_ratio_mean"].number_value(),
+      s["hit_rate"].number_value(), s["rouge_l_mean"].number_value(), s["top1_agree_mean"].number_value(),
+      s["ppl_ratio_mean"].number_value(),
       s["recompute_share_mean"].number_value(), s["kv_kept_share_mean"].number_value());
   return EmitResult(*result, table);
 }

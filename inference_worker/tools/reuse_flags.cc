@@ -35,6 +35,7 @@ ABSL_FLAG(double, r_min, 0.1, "exp_decay: floor of the kept share");
 ABSL_FLAG(double, kv_budget, 0.55, "snapkv/h2o/tova/streaming/pyramid: share of KV kept");
 ABSL_FLAG(int64_t, sink_tokens, 4, "retention: attention sinks always kept");
 ABSL_FLAG(int64_t, recent_window, 32, "retention: most recent tokens always kept");
+ABSL_FLAG(int64_t, observation_window, 32, "retention: the last prompt queries whose attention ranks tokens");
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
 
 namespace semshare {
@@ -50,6 +51,7 @@ absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags() {
   options.retention.budget_share = absl::GetFlag(FLAGS_kv_budget);
   options.retention.sink_tokens = absl::GetFlag(FLAGS_sink_tokens);
   options.retention.recent_window = absl::GetFlag(FLAGS_recent_window);
+  options.observation_window = absl::GetFlag(FLAGS_observation_window);
   options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
   options.recompute.hd_share = absl::GetFlag(FLAGS_hd_share);
   options.recompute.decay = absl::GetFlag(FLAGS_recompute_decay);
