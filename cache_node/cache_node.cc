@@ -41,9 +41,9 @@ class CacheNodeImpl final : public CacheNode {
   absl::Status Load() {
     std::vector<StoredReference> stored;
     std::vector<std::string> corrupt;
-    SEMSHARE_RETURN_IF_ERROR(store_->Scan(
-        [&](StoredReference r) { stored.push_back(std::move(r)); },
-        [&](const std::string& key, const absl::Status&) { corrupt.push_back(key); }));
+    SEMSHARE_RETURN_IF_ERROR(
+        store_->Scan([&](StoredReference r) { stored.push_back(std::move(r)); },
+                     [&](const std::string& key, const absl::Status&) { corrupt.push_back(key); }));
     for (const std::string& key : corrupt) SEMSHARE_RETURN_IF_ERROR(store_->Delete(key, -1));
     // Least recently used first, so the budget's order continues where it stopped.
     std::sort(stored.begin(), stored.end(), [](const StoredReference& a, const StoredReference& b) {
@@ -68,8 +68,8 @@ class CacheNodeImpl final : public CacheNode {
       }
       const uint64_t uid = next_uid_++;
       AddEntryLocked(uid, r.scope, r.reference_id, r.meta);
-      by_scope[scope_key].push_back(
-          IndexedReference{uid, r.reference_id, std::move(r.codes.codes), std::move(r.codes.sketch)});
+      by_scope[scope_key].push_back(IndexedReference{uid, r.reference_id, std::move(r.codes.codes),
+                                                     std::move(r.codes.sketch)});
     }
     for (auto& [scope_key, references] : by_scope) {
       ScopeState& scope = scopes_[scope_key];
@@ -108,12 +108,12 @@ class CacheNodeImpl final : public CacheNode {
       }
       SEMSHARE_RETURN_IF_ERROR(budget_.CheckFits(meta.bytes, reference.tenant_byte_budget));
       // Evict first, so the stored bytes never exceed the budgets.
-      SEMSHARE_RETURN_IF_ERROR(RemoveLocked(
-          budget_.VictimsFor(scope.tenant, meta.bytes, reference.tenant_byte_budget), Removal::kEvicted));
+      SEMSHARE_RETURN_IF_ERROR(
+          RemoveLocked(budget_.VictimsFor(scope.tenant, meta.bytes, reference.tenant_byte_budget),
+                       Removal::kEvicted));
     }
     SEMSHARE_RETURN_IF_ERROR(PersistLastUse());
-    SEMSHARE_RETURN_IF_ERROR(
-        store_->Put(key, meta, codes, reference.token_ids, reference.layers));
+    SEMSHARE_RETURN_IF_ERROR(store_->Put(key, meta, codes, reference.token_ids, reference.layers));
 
     absl::MutexLock lock(&mu_);
     ScopeState& state = scopes_[scope_key];
@@ -132,8 +132,7 @@ class CacheNodeImpl final : public CacheNode {
   }
 
   absl::StatusOr<FindResult> FindSimilar(const ReferenceScope& scope, const TokenCodes& target,
-                                         absl::Span<const float> sketch,
-                                         int32_t top_k) override {
+                                         absl::Span<const float> sketch, int32_t top_k) override {
     SEMSHARE_RETURN_IF_ERROR(CheckScope(scope));
     SEMSHARE_RETURN_IF_ERROR(CheckTokenCodes(target, "target"));
     if (top_k <= 0) return absl::InvalidArgumentError(absl::StrCat("top_k = ", top_k, " <= 0"));

@@ -90,11 +90,11 @@ struct NodeStats {
 
 struct CacheNodeOptions {
   std::string data_dir;
-  bool sync_writes = false;          // WAL always on; fsync per write when sync_writes
-  int64_t capacity_bytes = 0;        // > 0 required
+  bool sync_writes = false;           // WAL always on; fsync per write when sync_writes
+  int64_t capacity_bytes = 0;         // > 0 required
   int64_t tenant_capacity_bytes = 0;  // 0 = only the total budget
-  int32_t candidates = 16;           // FAISS candidates scored per FindSimilar
-  MappingOptions mapping;            // must match the engine's, so best_mapping is its mapping
+  int32_t candidates = 16;            // FAISS candidates scored per FindSimilar
+  MappingOptions mapping;             // must match the engine's, so best_mapping is its mapping
 
   absl::Status Validate() const;
 };
@@ -112,8 +112,7 @@ class CacheNode {
 
   virtual absl::StatusOr<FindResult> FindSimilar(const ReferenceScope& scope,
                                                  const TokenCodes& target,
-                                                 absl::Span<const float> sketch,
-                                                 int32_t top_k) = 0;
+                                                 absl::Span<const float> sketch, int32_t top_k) = 0;
 
   // Streams the reference's KV gathered into target order, layer by layer. source[i] =
   // reference token for target token i (FindResult::best_mapping.source). token_subsets:

@@ -57,9 +57,8 @@ absl::Status LruBudget::CheckFits(int64_t bytes, int64_t tenant_budget) const {
   }
   const int64_t tenant_capacity = TenantCapacity(tenant_budget);
   if (tenant_capacity > 0 && bytes > tenant_capacity) {
-    return absl::ResourceExhaustedError(absl::StrCat("reference of ", bytes,
-                                                     " bytes exceeds the tenant capacity of ",
-                                                     tenant_capacity));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "reference of ", bytes, " bytes exceeds the tenant capacity of ", tenant_capacity));
   }
   return absl::OkStatus();
 }

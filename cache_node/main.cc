@@ -23,18 +23,21 @@ ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster 
 ABSL_FLAG(int64_t, max_message_bytes, semshare::kDefaultMaxMessageBytes,
           "largest gRPC message accepted (larger: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int32_t, candidates, 16, "similarity-index candidates scored per FindSimilar");
-ABSL_FLAG(double, distance_norm, 30.0, "mapping: similarity = 1 - mean(min(d / distance_norm, 1)) (as the engine's)");
-ABSL_FLAG(int32_t, unmatched_radius, 24, "mapping: tokens farther than this many bits are unmatched (as the engine's)");
+ABSL_FLAG(double, distance_norm, 30.0,
+          "mapping: similarity = 1 - mean(min(d / distance_norm, 1)) (as the engine's)");
+ABSL_FLAG(int32_t, unmatched_radius, 24,
+          "mapping: tokens farther than this many bits are unmatched (as the engine's)");
 
 namespace semshare::cache_node {
 namespace {
 
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
-  if (absl::Status s = RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
-                                     {"data-dir", absl::GetFlag(FLAGS_data_dir)},
-                                     {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
-                                     {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}});
+  if (absl::Status s =
+          RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
+                        {"data-dir", absl::GetFlag(FLAGS_data_dir)},
+                        {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)},
+                        {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)}});
       !s.ok()) {
     return Fail(s);
   }
@@ -47,7 +50,8 @@ int Run() {
   options.mapping.distance_norm = absl::GetFlag(FLAGS_distance_norm);
   options.mapping.unmatched_radius = absl::GetFlag(FLAGS_unmatched_radius);
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
-  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
+  absl::StatusOr<ClusterToken> token =
+      ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
   if (!token.ok()) return Fail(token.status());
   CacheNodeServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -69,10 +73,12 @@ int Run() {
   if (!server.ok()) return Fail(server.status());
 
   const NodeStats stats = (*node)->Stats();
-  std::printf("semshare-cache-node ready: listen=%s port=%d metrics_port=%d references=%lld bytes=%lld data_dir=%s\n",
-              (*server)->address().c_str(), (*server)->port(),
-              (*endpoint)->port(), static_cast<long long>(stats.references),
-              static_cast<long long>(stats.bytes), options.data_dir.c_str());
+  std::printf(
+      "semshare-cache-node ready: listen=%s port=%d metrics_port=%d references=%lld bytes=%lld "
+      "data_dir=%s\n",
+      (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
+      static_cast<long long>(stats.references), static_cast<long long>(stats.bytes),
+      options.data_dir.c_str());
   std::fflush(stdout);
 
   const int signal_number = WaitForShutdownSignal(signals);

@@ -1,17 +1,17 @@
 #include "cache_node/reference_index.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <exception>
 #include <limits>
 
-#include <omp.h>
-
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "faiss/impl/IDSelector.h"
 #include "faiss/IndexIDMap.h"
 #include "faiss/IndexLSH.h"
+#include "faiss/impl/IDSelector.h"
 
 namespace semshare::cache_node {
 namespace {
@@ -51,10 +51,10 @@ absl::Status CheckCodes(const TokenCodes& codes, int32_t bits, absl::string_view
 absl::Status ReferenceIndexOptions::Validate() const {
   if (sketch_dim <= 0 || code_bits <= 0 || lsh_bits <= 0 || sample_tokens <= 0 ||
       max_exact_mappings <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "reference index: sketch_dim (", sketch_dim, "), code_bits (", code_bits,
-        "), lsh_bits (", lsh_bits, "), sample_tokens (", sample_tokens,
-        ") and max_exact_mappings (", max_exact_mappings, ") must all be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("reference index: sketch_dim (", sketch_dim, "), code_bits (", code_bits,
+                     "), lsh_bits (", lsh_bits, "), sample_tokens (", sample_tokens,
+                     ") and max_exact_mappings (", max_exact_mappings, ") must all be > 0"));
   }
   return mapping.Validate();
 }
@@ -112,8 +112,8 @@ absl::Status ReferenceIndex::Add(std::vector<IndexedReference> references) {
   for (const IndexedReference& r : references) {
     SEMSHARE_RETURN_IF_ERROR(CheckCodes(r.codes, options_.code_bits, "reference"));
     if (static_cast<int64_t>(r.sketch.size()) != options_.sketch_dim) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "reference sketch has ", r.sketch.size(), " values, the model's ", options_.sketch_dim));
+      return absl::InvalidArgumentError(absl::StrCat("reference sketch has ", r.sketch.size(),
+                                                     " values, the model's ", options_.sketch_dim));
     }
     sketches.insert(sketches.end(), r.sketch.begin(), r.sketch.end());
     ids.push_back(static_cast<FaissId>(r.uid));
@@ -156,8 +156,7 @@ absl::Status ReferenceIndex::Remove(absl::Span<const uint64_t> uids) {
 
 absl::StatusOr<IndexSearchResult> ReferenceIndex::Search(const TokenCodes& target,
                                                          absl::Span<const float> sketch,
-                                                         int32_t top_k,
-                                                         int32_t candidates) const {
+                                                         int32_t top_k, int32_t candidates) const {
   SEMSHARE_RETURN_IF_ERROR(CheckCodes(target, options_.code_bits, "target"));
   if (static_cast<int64_t>(sketch.size()) != options_.sketch_dim) {
     return absl::InvalidArgumentError(absl::StrCat("target sketch has ", sketch.size(),
@@ -177,8 +176,8 @@ absl::StatusOr<IndexSearchResult> ReferenceIndex::Search(const TokenCodes& targe
   IndexSearchResult result;
   absl::ReaderMutexLock lock(&mu_);
   if (entries_.empty()) return result;
-  const int64_t k = std::min<int64_t>(std::max(candidates, top_k),
-                                      static_cast<int64_t>(entries_.size()));
+  const int64_t k =
+      std::min<int64_t>(std::max(candidates, top_k), static_cast<int64_t>(entries_.size()));
   std::vector<float> distances(k);
   std::vector<FaissId> labels(k, -1);
   try {

@@ -72,9 +72,8 @@ class ReferenceIndex {
 
   // FAISS proposes `candidates` references by sketch; a sample of target tokens ranks them;
   // MapTokens maps the best. Empty when the index is.
-  absl::StatusOr<IndexSearchResult> Search(const TokenCodes& target,
-                                           absl::Span<const float> sketch, int32_t top_k,
-                                           int32_t candidates) const;
+  absl::StatusOr<IndexSearchResult> Search(const TokenCodes& target, absl::Span<const float> sketch,
+                                           int32_t top_k, int32_t candidates) const;
 
   int64_t size() const;
 

@@ -50,7 +50,8 @@ std::string ReferenceKey(const ReferenceScope& scope, absl::string_view referenc
 std::string KvKey(absl::string_view reference_key, int32_t layer, KvPart part) {
   std::string key(reference_key);
   const auto l = static_cast<uint32_t>(layer);
-  for (int shift = 24; shift >= 0; shift -= 8) key.push_back(static_cast<char>((l >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    key.push_back(static_cast<char>((l >> shift) & 0xff));
   key.push_back(static_cast<char>(part));
   return key;
 }

@@ -45,7 +45,8 @@ class Reader {
     uint32_t stored;
     std::memcpy(&stored, in_.data() + in_.size() - 4, 4);
     in_.remove_suffix(4);
-    if (Crc32c(in_) != stored) return absl::DataLossError(absl::StrCat(what, " record checksum mismatch"));
+    if (Crc32c(in_) != stored)
+      return absl::DataLossError(absl::StrCat(what, " record checksum mismatch"));
     return absl::OkStatus();
   }
   bool U8(uint8_t* v) { return Raw(v, 1); }
@@ -98,8 +99,8 @@ class RocksReferenceStore final : public ReferenceStore {
     delete db_;
   }
 
-  absl::Status Put(const std::string& key, const ReferenceMeta& meta,
-                   const ReferenceCodes& codes, absl::Span<const int32_t> token_ids,
+  absl::Status Put(const std::string& key, const ReferenceMeta& meta, const ReferenceCodes& codes,
+                   absl::Span<const int32_t> token_ids,
                    const std::vector<LayerKV>& layers) override {
     rocksdb::WriteBatch batch;
     SEMSHARE_RETURN_IF_ERROR(
@@ -119,7 +120,8 @@ class RocksReferenceStore final : public ReferenceStore {
             "batch"));
       }
     }
-    SEMSHARE_RETURN_IF_ERROR(FromRocks(batch.Put(meta_cf(), key, EncodeReferenceMeta(meta)), "batch"));
+    SEMSHARE_RETURN_IF_ERROR(
+        FromRocks(batch.Put(meta_cf(), key, EncodeReferenceMeta(meta)), "batch"));
     return FromRocks(db_->Write(write_options_, &batch), "write reference");
   }
 
@@ -136,7 +138,8 @@ class RocksReferenceStore final : public ReferenceStore {
     if (updates.empty()) return absl::OkStatus();
     rocksdb::WriteBatch batch;
     for (const auto& [key, meta] : updates) {
-      SEMSHARE_RETURN_IF_ERROR(FromRocks(batch.Put(meta_cf(), key, EncodeReferenceMeta(meta)), "batch"));
+      SEMSHARE_RETURN_IF_ERROR(
+          FromRocks(batch.Put(meta_cf(), key, EncodeReferenceMeta(meta)), "batch"));
     }
     return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "update meta");
   }
@@ -148,14 +151,14 @@ class RocksReferenceStore final : public ReferenceStore {
     // checksum would read the same bytes a second time.
     read.verify_checksums = false;
     read.fill_cache = false;
-    SEMSHARE_RETURN_IF_ERROR(FromRocks(
-        db_->Get(read, kv_cf(), KvKey(reference_key, layer, part), buffer), "read kv"));
+    SEMSHARE_RETURN_IF_ERROR(
+        FromRocks(db_->Get(read, kv_cf(), KvKey(reference_key, layer, part), buffer), "read kv"));
     return DecodeTensorBlobView(*buffer);
   }
 
-  absl::Status Scan(const std::function<void(StoredReference)>& on_reference,
-                    const std::function<void(const std::string&, const absl::Status&)>&
-                        on_corrupt) override {
+  absl::Status Scan(
+      const std::function<void(StoredReference)>& on_reference,
+      const std::function<void(const std::string&, const absl::Status&)>& on_corrupt) override {
     rocksdb::ReadOptions read;
     read.fill_cache = false;
     read.readahead_size = 4 << 20;
@@ -165,7 +168,7 @@ class RocksReferenceStore final : public ReferenceStore {
     codes->SeekToFirst();
     // Both families hold the same keys (written in one batch); walk them in step.
     while (metas->Valid() || codes->Valid()) {
-      const int order = !metas->Valid()  ? 1
+      const int order = !metas->Valid()   ? 1
                         : !codes->Valid() ? -1
                                           : metas->key().compare(codes->key());
       if (order != 0) {

@@ -32,8 +32,8 @@ absl::Status CheckBlob(const TensorBlob& blob, int64_t num_tokens, absl::string_
 }  // namespace
 
 ModelLayout ModelLayout::Of(const ReferenceMeta& meta, const ReferenceCodes& codes) {
-  return ModelLayout{meta.num_layers, meta.dtype, meta.kv_heads, meta.head_dim,
-                     codes.codes.nbits, static_cast<int32_t>(codes.sketch.size())};
+  return ModelLayout{meta.num_layers, meta.dtype,        meta.kv_heads,
+                     meta.head_dim,   codes.codes.nbits, static_cast<int32_t>(codes.sketch.size())};
 }
 
 absl::Status CheckScope(const ReferenceScope& scope) {
@@ -43,12 +43,13 @@ absl::Status CheckScope(const ReferenceScope& scope) {
 }
 
 absl::Status CheckTokenCodes(const TokenCodes& codes, absl::string_view what) {
-  if (codes.nbits <= 0) return absl::InvalidArgumentError(absl::StrCat(what, " codes have no bits"));
+  if (codes.nbits <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(what, " codes have no bits"));
   if (codes.size() == 0) return absl::InvalidArgumentError(absl::StrCat(what, " codes are empty"));
   if (codes.words.size() != static_cast<size_t>(codes.size() * codes.words_per_code())) {
     return absl::InvalidArgumentError(absl::StrCat(what, " codes: ", codes.words.size(),
-                                                   " words is not a whole number of ",
-                                                   codes.nbits, "-bit codes"));
+                                                   " words is not a whole number of ", codes.nbits,
+                                                   "-bit codes"));
   }
   return absl::OkStatus();
 }
@@ -63,8 +64,8 @@ absl::StatusOr<ModelLayout> CheckNewReference(const NewReference& reference) {
   if (n == 0) return absl::InvalidArgumentError("empty prompt (no token ids)");
   if (absl::Status s = CheckTokenCodes(reference.codes, "reference"); !s.ok()) return s;
   if (reference.codes.size() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(reference.codes.size(), " token codes for ",
-                                                   n, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(reference.codes.size(), " token codes for ", n, " tokens"));
   }
   if (reference.sketch.empty()) return absl::InvalidArgumentError("empty sketch");
   for (float x : reference.sketch) {
@@ -78,9 +79,9 @@ absl::StatusOr<ModelLayout> CheckNewReference(const NewReference& reference) {
           absl::StrCat("layer ", l, blob == &reference.layers[l].key ? " keys" : " values");
       if (absl::Status s = CheckBlob(*blob, n, what); !s.ok()) return s;
       if (blob->shape != first.shape || blob->dtype != first.dtype) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, " are ", DTypeName(blob->dtype), ShapeString(blob->shape), ", layer 0 keys ",
-            DTypeName(first.dtype), ShapeString(first.shape)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " are ", DTypeName(blob->dtype), ShapeString(blob->shape),
+                         ", layer 0 keys ", DTypeName(first.dtype), ShapeString(first.shape)));
       }
     }
   }
@@ -94,8 +95,8 @@ absl::StatusOr<ModelLayout> CheckNewReference(const NewReference& reference) {
 
 absl::Status CheckSameLayout(const ModelLayout& model, const ModelLayout& incoming) {
   const auto differ = [](absl::string_view what, auto was, auto is) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the model's references have ", was, " ", what, ", this one ", is));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model's references have ", was, " ", what, ", this one ", is));
   };
   if (incoming.num_layers != model.num_layers) {
     return differ("layers", model.num_layers, incoming.num_layers);
@@ -103,8 +104,10 @@ absl::Status CheckSameLayout(const ModelLayout& model, const ModelLayout& incomi
   if (incoming.dtype != model.dtype) {
     return differ("dtype", DTypeName(model.dtype), DTypeName(incoming.dtype));
   }
-  if (incoming.kv_heads != model.kv_heads) return differ("kv heads", model.kv_heads, incoming.kv_heads);
-  if (incoming.head_dim != model.head_dim) return differ("head dim", model.head_dim, incoming.head_dim);
+  if (incoming.kv_heads != model.kv_heads)
+    return differ("kv heads", model.kv_heads, incoming.kv_heads);
+  if (incoming.head_dim != model.head_dim)
+    return differ("head dim", model.head_dim, incoming.head_dim);
   if (incoming.code_bits != model.code_bits) {
     return differ("code bits", model.code_bits, incoming.code_bits);
   }
@@ -119,24 +122,23 @@ absl::Status CheckFetch(absl::Span<const int32_t> source, int64_t num_tokens, in
   if (source.empty()) return absl::InvalidArgumentError("empty source mapping");
   for (size_t i = 0; i < source.size(); ++i) {
     if (source[i] < 0 || source[i] >= num_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat("source[", i, "] = ", source[i],
-                                                     " is outside the reference's ",
-                                                     num_tokens, " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "source[", i, "] = ", source[i], " is outside the reference's ", num_tokens, " tokens"));
     }
   }
   if (token_subsets.empty()) return absl::OkStatus();
   if (static_cast<int64_t>(token_subsets.size()) != num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(token_subsets.size(),
-                                                   " token subsets for ", num_layers, " layers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(token_subsets.size(), " token subsets for ", num_layers, " layers"));
   }
   const auto targets = static_cast<int64_t>(source.size());
   for (size_t l = 0; l < token_subsets.size(); ++l) {
     int64_t previous = -1;
     for (int32_t t : token_subsets[l]) {
       if (t <= previous || t >= targets) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "token subset of layer ", l, " must ascend strictly within [0, ", targets,
-            "), has ", t));
+        return absl::InvalidArgumentError(absl::StrCat("token subset of layer ", l,
+                                                       " must ascend strictly within [0, ", targets,
+                                                       "), has ", t));
       }
       previous = t;
     }

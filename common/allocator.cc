@@ -16,7 +16,8 @@ void ReleaseFreeMemory() {
   int64_t last = last_trim_ms.load(std::memory_order_relaxed);
   constexpr int64_t kMinIntervalMs = 1000;
   if (now_ms - last < kMinIntervalMs) return;
-  if (!last_trim_ms.compare_exchange_strong(last, now_ms, std::memory_order_relaxed)) return;  // another thread trims
+  if (!last_trim_ms.compare_exchange_strong(last, now_ms, std::memory_order_relaxed))
+    return;  // another thread trims
   malloc_trim(0);
 }
 

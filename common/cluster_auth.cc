@@ -25,7 +25,8 @@ absl::StatusOr<ClusterToken> ClusterToken::FromString(absl::string_view token) {
     return absl::InvalidArgumentError("cluster token must be at least 16 characters");
   }
   for (char c : token) {
-    if (c < 0x21 || c > 0x7e) return absl::InvalidArgumentError("cluster token must be printable ASCII");
+    if (c < 0x21 || c > 0x7e)
+      return absl::InvalidArgumentError("cluster token must be printable ASCII");
   }
   return ClusterToken(std::string(token));
 }
@@ -33,7 +34,8 @@ absl::StatusOr<ClusterToken> ClusterToken::FromString(absl::string_view token) {
 absl::StatusOr<ClusterToken> ClusterToken::FromFile(const std::string& path) {
   SEMSHARE_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path));
   absl::StatusOr<ClusterToken> token = FromString(contents);
-  if (!token.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", token.status().message()));
+  if (!token.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", token.status().message()));
   return token;
 }
 
@@ -52,7 +54,8 @@ absl::StatusOr<std::string> AuthenticateTenant(const ClusterToken& token,
                                                const std::string* presented_token,
                                                const std::string* tenant) {
   if (presented_token == nullptr) {
-    return absl::UnauthenticatedError(absl::StrCat("missing ", kClusterTokenMetadataKey, " metadata"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("missing ", kClusterTokenMetadataKey, " metadata"));
   }
   if (!token.Matches(*presented_token)) {
     return absl::UnauthenticatedError(absl::StrCat("wrong ", kClusterTokenMetadataKey));

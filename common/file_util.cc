@@ -17,7 +17,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (!FileExists(path)) return absl::NotFoundError(absl::StrCat("no such file: ", path));
-    return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();

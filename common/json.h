@@ -21,16 +21,16 @@ class Json {
   using Object = std::map<std::string, Json>;
 
   Json() = default;
-  Json(std::nullptr_t) {}  // NOLINT(google-explicit-constructor)
-  Json(bool value) : type_(Type::kBool), bool_(value) {}  // NOLINT
+  Json(std::nullptr_t) {}                                    // NOLINT(google-explicit-constructor)
+  Json(bool value) : type_(Type::kBool), bool_(value) {}     // NOLINT
   Json(int value) : type_(Type::kNumber), number_(value) {}  // NOLINT
-  Json(int64_t value) : type_(Type::kNumber), number_(static_cast<double>(value)) {}  // NOLINT
+  Json(int64_t value) : type_(Type::kNumber), number_(static_cast<double>(value)) {}   // NOLINT
   Json(uint64_t value) : type_(Type::kNumber), number_(static_cast<double>(value)) {}  // NOLINT
-  Json(double value) : type_(Type::kNumber), number_(value) {}  // NOLINT
-  Json(const char* value) : type_(Type::kString), string_(value) {}  // NOLINT
-  Json(std::string value) : type_(Type::kString), string_(std::move(value)) {}  // NOLINT
-  Json(Array value) : type_(Type::kArray), array_(std::move(value)) {}  // NOLINT
-  Json(Object value) : type_(Type::kObject), object_(std::move(value)) {}  // NOLINT
+  Json(double value) : type_(Type::kNumber), number_(value) {}                         // NOLINT
+  Json(const char* value) : type_(Type::kString), string_(value) {}                    // NOLINT
+  Json(std::string value) : type_(Type::kString), string_(std::move(value)) {}         // NOLINT
+  Json(Array value) : type_(Type::kArray), array_(std::move(value)) {}                 // NOLINT
+  Json(Object value) : type_(Type::kObject), object_(std::move(value)) {}              // NOLINT
 
   static Json MakeArray() { return Json(Array{}); }
   static Json MakeObject() { return Json(Object{}); }
@@ -57,7 +57,7 @@ class Json {
   // Null when the key is absent or this is not an object.
   const Json& operator[](const std::string& key) const;
   Json& operator[](const std::string& key);  // Makes this an object if it is null.
-  void push_back(Json value);  // Makes this an array if it is null.
+  void push_back(Json value);                // Makes this an array if it is null.
 
   std::string Dump(int indent = -1) const;
 

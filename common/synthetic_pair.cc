@@ -6,12 +6,14 @@
 
 namespace semshare {
 
-SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size, uint64_t seed,
-                                int32_t bos_id) {
+SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size,
+                                uint64_t seed, int32_t bos_id) {
   std::mt19937_64 rng(seed);
   // Avoid the first ids (BOS/EOS/control tokens in most vocabularies).
   const int32_t low = std::min<int32_t>(16, vocab_size - 1);
-  auto random_token = [&] { return static_cast<int32_t>(low + rng() % static_cast<uint64_t>(vocab_size - low)); };
+  auto random_token = [&] {
+    return static_cast<int32_t>(low + rng() % static_cast<uint64_t>(vocab_size - low));
+  };
   SyntheticPair pair;
   pair.reference.resize(static_cast<size_t>(length));
   for (int32_t& t : pair.reference) t = random_token();
@@ -31,7 +33,8 @@ SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab
   const int64_t swaps = std::max<int64_t>(1, length / 512);
   for (int64_t s = 0; s < swaps && length > 256; ++s) {
     const int64_t span = 16 + static_cast<int64_t>(rng() % 49);
-    const int64_t start = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - 2 * span - 1));
+    const int64_t start =
+        1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(length - 2 * span - 1));
     std::rotate(pair.target.begin() + start, pair.target.begin() + start + span,
                 pair.target.begin() + start + 2 * span);
   }

@@ -16,8 +16,8 @@ struct SyntheticPair {
   std::vector<int32_t> reference;
   std::vector<int32_t> target;
 };
-SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size, uint64_t seed,
-                                int32_t bos_id);
+SyntheticPair MakeSyntheticPair(int64_t length, double edit_share, int32_t vocab_size,
+                                uint64_t seed, int32_t bos_id);
 
 }  // namespace semshare
 

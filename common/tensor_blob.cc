@@ -152,7 +152,8 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHw(const char* p, size_t n, uin
         b = __builtin_ia32_crc32di(b, vb);
         c = __builtin_ia32_crc32di(c, vc);
       }
-      state = ShiftOverBlock(z, ShiftOverBlock(z, static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^
+      state = ShiftOverBlock(
+                  z, ShiftOverBlock(z, static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^
               static_cast<uint32_t>(c);
       p += 3 * kBlock;
       n -= 3 * kBlock;

@@ -77,10 +77,10 @@ void ScanRangeGeneric(const ScanInput& in, int64_t begin, int64_t end, int32_t* 
 
 using ScanFn = void (*)(const ScanInput&, int64_t, int64_t, int32_t*, int32_t*);
 
-#define SEMSHARE_POPCNT_SCAN(words)                                                         \
-  __attribute__((target("popcnt"))) void ScanRange##words##Popcnt(                          \
-      const ScanInput& in, int64_t b, int64_t e, int32_t* j, int32_t* d) {                  \
-    ScanRangeFixed<words>(in, b, e, j, d);                                                  \
+#define SEMSHARE_POPCNT_SCAN(words)                                        \
+  __attribute__((target("popcnt"))) void ScanRange##words##Popcnt(         \
+      const ScanInput& in, int64_t b, int64_t e, int32_t* j, int32_t* d) { \
+    ScanRangeFixed<words>(in, b, e, j, d);                                 \
   }
 SEMSHARE_POPCNT_SCAN(2)
 SEMSHARE_POPCNT_SCAN(4)
@@ -127,8 +127,10 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void ScanRangeAvx512W4(
   ScanAvx512<4>(in, begin, end, best_j, best_d);
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq"))) void ScanRangeAvx512(
-    const ScanInput& in, int64_t begin, int64_t end, int32_t* best_j, int32_t* best_d) {
+__attribute__((target("avx512f,avx512vpopcntdq"))) void ScanRangeAvx512(const ScanInput& in,
+                                                                        int64_t begin, int64_t end,
+                                                                        int32_t* best_j,
+                                                                        int32_t* best_d) {
   ScanAvx512<0>(in, begin, end, best_j, best_d);
 }
 
@@ -164,7 +166,8 @@ ScanFn ChooseScan(ScanInput* in) {
 absl::StatusOr<MappingMode> ParseMappingMode(const std::string& name) {
   if (name == "nearest") return MappingMode::kNearest;
   if (name == "random") return MappingMode::kRandom;
-  return absl::InvalidArgumentError(absl::StrCat("mapping '", name, "' is not one of nearest, random"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("mapping '", name, "' is not one of nearest, random"));
 }
 
 absl::Status MappingOptions::Validate() const {
@@ -212,8 +215,8 @@ absl::StatusOr<TokenMapping> MapTokens(const TokenCodes& target, const TokenCode
     std::vector<std::thread> workers;
     const int64_t per = (n + threads - 1) / threads;
     for (int64_t t = 1; t < threads; ++t) {
-      workers.emplace_back(scan, std::cref(input), t * per,
-                           std::min(n, (t + 1) * per), mapping.source.data(), mapping.distance.data());
+      workers.emplace_back(scan, std::cref(input), t * per, std::min(n, (t + 1) * per),
+                           mapping.source.data(), mapping.distance.data());
     }
     scan(input, 0, std::min(n, per), mapping.source.data(), mapping.distance.data());
     for (std::thread& w : workers) w.join();

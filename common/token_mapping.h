@@ -16,7 +16,9 @@ struct TokenCodes {
   std::vector<uint64_t> words;
 
   int32_t words_per_code() const { return (nbits + 63) / 64; }
-  int64_t size() const { return nbits == 0 ? 0 : static_cast<int64_t>(words.size()) / words_per_code(); }
+  int64_t size() const {
+    return nbits == 0 ? 0 : static_cast<int64_t>(words.size()) / words_per_code();
+  }
   const uint64_t* code(int64_t token) const { return words.data() + token * words_per_code(); }
 };
 
@@ -41,8 +43,9 @@ struct MappingOptions {
   absl::Status Validate() const;
 };
 
-// Steps 3-4 of the method (torch-free: the cache node scores and maps with it too) for one (target, reference) pair: the similarity score and, for
-// every target token i, the reference token j(i) it reuses.
+// Steps 3-4 of the method (torch-free: the cache node scores and maps with it too) for one (target,
+// reference) pair: the similarity score and, for every target token i, the reference token j(i) it
+// reuses.
 struct TokenMapping {
   double similarity = 0;
   std::vector<int32_t> source;     // j(i), an index into the reference tokens

@@ -38,9 +38,7 @@ absl::Status LineError(absl::string_view source, int line, absl::string_view wha
   return absl::InvalidArgumentError(absl::StrCat(source, ":", line, ": ", what));
 }
 
-absl::Status Unauthenticated(absl::string_view why) {
-  return absl::UnauthenticatedError(why);
-}
+absl::Status Unauthenticated(absl::string_view why) { return absl::UnauthenticatedError(why); }
 
 }  // namespace
 
@@ -66,9 +64,9 @@ absl::StatusOr<ApiKeys> ApiKeys::Parse(absl::string_view text, absl::string_view
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (fields.size() != 3) {
-      return LineError(source, line_number,
-                       absl::StrCat("expected 3 fields 'KEY TENANT BYTE_BUDGET', got ",
-                                    fields.size()));
+      return LineError(
+          source, line_number,
+          absl::StrCat("expected 3 fields 'KEY TENANT BYTE_BUDGET', got ", fields.size()));
     }
     const absl::string_view key = fields[0];
     const absl::string_view tenant = fields[1];
@@ -83,11 +81,12 @@ absl::StatusOr<ApiKeys> ApiKeys::Parse(absl::string_view text, absl::string_view
                                     " characters of [A-Za-z0-9_.-]"));
     }
     int64_t budget = 0;
-    if (!absl::SimpleAtoi(fields[2], &budget) || budget < 0 ||
-        !AllOf(fields[2], [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); })) {
-      return LineError(source, line_number,
-                       absl::StrCat("byte budget '", fields[2],
-                                    "' is not a non-negative decimal integer"));
+    if (!absl::SimpleAtoi(fields[2], &budget) || budget < 0 || !AllOf(fields[2], [](char c) {
+          return absl::ascii_isdigit(static_cast<unsigned char>(c));
+        })) {
+      return LineError(
+          source, line_number,
+          absl::StrCat("byte budget '", fields[2], "' is not a non-negative decimal integer"));
     }
     auto [key_it, new_key] = line_of_key.emplace(std::string(key), line_number);
     if (!new_key) {
@@ -97,10 +96,10 @@ absl::StatusOr<ApiKeys> ApiKeys::Parse(absl::string_view text, absl::string_view
     auto [tenant_it, new_tenant] =
         budget_of_tenant.emplace(std::string(tenant), std::make_pair(budget, line_number));
     if (!new_tenant && tenant_it->second.first != budget) {
-      return LineError(source, line_number,
-                       absl::StrCat("tenant '", tenant, "' has byte budget ", budget,
-                                    " here but ", tenant_it->second.first, " on line ",
-                                    tenant_it->second.second));
+      return LineError(
+          source, line_number,
+          absl::StrCat("tenant '", tenant, "' has byte budget ", budget, " here but ",
+                       tenant_it->second.first, " on line ", tenant_it->second.second));
     }
     entries.push_back(Entry{std::string(key), TenantGrant{std::string(tenant), budget}});
   }

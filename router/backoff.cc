@@ -23,7 +23,8 @@ absl::Status BackoffOptions::Validate() const {
         absl::StrCat("backoff multiplier must be >= 1, got ", multiplier));
   }
   if (!(jitter >= 0 && jitter < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("backoff jitter must be in [0, 1), got ", jitter));
+    return absl::InvalidArgumentError(
+        absl::StrCat("backoff jitter must be in [0, 1), got ", jitter));
   }
   return absl::OkStatus();
 }

@@ -33,7 +33,7 @@ struct ReferenceChoice {
 
 struct ReferenceSearch {
   std::optional<ReferenceChoice> choice;  // empty = miss
-  double best_similarity = 0;  // best seen from healthy shards, even below the threshold
+  double best_similarity = 0;             // best seen from healthy shards, even below the threshold
   int32_t shards_answered = 0;
   int32_t shards_failed = 0;   // error replies
   int32_t shards_garbage = 0;  // replies that broke the FindResult contract (ignored)

@@ -45,13 +45,12 @@ std::vector<size_t> RankShards(absl::Span<const ShardView> shards, absl::string_
   return order;
 }
 
-absl::StatusOr<size_t> PlaceReference(absl::Span<const ShardView> shards,
-                                      absl::string_view tenant, absl::string_view reference_id) {
+absl::StatusOr<size_t> PlaceReference(absl::Span<const ShardView> shards, absl::string_view tenant,
+                                      absl::string_view reference_id) {
   for (size_t index : RankShards(shards, tenant, reference_id)) {
     if (shards[index].up) return index;
   }
-  return absl::UnavailableError(
-      shards.empty() ? "no shards configured" : "every shard is down");
+  return absl::UnavailableError(shards.empty() ? "no shards configured" : "every shard is down");
 }
 
 }  // namespace semshare::router

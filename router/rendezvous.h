@@ -32,8 +32,8 @@ std::vector<size_t> RankShards(absl::Span<const ShardView> shards, absl::string_
 
 // The highest-ranked shard that is up. Unavailable when no shard is up (a miss is then
 // served without storing a reference).
-absl::StatusOr<size_t> PlaceReference(absl::Span<const ShardView> shards,
-                                      absl::string_view tenant, absl::string_view reference_id);
+absl::StatusOr<size_t> PlaceReference(absl::Span<const ShardView> shards, absl::string_view tenant,
+                                      absl::string_view reference_id);
 
 }  // namespace semshare::router
 

@@ -12,15 +12,16 @@
 
 namespace semshare::cache_node {
 
-absl::StatusOr<std::unique_ptr<CacheNodeClient>> CacheNodeClient::Create(
-    const std::string& address, ClusterToken token, const Options& options) {
+absl::StatusOr<std::unique_ptr<CacheNodeClient>> CacheNodeClient::Create(const std::string& address,
+                                                                         ClusterToken token,
+                                                                         const Options& options) {
   if (address.empty()) return absl::InvalidArgumentError("cache node address is empty");
   if (options.max_chunk_bytes <= 0 || options.max_chunk_bytes > kMaxKVChunkBytes) {
     return absl::InvalidArgumentError("max_chunk_bytes must be in (0, 4 MiB]");
   }
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(),
-      ClusterChannelArguments(options.max_message_bytes));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                ClusterChannelArguments(options.max_message_bytes));
   return std::unique_ptr<CacheNodeClient>(
       new CacheNodeClient(std::move(channel), std::move(token), options));
 }
@@ -44,12 +45,13 @@ absl::Status CacheNodeClient::Put(const ReferenceScope& scope, NewReference refe
   std::unique_ptr<grpc::ClientWriter<v1::PutReferenceRequest>> writer =
       stub_->PutReference(&context, &response);
   // A failed Write means the server already ended the call; Finish says why.
-  const absl::Status written = WritePutReferenceStream(
-      scope.model_fingerprint, std::move(reference), options_.max_chunk_bytes,
-      [&writer](v1::PutReferenceRequest request) {
-        if (!writer->Write(request)) return absl::AbortedError("stream closed by the server");
-        return absl::OkStatus();
-      });
+  const absl::Status written =
+      WritePutReferenceStream(scope.model_fingerprint, std::move(reference),
+                              options_.max_chunk_bytes, [&writer](v1::PutReferenceRequest request) {
+                                if (!writer->Write(request))
+                                  return absl::AbortedError("stream closed by the server");
+                                return absl::OkStatus();
+                              });
   if (written.ok()) writer->WritesDone();
   if (!written.ok() && !absl::IsAborted(written)) context.TryCancel();
   const absl::Status finished = FromGrpcStatus(writer->Finish());
@@ -132,7 +134,8 @@ absl::StatusOr<v1::GetStatsResponse> CacheNodeClient::GetStats(const std::string
   grpc::ClientContext context;
   Prepare(tenant, &context);
   v1::GetStatsResponse response;
-  SEMSHARE_RETURN_IF_ERROR(FromGrpcStatus(stub_->GetStats(&context, v1::GetStatsRequest(), &response)));
+  SEMSHARE_RETURN_IF_ERROR(
+      FromGrpcStatus(stub_->GetStats(&context, v1::GetStatsRequest(), &response)));
   return response;
 }
 

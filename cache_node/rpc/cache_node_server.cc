@@ -48,7 +48,8 @@ absl::StatusOr<std::unique_ptr<CacheNodeServer>> CacheNodeServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-  auto service = std::make_unique<CacheNodeService>(node, std::move(token), options.service, metrics);
+  auto service =
+      std::make_unique<CacheNodeService>(node, std::move(token), options.service, metrics);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));

@@ -16,7 +16,7 @@
 namespace semshare::cache_node {
 
 struct CacheNodeServerOptions {
-  std::string listen_address;  // host:port; port 0 picks a free one
+  std::string listen_address;                           // host:port; port 0 picks a free one
   int64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages -> RESOURCE_EXHAUSTED
   CacheNodeServiceOptions service;
 
@@ -28,10 +28,9 @@ class CacheNodeServer {
  public:
   // `node` and `metrics` (nullable) must outlive the server. Unavailable if the address
   // cannot be bound.
-  static absl::StatusOr<std::unique_ptr<CacheNodeServer>> Start(CacheNode* node,
-                                                                ClusterToken token,
-                                                                const CacheNodeServerOptions& options,
-                                                                CacheNodeMetrics* metrics);
+  static absl::StatusOr<std::unique_ptr<CacheNodeServer>> Start(
+      CacheNode* node, ClusterToken token, const CacheNodeServerOptions& options,
+      CacheNodeMetrics* metrics);
   ~CacheNodeServer();
 
   int port() const { return port_; }

@@ -43,9 +43,8 @@ grpc::Status CacheNodeService::Serve(absl::string_view method, grpc::ServerConte
 grpc::Status CacheNodeService::PutReference(grpc::ServerContext* context,
                                             grpc::ServerReader<v1::PutReferenceRequest>* reader,
                                             v1::PutReferenceResponse* response) {
-  return Serve("PutReference", context, [&](const std::string& tenant) {
-    return Put(tenant, reader, response);
-  });
+  return Serve("PutReference", context,
+               [&](const std::string& tenant) { return Put(tenant, reader, response); });
 }
 
 absl::Status CacheNodeService::Put(const std::string& tenant,
@@ -53,12 +52,14 @@ absl::Status CacheNodeService::Put(const std::string& tenant,
                                    v1::PutReferenceResponse* response) {
   v1::PutReferenceRequest request;
   if (!reader->Read(&request)) return absl::InvalidArgumentError("empty stream");
-  if (!request.has_header()) return absl::InvalidArgumentError("the first message must be a header");
+  if (!request.has_header())
+    return absl::InvalidArgumentError("the first message must be a header");
   ReferenceAssembler::Limits limits;
   limits.max_reference_bytes = options_.max_reference_bytes;
   limits.max_chunk_bytes = options_.max_chunk_bytes;
-  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<ReferenceAssembler> assembler,
-                            ReferenceAssembler::Start(std::move(*request.mutable_header()), limits));
+  SEMSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<ReferenceAssembler> assembler,
+      ReferenceAssembler::Start(std::move(*request.mutable_header()), limits));
   while (reader->Read(&request)) {
     if (!request.has_chunk()) return absl::InvalidArgumentError("a second header in one stream");
     SEMSHARE_RETURN_IF_ERROR(assembler->Add(request.mutable_chunk()));
@@ -97,16 +98,17 @@ grpc::Status CacheNodeService::FetchKV(grpc::ServerContext* context,
     const absl::Status streamed = PipelineStream<v1::FetchKVResponse>(
         kFetchQueueMessages,
         [&](const std::function<absl::Status(v1::FetchKVResponse)>& push) {
-          return node_->FetchKV(Scope(tenant, request->model_fingerprint()), request->reference_id(),
-                                absl::MakeConstSpan(request->source().data(), request->source_size()),
-                                subsets, [&](FetchedLayer layer) {
-                                  const int64_t bytes = static_cast<int64_t>(layer.kv.key.data.size() +
-                                                                             layer.kv.value.data.size());
-                                  SEMSHARE_RETURN_IF_ERROR(
-                                      WriteFetchedLayer(std::move(layer), max_chunk_bytes, push));
-                                  sent_bytes += bytes;
-                                  return absl::OkStatus();
-                                });
+          return node_->FetchKV(
+              Scope(tenant, request->model_fingerprint()), request->reference_id(),
+              absl::MakeConstSpan(request->source().data(), request->source_size()), subsets,
+              [&](FetchedLayer layer) {
+                const int64_t bytes =
+                    static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
+                SEMSHARE_RETURN_IF_ERROR(
+                    WriteFetchedLayer(std::move(layer), max_chunk_bytes, push));
+                sent_bytes += bytes;
+                return absl::OkStatus();
+              });
         },
         [writer](const v1::FetchKVResponse& response) {
           if (!writer->Write(response)) return absl::CancelledError("the client went away");

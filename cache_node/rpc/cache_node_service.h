@@ -50,8 +50,7 @@ class CacheNodeService final : public v1::CacheNode::Service {
   template <typename Body>
   grpc::Status Serve(absl::string_view method, grpc::ServerContext* context, Body body);
 
-  absl::Status Put(const std::string& tenant,
-                   grpc::ServerReader<v1::PutReferenceRequest>* reader,
+  absl::Status Put(const std::string& tenant, grpc::ServerReader<v1::PutReferenceRequest>* reader,
                    v1::PutReferenceResponse* response);
 
   CacheNode* node_;

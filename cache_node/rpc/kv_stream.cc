@@ -17,7 +17,8 @@ constexpr int kValue = 1;
 absl::StatusOr<int> PartIndex(v1::KVPart part) {
   if (part == v1::KV_PART_KEY) return kKey;
   if (part == v1::KV_PART_VALUE) return kValue;
-  return absl::InvalidArgumentError(absl::StrCat("chunk: unknown KV part ", static_cast<int>(part)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("chunk: unknown KV part ", static_cast<int>(part)));
 }
 
 const char* PartName(int index) { return index == kKey ? "key" : "value"; }
@@ -26,13 +27,12 @@ const char* PartName(int index) { return index == kKey ? "key" : "value"; }
 // within the declared size. A chunk that is the whole part is taken without a copy.
 absl::Status AppendChunk(v1::LayerChunk* chunk, int64_t declared_bytes, int64_t max_chunk_bytes,
                          std::string* part) {
-  const std::string where = absl::StrCat("layer ", chunk->layer(), " ",
-                                         PartName(chunk->part() == v1::KV_PART_KEY ? kKey : kValue));
+  const std::string where = absl::StrCat(
+      "layer ", chunk->layer(), " ", PartName(chunk->part() == v1::KV_PART_KEY ? kKey : kValue));
   const int64_t size = static_cast<int64_t>(chunk->data().size());
   if (size > max_chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": chunk of ", size,
-                                                   " bytes is over the limit of ",
-                                                   max_chunk_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": chunk of ", size, " bytes is over the limit of ", max_chunk_bytes));
   }
   const int64_t have = static_cast<int64_t>(part->size());
   if (chunk->offset() != have) {
@@ -134,8 +134,8 @@ absl::Status WritePutReferenceStream(
   return absl::OkStatus();
 }
 
-ReferenceAssembler::ReferenceAssembler(v1::ReferenceHeader header, DType dtype,
-                                       int64_t part_bytes, Limits limits)
+ReferenceAssembler::ReferenceAssembler(v1::ReferenceHeader header, DType dtype, int64_t part_bytes,
+                                       Limits limits)
     : header_(std::move(header)),
       dtype_(dtype),
       part_bytes_(part_bytes),
@@ -151,7 +151,8 @@ absl::StatusOr<std::unique_ptr<ReferenceAssembler>> ReferenceAssembler::Start(
     return absl::InvalidArgumentError("put reference: model_fingerprint is empty");
   }
   absl::StatusOr<DType> dtype = DTypeFromProto(header.dtype());
-  if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat("put reference: ", dtype.status().message()));
+  if (!dtype.ok())
+    return absl::InvalidArgumentError(absl::StrCat("put reference: ", dtype.status().message()));
   if (header.num_layers() <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("put reference: num_layers must be > 0 (got ", header.num_layers(), ")"));
@@ -175,10 +176,10 @@ absl::StatusOr<std::unique_ptr<ReferenceAssembler>> ReferenceAssembler::Start(
   }
   if (header.key_crc32c_size() != header.num_layers() ||
       header.value_crc32c_size() != header.num_layers()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "put reference: need one key and one value CRC32C per layer (", header.num_layers(),
-        " layers, ", header.key_crc32c_size(), " key and ", header.value_crc32c_size(),
-        " value checksums)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("put reference: need one key and one value CRC32C per layer (",
+                     header.num_layers(), " layers, ", header.key_crc32c_size(), " key and ",
+                     header.value_crc32c_size(), " value checksums)"));
   }
   const int64_t declared = 2 * part_bytes * header.num_layers();
   if (declared > limits.max_reference_bytes) {
@@ -209,9 +210,9 @@ absl::StatusOr<NewReference> ReferenceAssembler::Finish() {
   for (size_t l = 0; l < parts_.size(); ++l) {
     for (int p : {kKey, kValue}) {
       if (static_cast<int64_t>(parts_[l][p].size()) != part_bytes_) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "put reference: layer ", l, " ", PartName(p), " incomplete: ", parts_[l][p].size(),
-            " of ", part_bytes_, " bytes received"));
+        return absl::InvalidArgumentError(absl::StrCat("put reference: layer ", l, " ", PartName(p),
+                                                       " incomplete: ", parts_[l][p].size(), " of ",
+                                                       part_bytes_, " bytes received"));
       }
     }
     SEMSHARE_RETURN_IF_ERROR(CheckCrc(absl::StrCat("put reference: layer ", l, " key"),
@@ -281,7 +282,8 @@ absl::Status FetchedLayerAssembler::Add(v1::FetchKVResponse* response,
     parts_[kKey].clear();
     parts_[kValue].clear();
   } else if (response->has_chunk()) {
-    if (!header_.has_value()) return absl::InvalidArgumentError("fetch kv: chunk before a layer header");
+    if (!header_.has_value())
+      return absl::InvalidArgumentError("fetch kv: chunk before a layer header");
     v1::LayerChunk* chunk = response->mutable_chunk();
     if (chunk->layer() != header_->layer()) {
       return absl::InvalidArgumentError(absl::StrCat("fetch kv: chunk of layer ", chunk->layer(),
@@ -291,29 +293,31 @@ absl::Status FetchedLayerAssembler::Add(v1::FetchKVResponse* response,
     if (part == kValue && static_cast<int64_t>(parts_[kKey].size()) != header_->key_bytes()) {
       return absl::InvalidArgumentError("fetch kv: value chunk before the key was complete");
     }
-    SEMSHARE_RETURN_IF_ERROR(AppendChunk(
-        chunk, part == kKey ? header_->key_bytes() : header_->value_bytes(), max_chunk_bytes_,
-        &parts_[part]));
+    SEMSHARE_RETURN_IF_ERROR(
+        AppendChunk(chunk, part == kKey ? header_->key_bytes() : header_->value_bytes(),
+                    max_chunk_bytes_, &parts_[part]));
   } else {
     return absl::InvalidArgumentError("fetch kv: empty response");
   }
-  if (header_.has_value() &&
-      static_cast<int64_t>(parts_[kKey].size()) == header_->key_bytes() &&
+  if (header_.has_value() && static_cast<int64_t>(parts_[kKey].size()) == header_->key_bytes() &&
       static_cast<int64_t>(parts_[kValue].size()) == header_->value_bytes()) {
     return Complete(sink);
   }
   return absl::OkStatus();
 }
 
-absl::Status FetchedLayerAssembler::Complete(const std::function<absl::Status(FetchedLayer)>& sink) {
+absl::Status FetchedLayerAssembler::Complete(
+    const std::function<absl::Status(FetchedLayer)>& sink) {
   const v1::FetchedLayerHeader header = std::move(*header_);
   header_.reset();
   const std::string where = absl::StrCat("fetch kv: layer ", header.layer());
-  SEMSHARE_RETURN_IF_ERROR(CheckCrc(absl::StrCat(where, " key"), parts_[kKey], header.key_crc32c()));
+  SEMSHARE_RETURN_IF_ERROR(
+      CheckCrc(absl::StrCat(where, " key"), parts_[kKey], header.key_crc32c()));
   SEMSHARE_RETURN_IF_ERROR(
       CheckCrc(absl::StrCat(where, " value"), parts_[kValue], header.value_crc32c()));
   absl::StatusOr<DType> dtype = DTypeFromProto(header.dtype());
-  if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", dtype.status().message()));
+  if (!dtype.ok())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", dtype.status().message()));
   FetchedLayer layer;
   layer.layer = header.layer();
   layer.target_tokens.assign(header.target_tokens().begin(), header.target_tokens().end());
@@ -324,8 +328,8 @@ absl::Status FetchedLayerAssembler::Complete(const std::function<absl::Status(Fe
   for (TensorBlob* blob : {&layer.kv.key, &layer.kv.value}) {
     const std::string& data = blob == &layer.kv.key ? parts_[kKey] : parts_[kValue];
     if (blob->num_elements() * DTypeSize(*dtype) != static_cast<int64_t>(data.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", data.size(),
-                                                     " bytes do not fit the declared shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", data.size(), " bytes do not fit the declared shape"));
     }
   }
   layer.kv.key.data = std::move(parts_[kKey]);

@@ -37,7 +37,8 @@ absl::Status WritePutReferenceStream(
 class ReferenceAssembler {
  public:
   struct Limits {
-    int64_t max_reference_bytes = 0;  // declared KV bytes of one reference; more -> ResourceExhausted
+    int64_t max_reference_bytes =
+        0;  // declared KV bytes of one reference; more -> ResourceExhausted
     int64_t max_chunk_bytes = kMaxKVChunkBytes;
   };
 

@@ -33,20 +33,23 @@ class NodeStatsCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     const NodeStats stats = stats_();
     prometheus::MetricFamily references =
-        Family("semshare_cache_node_references", "References stored, by tenant", prometheus::MetricType::Gauge);
+        Family("semshare_cache_node_references", "References stored, by tenant",
+               prometheus::MetricType::Gauge);
     prometheus::MetricFamily bytes =
-        Family("semshare_cache_node_stored_bytes", "KV bytes stored, by tenant", prometheus::MetricType::Gauge);
-    prometheus::MetricFamily evicted = Family("semshare_cache_node_evicted_references_total",
-                                              "References evicted since start, by tenant",
-                                              prometheus::MetricType::Counter);
-    prometheus::MetricFamily evicted_bytes = Family("semshare_cache_node_evicted_bytes_total",
-                                                    "KV bytes evicted since start, by tenant",
-                                                    prometheus::MetricType::Counter);
+        Family("semshare_cache_node_stored_bytes", "KV bytes stored, by tenant",
+               prometheus::MetricType::Gauge);
+    prometheus::MetricFamily evicted =
+        Family("semshare_cache_node_evicted_references_total",
+               "References evicted since start, by tenant", prometheus::MetricType::Counter);
+    prometheus::MetricFamily evicted_bytes =
+        Family("semshare_cache_node_evicted_bytes_total", "KV bytes evicted since start, by tenant",
+               prometheus::MetricType::Counter);
     prometheus::MetricFamily capacity =
-        Family("semshare_cache_node_capacity_bytes", "The node's byte budget", prometheus::MetricType::Gauge);
-    prometheus::MetricFamily corrupt = Family("semshare_cache_node_corrupt_blobs_removed_total",
-                                              "KV blobs that failed their checksum and were removed",
-                                              prometheus::MetricType::Counter);
+        Family("semshare_cache_node_capacity_bytes", "The node's byte budget",
+               prometheus::MetricType::Gauge);
+    prometheus::MetricFamily corrupt = Family(
+        "semshare_cache_node_corrupt_blobs_removed_total",
+        "KV blobs that failed their checksum and were removed", prometheus::MetricType::Counter);
     AddValue(&capacity, static_cast<double>(stats.capacity_bytes));
     AddValue(&corrupt, static_cast<double>(stats.corrupt_blobs_removed));
     for (const auto& [tenant, t] : stats.tenants) {
@@ -55,8 +58,8 @@ class NodeStatsCollector : public prometheus::Collectable {
       AddValue(&evicted, static_cast<double>(t.evicted_references), tenant);
       AddValue(&evicted_bytes, static_cast<double>(t.evicted_bytes), tenant);
     }
-    return {std::move(references), std::move(bytes), std::move(evicted), std::move(evicted_bytes),
-            std::move(capacity), std::move(corrupt)};
+    return {std::move(references),    std::move(bytes),    std::move(evicted),
+            std::move(evicted_bytes), std::move(capacity), std::move(corrupt)};
   }
 
  private:
@@ -78,8 +81,7 @@ void CacheNodeMetrics::RecordKvSent(const std::string& tenant, int64_t bytes) {
   kv_sent_bytes_->Add({{"tenant", tenant}}).Increment(static_cast<double>(bytes));
 }
 
-void CacheNodeMetrics::RecordRpc(absl::string_view method, absl::string_view code,
-                                 double seconds) {
+void CacheNodeMetrics::RecordRpc(absl::string_view method, absl::string_view code, double seconds) {
   rpcs_.Record(method, code, seconds);
 }
 

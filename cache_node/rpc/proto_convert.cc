@@ -56,9 +56,8 @@ absl::StatusOr<TokenMapping> TokenMappingFromProto(const v1::TokenMapping& mappi
   out.source.assign(mapping.source().begin(), mapping.source().end());
   out.distance.assign(mapping.distance().begin(), mapping.distance().end());
   if (out.distance.size() != out.source.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("token mapping: ", out.source.size(),
-                                                   " sources but ", out.distance.size(),
-                                                   " distances"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token mapping: ", out.source.size(), " sources but ", out.distance.size(), " distances"));
   }
   out.unmatched.assign(out.source.size(), 0);
   for (int32_t index : mapping.unmatched()) {
@@ -79,7 +78,8 @@ void FindResultToProto(const FindResult& result, v1::FindSimilarResponse* out) {
     m->set_similarity(match.similarity);
     m->set_num_tokens(match.num_tokens);
   }
-  if (!result.matches.empty()) TokenMappingToProto(result.best_mapping, out->mutable_best_mapping());
+  if (!result.matches.empty())
+    TokenMappingToProto(result.best_mapping, out->mutable_best_mapping());
 }
 
 absl::StatusOr<FindResult> FindResultFromProto(const v1::FindSimilarResponse& response) {

@@ -45,7 +45,8 @@ TensorBlob GatherRows(const TensorBlob& blob, const std::vector<int32_t>& rows) 
   char* dst = out.data.data();
   for (int64_t h = 0; h < heads; ++h) {
     for (int32_t row : rows) {
-      std::memcpy(dst, blob.data.data() + (h * tokens + row) * row_bytes, static_cast<size_t>(row_bytes));
+      std::memcpy(dst, blob.data.data() + (h * tokens + row) * row_bytes,
+                  static_cast<size_t>(row_bytes));
       dst += row_bytes;
     }
   }
@@ -59,12 +60,14 @@ NewReference SyntheticReference(const std::string& reference_id, const Synthetic
   std::mt19937_64 rng(seed);
   NewReference ref;
   ref.reference_id = reference_id;
-  for (int64_t t = 0; t < shape.num_tokens; ++t) ref.token_ids.push_back(static_cast<int32_t>(rng() % 32000));
+  for (int64_t t = 0; t < shape.num_tokens; ++t)
+    ref.token_ids.push_back(static_cast<int32_t>(rng() % 32000));
   ref.codes.nbits = shape.code_bits;
   ref.codes.words.resize(static_cast<size_t>(shape.num_tokens * ref.codes.words_per_code()));
   for (uint64_t& w : ref.codes.words) w = rng();
   ref.sketch = RandomUnitVector(shape.sketch_width, &rng);
-  const int64_t part_bytes = shape.kv_heads * shape.num_tokens * shape.head_dim * DTypeSize(shape.dtype);
+  const int64_t part_bytes =
+      shape.kv_heads * shape.num_tokens * shape.head_dim * DTypeSize(shape.dtype);
   for (int32_t l = 0; l < shape.num_layers; ++l) {
     LayerKV kv;
     for (TensorBlob* blob : {&kv.key, &kv.value}) {
@@ -85,7 +88,8 @@ SyntheticTarget SyntheticEditedTarget(const NewReference& reference, int64_t edi
   const int32_t words = reference.codes.words_per_code();
   for (int64_t e = 0; e < edits && n > 0; ++e) {
     const int64_t t = static_cast<int64_t>(rng() % static_cast<uint64_t>(n));
-    for (int32_t w = 0; w < words; ++w) target.codes.words[static_cast<size_t>(t * words + w)] = rng();
+    for (int32_t w = 0; w < words; ++w)
+      target.codes.words[static_cast<size_t>(t * words + w)] = rng();
   }
   // Close to the reference's sketch: the reference plus a little noise, renormalised.
   std::vector<float> noise = RandomUnitVector(static_cast<int32_t>(reference.sketch.size()), &rng);
@@ -161,7 +165,8 @@ absl::Status FakeCacheNode::FetchKV(const ReferenceScope& scope, const std::stri
   {
     absl::MutexLock lock(&mu_);
     const auto it = references_.find(Key{scope.tenant, scope.model_fingerprint, reference_id});
-    if (it == references_.end()) return absl::NotFoundError(absl::StrCat("no reference ", reference_id));
+    if (it == references_.end())
+      return absl::NotFoundError(absl::StrCat("no reference ", reference_id));
     ref = it->second;
   }
   for (int32_t s : source) {

@@ -5,8 +5,7 @@
 namespace semshare {
 namespace {
 
-std::optional<std::string> FindMetadata(const grpc::ServerContextBase& context,
-                                        const char* key) {
+std::optional<std::string> FindMetadata(const grpc::ServerContextBase& context, const char* key) {
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find(key);
   if (it == metadata.end()) return std::nullopt;

@@ -62,7 +62,8 @@ absl::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel, absl::Du
   std::vector<grpc::Slice> slices;
   if (!response.Dump(&slices).ok()) return absl::InternalError("health check: unreadable response");
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   const int serving = DecodeServingStatus(bytes);
   if (serving != 1) return absl::UnavailableError(absl::StrCat("health check: status ", serving));
   return absl::OkStatus();

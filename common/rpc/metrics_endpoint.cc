@@ -30,17 +30,21 @@ absl::Status CannotServe(const std::string& address, absl::string_view why) {
 absl::StatusOr<int> Listen(const std::string& address) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics address ", address, " is not host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address ", address, " is not host:port"));
   }
   std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   const std::string port = address.substr(colon + 1);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+  if (const int rc =
+          getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0) {
     return CannotServe(address, gai_strerror(rc));
   }
   std::string error = "no address";
@@ -95,11 +99,13 @@ MetricsEndpoint::~MetricsEndpoint() {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
-    const std::string& listen_address, std::vector<std::shared_ptr<prometheus::Collectable>> collectables) {
+    const std::string& listen_address,
+    std::vector<std::shared_ptr<prometheus::Collectable>> collectables) {
   if (listen_address.empty()) return absl::InvalidArgumentError("--metrics-listen is required");
   absl::StatusOr<int> fd = Listen(listen_address);
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(*fd, BoundPort(*fd), std::move(collectables)));
+  return std::unique_ptr<MetricsEndpoint>(
+      new MetricsEndpoint(*fd, BoundPort(*fd), std::move(collectables)));
 }
 
 void MetricsEndpoint::StopCollecting() {
@@ -137,8 +143,9 @@ void MetricsEndpoint::Answer(int fd) {
     return;
   }
   const std::string body = Exposition();
-  WriteAll(fd, absl::StrCat("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ",
-                            body.size(), "\r\nConnection: close\r\n\r\n", body));
+  WriteAll(fd, absl::StrCat(
+                   "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ",
+                   body.size(), "\r\nConnection: close\r\n\r\n", body));
 }
 
 std::string MetricsEndpoint::Exposition() {

@@ -27,7 +27,8 @@ class MetricsEndpoint {
   // Binds `listen_address` (host:port; port 0: any free port; empty host: every interface).
   // Unavailable, naming the address, when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& listen_address, std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
+      const std::string& listen_address,
+      std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
   // Stops listening and waits for a scrape in progress.
   ~MetricsEndpoint();
 
@@ -37,7 +38,8 @@ class MetricsEndpoint {
   void StopCollecting();
 
  private:
-  MetricsEndpoint(int listen_fd, int port, std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
+  MetricsEndpoint(int listen_fd, int port,
+                  std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
   void AcceptLoop();
   void Answer(int fd);
   std::string Exposition();

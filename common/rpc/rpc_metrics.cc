@@ -4,7 +4,7 @@ namespace semshare {
 
 const prometheus::Histogram::BucketBoundaries& RequestSecondsBuckets() {
   static const prometheus::Histogram::BucketBoundaries buckets = {.005, .01, .025, .05, .1, .25, .5,
-                                                                   1,    2.5, 5,    10,  25, 60};
+                                                                  1,    2.5, 5,    10,  25, 60};
   return buckets;
 }
 
@@ -17,7 +17,8 @@ const prometheus::Histogram::BucketBoundaries& FineSecondsBuckets() {
   return buckets;
 }
 
-prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name, const std::string& help) {
+prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name,
+                                   const std::string& help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 

@@ -35,7 +35,8 @@ const prometheus::Histogram::BucketBoundaries& RequestSecondsBuckets();
 const prometheus::Histogram::BucketBoundaries& FineSecondsBuckets();
 
 // A family with one series and no labels.
-prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name, const std::string& help);
+prometheus::Gauge& UnlabelledGauge(prometheus::Registry& registry, const std::string& name,
+                                   const std::string& help);
 prometheus::Counter& UnlabelledCounter(prometheus::Registry& registry, const std::string& name,
                                        const std::string& help);
 

@@ -4,7 +4,8 @@
 
 namespace semshare {
 
-absl::StatusOr<BoundServer> StartServer(grpc::ServerBuilder& builder, const std::string& listen_address) {
+absl::StatusOr<BoundServer> StartServer(grpc::ServerBuilder& builder,
+                                        const std::string& listen_address) {
   BoundServer bound;
   builder.AddListeningPort(listen_address, grpc::InsecureServerCredentials(), &bound.port);
   bound.server = builder.BuildAndStart();

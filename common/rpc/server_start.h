@@ -1,10 +1,10 @@
 #ifndef SEMSHARE_COMMON_RPC_SERVER_START_H_
 #define SEMSHARE_COMMON_RPC_SERVER_START_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -20,7 +20,8 @@ struct BoundServer {
 
 // Adds `listen_address` (plaintext) to a builder whose services and options are set, and starts
 // it. Unavailable when the address cannot be bound.
-absl::StatusOr<BoundServer> StartServer(grpc::ServerBuilder& builder, const std::string& listen_address);
+absl::StatusOr<BoundServer> StartServer(grpc::ServerBuilder& builder,
+                                        const std::string& listen_address);
 
 // Marks the health service NOT_SERVING, lets calls in flight finish within `grace`, then waits.
 void ShutdownServer(grpc::Server& server, absl::Duration grace);

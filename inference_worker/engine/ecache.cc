@@ -29,7 +29,8 @@ class PortableGaussian {
 // nbits <= dim, plain Gaussian columns otherwise.
 at::Tensor RandomRotation(int64_t dim, int64_t nbits, uint64_t seed) {
   PortableGaussian gaussian(seed);
-  std::vector<std::vector<double>> columns(static_cast<size_t>(nbits), std::vector<double>(static_cast<size_t>(dim)));
+  std::vector<std::vector<double>> columns(static_cast<size_t>(nbits),
+                                           std::vector<double>(static_cast<size_t>(dim)));
   for (auto& column : columns) {
     for (double& x : column) x = gaussian.Next();
   }
@@ -58,7 +59,8 @@ at::Tensor RandomRotation(int64_t dim, int64_t nbits, uint64_t seed) {
 
 absl::Status ECacheOptions::Validate() const {
   if (nbits <= 0 || nbits % 64 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("ecache nbits must be a positive multiple of 64, got ", nbits));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ecache nbits must be a positive multiple of 64, got ", nbits));
   }
   if (!(position_divisor > 0)) {
     return absl::InvalidArgumentError("ecache position_divisor must be > 0");
@@ -89,7 +91,8 @@ at::Tensor TokenEncoder::RotatedEmbeddings(const at::Tensor& embeddings,
 }
 
 TokenCodes TokenEncoder::Encode(const at::Tensor& rotated) const {
-  const at::Tensor projected = at::matmul(rotated.to(at::kCPU, at::kFloat), projection_).contiguous();
+  const at::Tensor projected =
+      at::matmul(rotated.to(at::kCPU, at::kFloat), projection_).contiguous();
   const int64_t n = projected.size(0);
   TokenCodes codes;
   codes.nbits = options_.nbits;

@@ -1,10 +1,10 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_ECACHE_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_ECACHE_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "common/token_mapping.h"
@@ -33,7 +33,8 @@ struct ECacheOptions {
 // the seed with our own RNG and orthonormalised in double precision.
 class TokenEncoder {
  public:
-  static absl::StatusOr<TokenEncoder> Create(const ModelConfig& config, const ECacheOptions& options);
+  static absl::StatusOr<TokenEncoder> Create(const ModelConfig& config,
+                                             const ECacheOptions& options);
 
   // Rotated embeddings, float32 [N, hidden] on the embeddings' device, for tokens at prompt
   // positions first_position .. first_position + N - 1.

@@ -43,14 +43,18 @@ absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name) {
   if (name == "full") return ReuseMethod::kFull;
   if (name == "prefix") return ReuseMethod::kPrefix;
   if (name == "semshare") return ReuseMethod::kSemShare;
-  return absl::InvalidArgumentError(absl::StrCat("method '", name, "' is not one of full, prefix, semshare"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("method '", name, "' is not one of full, prefix, semshare"));
 }
 
 std::string ReuseMethodName(ReuseMethod method) {
   switch (method) {
-    case ReuseMethod::kFull: return "full";
-    case ReuseMethod::kPrefix: return "prefix";
-    case ReuseMethod::kSemShare: return "semshare";
+    case ReuseMethod::kFull:
+      return "full";
+    case ReuseMethod::kPrefix:
+      return "prefix";
+    case ReuseMethod::kSemShare:
+      return "semshare";
   }
   return "unknown";
 }
@@ -73,7 +77,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model) {
 
 absl::StatusOr<const TokenEncoder*> Engine::EncoderFor(const ECacheOptions& options) const {
   absl::MutexLock lock(&mutex_);
-  const auto key = std::make_tuple(options.use_rope, options.position_divisor, options.nbits, options.seed);
+  const auto key =
+      std::make_tuple(options.use_rope, options.position_divisor, options.nbits, options.seed);
   auto it = encoders_.find(key);
   if (it != encoders_.end()) return it->second.get();
   SEMSHARE_ASSIGN_OR_RETURN(TokenEncoder encoder, TokenEncoder::Create(model_->config(), options));
@@ -82,7 +87,8 @@ absl::StatusOr<const TokenEncoder*> Engine::EncoderFor(const ECacheOptions& opti
 }
 
 absl::StatusOr<TokenCodes> Engine::EncodeCodes(const std::vector<int32_t>& ids,
-                                               const ECacheOptions& ecache, at::Tensor* sketch) const {
+                                               const ECacheOptions& ecache,
+                                               at::Tensor* sketch) const {
   if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
   SEMSHARE_ASSIGN_OR_RETURN(const TokenEncoder* encoder, EncoderFor(ecache));
   const at::Tensor rotated = encoder->RotatedEmbeddings(model_->Embed(model_->IdsTensor(ids)));
@@ -139,11 +145,13 @@ absl::Status Engine::PrefixPrefill(const std::vector<int32_t>& target, const Ref
                                 source.positions().narrow(0, 0, prefix));
   }
   const std::vector<int32_t> rest(target.begin() + prefix, target.end());
-  const at::Tensor positions = at::arange(prefix, n, at::TensorOptions().dtype(at::kLong).device(device));
+  const at::Tensor positions =
+      at::arange(prefix, n, at::TensorOptions().dtype(at::kLong).device(device));
   at::Tensor hidden = model_->Embed(model_->IdsTensor(rest));
   out->stats.assign(static_cast<size_t>(model_->num_layers()), LayerAttentionStats{});
   for (int64_t l = 0; l < model_->num_layers(); ++l) {
-    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], n - options.observation_window};
+    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)],
+                                  n - options.observation_window};
     hidden = model_->ForwardLayer(l, hidden, positions, &out->cache.layers[static_cast<size_t>(l)],
                                   at::Tensor(), request);
   }
@@ -191,7 +199,8 @@ std::pair<double, double> Engine::PredictSeconds(int64_t target_tokens, int64_t 
       static_cast<double>(c.hidden_size * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.hidden_size +
                           3 * c.hidden_size * c.intermediate_size);
   // Linear layers plus causal attention (QK^T and PV over half the keys on average).
-  const double layer_flops = 2.0 * n * params_per_layer + 2.0 * n * n * static_cast<double>(c.q_dim());
+  const double layer_flops =
+      2.0 * n * params_per_layer + 2.0 * n * n * static_cast<double>(c.q_dim());
   const double full = layer_flops * static_cast<double>(c.num_hidden_layers) / flops_per_second;
   // A layer's keys/values are projected for its whole recompute set, but its queries,
   // attention and MLP run only for the tokens that stay in the next layer's set.
@@ -209,7 +218,8 @@ std::pair<double, double> Engine::PredictSeconds(int64_t target_tokens, int64_t 
   const double rearrange = 8.0 * n * static_cast<double>(c.kv_dim()) *
                            static_cast<double>(c.num_hidden_layers) / flops_per_second;
   const double semshare =
-      (layer_flops * share_sum + kv_projection_flops * kv_share_sum) / flops_per_second + scan + rearrange;
+      (layer_flops * share_sum + kv_projection_flops * kv_share_sum) / flops_per_second + scan +
+      rearrange;
   return {full, semshare};
 }
 
@@ -218,12 +228,14 @@ std::optional<std::string> Engine::BypassReason(int64_t target_tokens, int64_t r
   if (!options.bypass) return std::nullopt;
   const auto [full, semshare] = PredictSeconds(target_tokens, reference_tokens, options);
   if (semshare < 0.9 * full) return std::nullopt;
-  return absl::StrFormat("predicted reuse %.1f ms vs full prefill %.1f ms", semshare * 1e3, full * 1e3);
+  return absl::StrFormat("predicted reuse %.1f ms vs full prefill %.1f ms", semshare * 1e3,
+                         full * 1e3);
 }
 
 absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
                                              const Reference& reference,
-                                             const ReuseOptions& options, PrefillOutcome* out) const {
+                                             const ReuseOptions& options,
+                                             PrefillOutcome* out) const {
   const int64_t n = static_cast<int64_t>(target.size());
   const at::Device device = model_->device();
 
@@ -243,14 +255,17 @@ absl::StatusOr<bool> Engine::SemSharePrefill(const std::vector<int32_t>& target,
   out->times.encode_ms = MillisSince(stage);
 
   stage = Clock::now();
-  SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping, MapTokens(codes, *reference_codes, options.mapping));
+  SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping,
+                            MapTokens(codes, *reference_codes, options.mapping));
   out->times.match_ms = MillisSince(stage);
   out->similarity = mapping.similarity;
   if (mapping.similarity < options.similarity_threshold) return false;
 
   stage = Clock::now();
   const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device));
-  const at::Tensor source = at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong).to(device);
+  const at::Tensor source =
+      at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong)
+          .to(device);
   out->cache = RearrangeKV(reference.kv, source, positions, model_->rope(), options.rerotate_keys);
   Sync(out->cache.layers.back().k());
   out->times.rearrange_ms = MillisSince(stage);
@@ -305,14 +320,21 @@ absl::Status Engine::RecomputeRearranged(const at::Tensor& embeddings, const Tok
     std::vector<int64_t> next;
     if (l + 1 < num_layers) {
       // Deviation of fresh from reused KV ranks which tokens stay in the set for the next layer.
-      const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
-      const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v).pow(2).sum(at::IntArrayRef{0, 2}).sqrt();
+      const at::Tensor dk = (layer.k().index_select(1, index).to(at::kFloat) - reused_k)
+                                .pow(2)
+                                .sum(at::IntArrayRef{0, 2})
+                                .sqrt();
+      const at::Tensor dv = (layer.v().index_select(1, index).to(at::kFloat) - reused_v)
+                                .pow(2)
+                                .sum(at::IntArrayRef{0, 2})
+                                .sqrt();
       const at::Tensor deviation_tensor = (dk + dv).to(at::kCPU).contiguous();
       const float* dev = deviation_tensor.data_ptr<float>();
       const std::vector<float> deviation(dev, dev + current.size());
       std::vector<uint8_t> keep(current.size());
       for (size_t k = 0; k < current.size(); ++k) keep[k] = must_keep[current[k]];
-      const int64_t target_count = static_cast<int64_t>(std::ceil(shares[l + 1] * static_cast<double>(n)));
+      const int64_t target_count =
+          static_cast<int64_t>(std::ceil(shares[l + 1] * static_cast<double>(n)));
       next = ShrinkRecomputeSet(current, deviation, keep, target_count);
     } else {
       next = {n - 1};  // only the last token's output is read: its logits are the first output
@@ -332,17 +354,21 @@ absl::Status Engine::RecomputeRearranged(const at::Tensor& embeddings, const Tok
     }
     AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], window_start};
     const at::Tensor finished = model_->FinishLayer(
-        pending, rows.size() == current.size() ? at::Tensor() : IndexTensor(rows, device), layer, request);
+        pending, rows.size() == current.size() ? at::Tensor() : IndexTensor(rows, device), layer,
+        request);
     computed += static_cast<int64_t>(rows.size());
-    hidden = next_rows.size() == rows.size() ? finished : finished.index_select(0, IndexTensor(next_rows, device));
+    hidden = next_rows.size() == rows.size()
+                 ? finished
+                 : finished.index_select(0, IndexTensor(next_rows, device));
     current = std::move(next);
   }
   out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
   Sync(out->logits);
   // Time spent preparing layers (waiting for and re-rotating them) is accounted by the caller.
   out->times.prefill_ms = MillisSince(stage) - prepare_ms;
-  out->recompute_share =
-      num_layers > 1 ? static_cast<double>(recomputed_after_layer0) / static_cast<double>(n * (num_layers - 1)) : 1.0;
+  out->recompute_share = num_layers > 1 ? static_cast<double>(recomputed_after_layer0) /
+                                              static_cast<double>(n * (num_layers - 1))
+                                        : 1.0;
   out->compute_share = static_cast<double>(computed) / static_cast<double>(n * num_layers);
 
   out->layer_budgets.clear();
@@ -357,7 +383,9 @@ namespace {
 class GatheredCache : public GatheredLayerSource {
  public:
   explicit GatheredCache(KVCache cache) : cache_(std::move(cache)) {}
-  absl::StatusOr<LayerKV> Layer(int64_t l) override { return std::move(cache_.layers[static_cast<size_t>(l)]); }
+  absl::StatusOr<LayerKV> Layer(int64_t l) override {
+    return std::move(cache_.layers[static_cast<size_t>(l)]);
+  }
 
  private:
   KVCache cache_;
@@ -366,7 +394,8 @@ class GatheredCache : public GatheredLayerSource {
 }  // namespace
 
 absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t>& target,
-                                                       const TokenMapping& mapping, KVCache gathered,
+                                                       const TokenMapping& mapping,
+                                                       KVCache gathered,
                                                        const ReuseOptions& options) const {
   if (gathered.layers.size() != static_cast<size_t>(model_->num_layers())) {
     return absl::InvalidArgumentError(absl::StrCat("gathered KV has ", gathered.layers.size(),
@@ -377,13 +406,15 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t
 }
 
 absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t>& target,
-                                                       const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                       const TokenMapping& mapping,
+                                                       GatheredLayerSource* layers,
                                                        const ReuseOptions& options) const {
   SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
   const int64_t n = static_cast<int64_t>(target.size());
-  if (static_cast<int64_t>(mapping.source.size()) != n || static_cast<int64_t>(mapping.unmatched.size()) != n) {
-    return absl::InvalidArgumentError(absl::StrCat("mapping covers ", mapping.source.size(),
-                                                   " tokens, the prompt has ", n));
+  if (static_cast<int64_t>(mapping.source.size()) != n ||
+      static_cast<int64_t>(mapping.unmatched.size()) != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mapping covers ", mapping.source.size(), " tokens, the prompt has ", n));
   }
   const ModelConfig& c = model_->config();
   PrefillOutcome out;
@@ -395,28 +426,31 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillGathered(const std::vector<int32_t
     out.times.encode_ms = MillisSince(stage);
     // Rows are already in target order: the identity gather leaves them bit for bit, and the
     // re-rotation reads each row's reference position from the gathered positions.
-    const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(model_->device()));
+    const at::Tensor positions =
+        at::arange(n, at::TensorOptions().dtype(at::kLong).device(model_->device()));
     LayerRearranger rearranger(&model_->rope(), options.rerotate_keys);
     out.cache.layers.resize(static_cast<size_t>(model_->num_layers()));
     const auto prepare_layer = [&](int64_t l) -> absl::Status {
       auto wait = Clock::now();
       SEMSHARE_ASSIGN_OR_RETURN(LayerKV layer, layers->Layer(l));
       out.times.kv_wait_ms += MillisSince(wait);
-      if (layer.size() != n || layer.k().size(0) != c.num_key_value_heads || layer.k().size(2) != c.head_dim ||
-          layer.v().sizes() != layer.k().sizes()) {
-        return absl::InvalidArgumentError(absl::StrCat("gathered KV layer ", l, " of shape [", layer.k().size(0), ", ",
-                                                       layer.size(), ", ", layer.k().size(2),
-                                                       "] does not fit the model and prompt"));
+      if (layer.size() != n || layer.k().size(0) != c.num_key_value_heads ||
+          layer.k().size(2) != c.head_dim || layer.v().sizes() != layer.k().sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "gathered KV layer ", l, " of shape [", layer.k().size(0), ", ", layer.size(), ", ",
+            layer.k().size(2), "] does not fit the model and prompt"));
       }
       const auto rearrange = Clock::now();
       const LayerKV on_device(layer.k().to(model_->device(), model_->dtype()),
                               layer.v().to(model_->device(), model_->dtype()),
                               layer.positions().to(model_->device(), at::kLong));
-      out.cache.layers[static_cast<size_t>(l)] = rearranger.Rearrange(on_device, positions, positions);
+      out.cache.layers[static_cast<size_t>(l)] =
+          rearranger.Rearrange(on_device, positions, positions);
       out.times.rearrange_ms += MillisSince(rearrange);
       return absl::OkStatus();
     };
-    SEMSHARE_RETURN_IF_ERROR(RecomputeRearranged(embeddings, mapping, options, prepare_layer, &out));
+    SEMSHARE_RETURN_IF_ERROR(
+        RecomputeRearranged(embeddings, mapping, options, prepare_layer, &out));
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("prefill failed: ", e.what_without_backtrace()));
   }
@@ -454,18 +488,21 @@ void Engine::ApplyRetention(const ReuseOptions& options,
   out->times.retention_ms = MillisSince(start);
 }
 
-absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const {
+absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target,
+                                    const ReuseOptions& options) const {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   const ModelConfig& c = model_->config();
   if (target.empty()) return absl::InvalidArgumentError("empty prompt");
   for (int32_t id : target) {
     if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
   if (c.sliding_window > 0 && static_cast<int64_t>(target.size()) > c.sliding_window) {
     return absl::InvalidArgumentError(absl::StrCat("prompt of ", target.size(),
-                                                   " tokens exceeds the model's sliding window of ", c.sliding_window));
+                                                   " tokens exceeds the model's sliding window of ",
+                                                   c.sliding_window));
   }
   return absl::OkStatus();
 }
@@ -476,11 +513,14 @@ absl::StatusOr<PrefillOutcome> Engine::Prefill(const std::vector<int32_t>& targe
   return PrefillKeeping(target, reference, options, nullptr);
 }
 
-absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>& target, const Reference* reference,
-                                                      const ReuseOptions& options, KVCache* full_prefill_kv) const {
+absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>& target,
+                                                      const Reference* reference,
+                                                      const ReuseOptions& options,
+                                                      KVCache* full_prefill_kv) const {
   SEMSHARE_RETURN_IF_ERROR(ValidateTarget(target, options));
   const ModelConfig& c = model_->config();
-  if (reference != nullptr && reference->kv.layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
+  if (reference != nullptr &&
+      reference->kv.layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
     return absl::InvalidArgumentError(absl::StrCat("reference KV has ", reference->kv.layers.size(),
                                                    " layers, the model ", c.num_hidden_layers));
   }
@@ -493,15 +533,16 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>
       if (full_prefill_kv != nullptr) {
         // Retention and decode replace or grow the cache's tensors; the copy keeps them whole.
         for (const LayerKV& layer : out.cache.layers) {
-          full_prefill_kv->layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
+          full_prefill_kv->layers.emplace_back(layer.k().clone(), layer.v().clone(),
+                                               layer.positions().clone());
         }
       }
     } else if (options.method == ReuseMethod::kPrefix) {
       SEMSHARE_RETURN_IF_ERROR(PrefixPrefill(target, *reference, options, &out));
     } else {
       bool reuse = true;
-      if (std::optional<std::string> reason =
-              BypassReason(out.prompt_tokens, static_cast<int64_t>(reference->ids.size()), options)) {
+      if (std::optional<std::string> reason = BypassReason(
+              out.prompt_tokens, static_cast<int64_t>(reference->ids.size()), options)) {
         reuse = false;
         out.bypassed = true;
         out.bypass_reason = *std::move(reason);
@@ -524,14 +565,17 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>
 }
 
 void Engine::EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const {
-  if (options.retention.policy == RetentionPolicy::kNone || !options.retention.decode_eviction) return;
+  if (options.retention.policy == RetentionPolicy::kNone || !options.retention.decode_eviction)
+    return;
   for (size_t l = 0; l < prefill->cache.layers.size(); ++l) {
     LayerKV& layer = prefill->cache.layers[l];
     if (layer.size() <= prefill->layer_budgets[l]) continue;
     LayerAttentionStats& stats = prefill->stats[l];
-    const int64_t victim = SelectEvictionVictim(options.retention, stats, layer.positions(), at::Tensor());
+    const int64_t victim =
+        SelectEvictionVictim(options.retention, stats, layer.positions(), at::Tensor());
     if (victim < 0) continue;
-    const at::Tensor all = at::arange(layer.size(), at::TensorOptions().dtype(at::kLong).device(model_->device()));
+    const at::Tensor all =
+        at::arange(layer.size(), at::TensorOptions().dtype(at::kLong).device(model_->device()));
     const at::Tensor keep = all.masked_select(all != victim);
     layer.Keep(keep);
     KeepStats(keep, &stats);
@@ -548,22 +592,26 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
   return Decode(std::move(prefill), options, sampling, start);
 }
 
-absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(const std::vector<int32_t>& target,
-                                                                          const ReuseOptions& options,
-                                                                          const SamplingOptions& sampling) const {
+absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(
+    const std::vector<int32_t>& target, const ReuseOptions& options,
+    const SamplingOptions& sampling) const {
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
   const auto start = Clock::now();
   Reference reference;
   reference.ids = target;
   reference.codes_options = options.ecache;
-  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, PrefillKeeping(target, nullptr, options, &reference.kv));
-  SEMSHARE_ASSIGN_OR_RETURN(GenerateResult result, Decode(std::move(prefill), options, sampling, start));
-  SEMSHARE_ASSIGN_OR_RETURN(reference.codes, EncodeCodes(target, options.ecache, &reference.sketch));
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
+                            PrefillKeeping(target, nullptr, options, &reference.kv));
+  SEMSHARE_ASSIGN_OR_RETURN(GenerateResult result,
+                            Decode(std::move(prefill), options, sampling, start));
+  SEMSHARE_ASSIGN_OR_RETURN(reference.codes,
+                            EncodeCodes(target, options.ecache, &reference.sketch));
   return std::make_pair(std::move(result), std::move(reference));
 }
 
 absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_t>& target,
-                                                        const TokenMapping& mapping, KVCache gathered,
+                                                        const TokenMapping& mapping,
+                                                        KVCache gathered,
                                                         const ReuseOptions& options,
                                                         const SamplingOptions& sampling) const {
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
@@ -574,16 +622,19 @@ absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_
 }
 
 absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_t>& target,
-                                                        const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                        const TokenMapping& mapping,
+                                                        GatheredLayerSource* layers,
                                                         const ReuseOptions& options,
                                                         const SamplingOptions& sampling) const {
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
   const auto start = Clock::now();
-  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, PrefillGathered(target, mapping, layers, options));
+  SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
+                            PrefillGathered(target, mapping, layers, options));
   return Decode(std::move(prefill), options, sampling, start);
 }
 
-absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, const ReuseOptions& options,
+absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome,
+                                              const ReuseOptions& options,
                                               const SamplingOptions& sampling,
                                               std::chrono::steady_clock::time_point start) const {
   GenerateResult result;
@@ -595,7 +646,8 @@ absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, co
     if (sampling.max_tokens > 0) {
       const auto emit = [&](int32_t t) -> absl::Status {
         result.tokens.push_back(t);
-        if (sampling.on_token && !sampling.on_token(t)) return absl::CancelledError("the client went away");
+        if (sampling.on_token && !sampling.on_token(t))
+          return absl::CancelledError("the client went away");
         return absl::OkStatus();
       };
       int32_t token = SampleToken(prefill.logits, sampling, &rng);
@@ -603,11 +655,13 @@ absl::StatusOr<GenerateResult> Engine::Decode(PrefillOutcome prefill_outcome, co
       const auto decode_start = Clock::now();
       SEMSHARE_RETURN_IF_ERROR(emit(token));
       auto stops = [&](int32_t t) {
-        return std::find(sampling.stop_tokens.begin(), sampling.stop_tokens.end(), t) != sampling.stop_tokens.end();
+        return std::find(sampling.stop_tokens.begin(), sampling.stop_tokens.end(), t) !=
+               sampling.stop_tokens.end();
       };
       while (static_cast<int32_t>(result.tokens.size()) < sampling.max_tokens && !stops(token)) {
         const int64_t position = n + static_cast<int64_t>(result.tokens.size()) - 1;
-        const at::Tensor logits = model_->DecodeStep(token, position, &prefill.cache, &prefill.stats);
+        const at::Tensor logits =
+            model_->DecodeStep(token, position, &prefill.cache, &prefill.stats);
         EvictForDecode(options, &prefill);
         token = SampleToken(logits, sampling, &rng);
         SEMSHARE_RETURN_IF_ERROR(emit(token));
@@ -639,13 +693,14 @@ absl::StatusOr<double> Engine::ContinuationNll(PrefillOutcome* prefill,
     for (size_t t = 0; t < continuation.size(); ++t) {
       const int32_t token = continuation[t];
       if (token < 0 || token >= model_->config().vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("continuation token ", token, " outside the vocabulary"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("continuation token ", token, " outside the vocabulary"));
       }
       nll -= at::log_softmax(logits.to(at::kFloat), 0)[token].item<double>();
       if (top1 != nullptr) top1->push_back(static_cast<int32_t>(logits.argmax().item<int64_t>()));
       if (t + 1 == continuation.size()) break;
-      logits = model_->DecodeStep(token, prefill->prompt_tokens + static_cast<int64_t>(t), &prefill->cache,
-                                  &prefill->stats);
+      logits = model_->DecodeStep(token, prefill->prompt_tokens + static_cast<int64_t>(t),
+                                  &prefill->cache, &prefill->stats);
       EvictForDecode(options, prefill);
     }
   } catch (const c10::Error& e) {

@@ -1,6 +1,8 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_ENGINE_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,18 +14,16 @@
 #include <utility>
 #include <vector>
 
-#include <ATen/core/Tensor.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/token_mapping.h"
 #include "inference_worker/engine/ecache.h"
 #include "inference_worker/engine/kv_cache.h"
 #include "inference_worker/engine/model.h"
 #include "inference_worker/engine/recompute.h"
 #include "inference_worker/engine/retention.h"
 #include "inference_worker/engine/sampler.h"
-#include "common/token_mapping.h"
 
 namespace semshare {
 
@@ -45,8 +45,8 @@ struct ReuseOptions {
   MappingOptions mapping;
   RecomputeOptions recompute;
   RetentionOptions retention;
-  bool rerotate_keys = true;   // off is an ablation
-  bool bypass = true;          // skip reuse when it is predicted not to pay
+  bool rerotate_keys = true;        // off is an ablation
+  bool bypass = true;               // skip reuse when it is predicted not to pay
   int64_t observation_window = 32;  // queries whose attention ranks tokens for retention
 
   absl::Status Validate() const;
@@ -63,13 +63,13 @@ struct Reference {
 
 // Wall time per stage of serving one request, milliseconds.
 struct StageTimes {
-  double encode_ms = 0;      // embeddings, E-cache, codes
-  double match_ms = 0;       // similarity and mapping
-  double rearrange_ms = 0;   // gather + key re-rotation
-  double prefill_ms = 0;     // full prefill or selective recompute
+  double encode_ms = 0;     // embeddings, E-cache, codes
+  double match_ms = 0;      // similarity and mapping
+  double rearrange_ms = 0;  // gather + key re-rotation
+  double prefill_ms = 0;    // full prefill or selective recompute
   double retention_ms = 0;
   double decode_ms = 0;
-  double kv_wait_ms = 0;     // prefill blocked waiting for gathered layers still in transfer
+  double kv_wait_ms = 0;  // prefill blocked waiting for gathered layers still in transfer
 };
 
 // The cache a target prompt is served from, and how it was made.
@@ -99,9 +99,9 @@ struct PrefillOutcome {
 struct GenerateResult {
   PrefillOutcome prefill;
   std::vector<int32_t> tokens;
-  double ttft_ms = 0;     // request start to first token chosen
-  double latency_ms = 0;  // request start to last token
-  int64_t kv_bytes = 0;   // KV held at the end of generation
+  double ttft_ms = 0;          // request start to first token chosen
+  double latency_ms = 0;       // request start to last token
+  int64_t kv_bytes = 0;        // KV held at the end of generation
   double kv_kept_share = 1.0;  // token-layers held at the end / full cache of that length
 };
 
@@ -139,9 +139,9 @@ class Engine {
   // prompt as a reference (BuildReference's result: codes under options.ecache, the KV before
   // retention), so that storing a miss costs no second prefill. The reference's codes are
   // computed after the last token.
-  absl::StatusOr<std::pair<GenerateResult, Reference>> GenerateMiss(const std::vector<int32_t>& target,
-                                                                    const ReuseOptions& options,
-                                                                    const SamplingOptions& sampling) const;
+  absl::StatusOr<std::pair<GenerateResult, Reference>> GenerateMiss(
+      const std::vector<int32_t>& target, const ReuseOptions& options,
+      const SamplingOptions& sampling) const;
 
   // A semshare hit from reference KV already gathered into target order, as a cache node's
   // FetchKV streams it: row i of every layer is the reference token mapping.source[i], with
@@ -155,7 +155,8 @@ class Engine {
   // The same with layers taken from `layers` as they arrive (the same result as with all of them
   // given at once). Each layer is checked against the model and the prompt when it arrives.
   absl::StatusOr<PrefillOutcome> PrefillGathered(const std::vector<int32_t>& target,
-                                                 const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                 const TokenMapping& mapping,
+                                                 GatheredLayerSource* layers,
                                                  const ReuseOptions& options) const;
   // PrefillGathered then decode, as Generate.
   absl::StatusOr<GenerateResult> GenerateGathered(const std::vector<int32_t>& target,
@@ -163,7 +164,8 @@ class Engine {
                                                   const ReuseOptions& options,
                                                   const SamplingOptions& sampling) const;
   absl::StatusOr<GenerateResult> GenerateGathered(const std::vector<int32_t>& target,
-                                                  const TokenMapping& mapping, GatheredLayerSource* layers,
+                                                  const TokenMapping& mapping,
+                                                  GatheredLayerSource* layers,
                                                   const ReuseOptions& options,
                                                   const SamplingOptions& sampling) const;
 
@@ -177,12 +179,14 @@ class Engine {
   // prefilled cache (with decode-time eviction when the retention options ask for it). When
   // `top1` is given it receives, for each continuation token, the model's most likely token
   // at that step (teacher forcing: the next step is fed the continuation's token).
-  absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill, const std::vector<int32_t>& continuation,
+  absl::StatusOr<double> ContinuationNll(PrefillOutcome* prefill,
+                                         const std::vector<int32_t>& continuation,
                                          const ReuseOptions& options,
                                          std::vector<int32_t>* top1 = nullptr) const;
 
   // Codes of a prompt under `ecache` (the router's and the cache node's view of a prompt).
-  absl::StatusOr<TokenCodes> EncodeCodes(const std::vector<int32_t>& ids, const ECacheOptions& ecache,
+  absl::StatusOr<TokenCodes> EncodeCodes(const std::vector<int32_t>& ids,
+                                         const ECacheOptions& ecache,
                                          at::Tensor* sketch = nullptr) const;
 
   const Model& model() const { return *model_; }
@@ -197,11 +201,15 @@ class Engine {
                              const ReuseOptions& options, PrefillOutcome* out) const;
   // Returns false (and leaves `out` untouched) on a miss.
   // Prefill; with `full_prefill_kv`, a full prefill's KV before retention is copied there.
-  absl::StatusOr<PrefillOutcome> PrefillKeeping(const std::vector<int32_t>& target, const Reference* reference,
-                                                const ReuseOptions& options, KVCache* full_prefill_kv) const;
-  absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target, const Reference& reference,
-                                       const ReuseOptions& options, PrefillOutcome* out) const;
-  absl::Status ValidateTarget(const std::vector<int32_t>& target, const ReuseOptions& options) const;
+  absl::StatusOr<PrefillOutcome> PrefillKeeping(const std::vector<int32_t>& target,
+                                                const Reference* reference,
+                                                const ReuseOptions& options,
+                                                KVCache* full_prefill_kv) const;
+  absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target,
+                                       const Reference& reference, const ReuseOptions& options,
+                                       PrefillOutcome* out) const;
+  absl::Status ValidateTarget(const std::vector<int32_t>& target,
+                              const ReuseOptions& options) const;
   // Selective recompute over out->cache, rearranged into target order; `prepare_layer` (may be
   // empty) fills out->cache.layers[l] just before layer l is recomputed.
   absl::Status RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,

@@ -71,15 +71,21 @@ absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == absl::string_view::npos) continue;
     absl::StatusOr<Json> doc = ParseJson(line);
-    if (!doc.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", doc.status().message()));
+    if (!doc.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_number, ": ", doc.status().message()));
     EvalPair pair;
     for (auto [field, out] : {std::pair<const char*, std::string*>{"reference", &pair.reference},
-                              {"target", &pair.target}, {"continuation", &pair.continuation}}) {
+                              {"target", &pair.target},
+                              {"continuation", &pair.continuation}}) {
       absl::StatusOr<std::string> value = GetString(*doc, field);
-      if (!value.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", value.status().message()));
+      if (!value.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", line_number, ": ", value.status().message()));
       *out = *value;
     }
-    pair.id = (*doc)["id"].is_string() ? (*doc)["id"].string_value() : absl::StrCat("line", line_number);
+    pair.id =
+        (*doc)["id"].is_string() ? (*doc)["id"].string_value() : absl::StrCat("line", line_number);
     pairs.push_back(std::move(pair));
   }
   if (pairs.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no pairs"));
@@ -104,25 +110,34 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     ++count;
     SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> ref_ids, model.Tokenize(pair.reference, true));
     SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> target_ids, model.Tokenize(pair.target, true));
-    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> continuation, model.Tokenize(pair.continuation, false));
+    SEMSHARE_ASSIGN_OR_RETURN(std::vector<int32_t> continuation,
+                              model.Tokenize(pair.continuation, false));
     if (static_cast<int32_t>(continuation.size()) > options.continuation_tokens) {
       continuation.resize(static_cast<size_t>(options.continuation_tokens));
     }
     SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(ref_ids, reuse.ecache));
 
-    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult baseline, engine.Generate(target_ids, nullptr, full, greedy));
-    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served, engine.Generate(target_ids, &reference, reuse, greedy));
-    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome full_prefill, engine.Prefill(target_ids, nullptr, full));
-    SEMSHARE_ASSIGN_OR_RETURN(double full_nll, engine.ContinuationNll(&full_prefill, continuation, full));
-    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome method_prefill, engine.Prefill(target_ids, &reference, reuse));
-    SEMSHARE_ASSIGN_OR_RETURN(double method_nll, engine.ContinuationNll(&method_prefill, continuation, reuse));
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult baseline,
+                              engine.Generate(target_ids, nullptr, full, greedy));
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served,
+                              engine.Generate(target_ids, &reference, reuse, greedy));
+    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome full_prefill,
+                              engine.Prefill(target_ids, nullptr, full));
+    SEMSHARE_ASSIGN_OR_RETURN(double full_nll,
+                              engine.ContinuationNll(&full_prefill, continuation, full));
+    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome method_prefill,
+                              engine.Prefill(target_ids, &reference, reuse));
+    SEMSHARE_ASSIGN_OR_RETURN(double method_nll,
+                              engine.ContinuationNll(&method_prefill, continuation, reuse));
 
     // Teacher-forced along full's greedy tokens, from a fresh prefill (decoding changes a cache).
     double top1_agree = 1.0;
     if (!baseline.tokens.empty()) {
-      SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome forced_prefill, engine.Prefill(target_ids, &reference, reuse));
+      SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome forced_prefill,
+                                engine.Prefill(target_ids, &reference, reuse));
       std::vector<int32_t> top1;
-      SEMSHARE_RETURN_IF_ERROR(engine.ContinuationNll(&forced_prefill, baseline.tokens, reuse, &top1).status());
+      SEMSHARE_RETURN_IF_ERROR(
+          engine.ContinuationNll(&forced_prefill, baseline.tokens, reuse, &top1).status());
       int64_t same = 0;
       for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == baseline.tokens[t] ? 1 : 0;
       top1_agree = static_cast<double>(same) / static_cast<double>(baseline.tokens.size());
@@ -179,17 +194,19 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
   return out;
 }
 
-absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options) {
+absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse,
+                                  const TtftOptions& options) {
   const Model& model = engine.model();
   const ModelConfig& c = model.config();
   SamplingOptions one;
   one.max_tokens = 1;
   Json rows = Json::MakeArray();
   for (int64_t length : options.lengths) {
-    const SyntheticPair pair = MakeSyntheticPair(length, options.edit_share, static_cast<int32_t>(c.vocab_size),
-                                                 options.seed + static_cast<uint64_t>(length),
-                                                 static_cast<int32_t>(c.bos_token_id));
-    SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(pair.reference, reuse.ecache));
+    const SyntheticPair pair = MakeSyntheticPair(
+        length, options.edit_share, static_cast<int32_t>(c.vocab_size),
+        options.seed + static_cast<uint64_t>(length), static_cast<int32_t>(c.bos_token_id));
+    SEMSHARE_ASSIGN_OR_RETURN(Reference reference,
+                              engine.BuildReference(pair.reference, reuse.ecache));
     Json row;
     row["tokens"] = length;
     double full_ms = 0;
@@ -199,7 +216,8 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
       std::vector<double> ttfts;
       GenerateResult last;
       for (int32_t r = 0; r < options.repeats; ++r) {
-        SEMSHARE_ASSIGN_OR_RETURN(last, engine.Generate(pair.target, &reference, options_for_method, one));
+        SEMSHARE_ASSIGN_OR_RETURN(
+            last, engine.Generate(pair.target, &reference, options_for_method, one));
         ttfts.push_back(last.ttft_ms);
       }
       const std::string name = ReuseMethodName(method);
@@ -221,7 +239,8 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
       row[name] = m;
       if (method == ReuseMethod::kFull) full_ms = median;
       if (method == ReuseMethod::kSemShare) row["speedup"] = median > 0 ? full_ms / median : 0.0;
-      if (method == ReuseMethod::kPrefix) row["prefix_speedup"] = median > 0 ? full_ms / median : 0.0;
+      if (method == ReuseMethod::kPrefix)
+        row["prefix_speedup"] = median > 0 ? full_ms / median : 0.0;
     }
     rows.push_back(row);
   }
@@ -261,15 +280,21 @@ absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<Eva
       ecache.use_rope = configs[k].ecache_rope;
       SEMSHARE_ASSIGN_OR_RETURN(TokenCodes target_codes, engine.EncodeCodes(target_ids, ecache));
       SEMSHARE_ASSIGN_OR_RETURN(TokenCodes ref_codes, engine.EncodeCodes(ref_ids, ecache));
-      SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping, MapTokens(target_codes, ref_codes, reuse.mapping));
+      SEMSHARE_ASSIGN_OR_RETURN(TokenMapping mapping,
+                                MapTokens(target_codes, ref_codes, reuse.mapping));
       const at::Tensor source =
-          at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong).to(model.device());
-      const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(model.device()));
-      const KVCache rearranged = RearrangeKV(reference.kv, source, positions, model.rope(), configs[k].rerotate);
+          at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()), at::kLong)
+              .to(model.device());
+      const at::Tensor positions =
+          at::arange(n, at::TensorOptions().dtype(at::kLong).device(model.device()));
+      const KVCache rearranged =
+          RearrangeKV(reference.kv, source, positions, model.rope(), configs[k].rerotate);
       double total = 0;
       for (size_t l = 0; l < truth.layers.size(); ++l) {
-        const at::Tensor true_kv = at::cat({truth.layers[l].k(), truth.layers[l].v()}, 0).to(at::kFloat);
-        const at::Tensor got = at::cat({rearranged.layers[l].k(), rearranged.layers[l].v()}, 0).to(at::kFloat);
+        const at::Tensor true_kv =
+            at::cat({truth.layers[l].k(), truth.layers[l].v()}, 0).to(at::kFloat);
+        const at::Tensor got =
+            at::cat({rearranged.layers[l].k(), rearranged.layers[l].v()}, 0).to(at::kFloat);
         total += ((got - true_kv).norm() / true_kv.norm().clamp_min(1e-12)).item<double>();
       }
       deviations[k].push_back(total / static_cast<double>(truth.layers.size()));

@@ -53,7 +53,8 @@ struct TtftOptions {
 
 // Median time to first token of full, prefix and semshare (with `reuse`'s settings) on a
 // synthetic similar pair at each length. Returns {"rows": [...]}.
-absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options);
+absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse,
+                                  const TtftOptions& options);
 
 // Relative L2 deviation of rearranged KV from the target's true KV, per configuration (E-cache
 // RoPE on/off, key re-rotation on/off), averaged over pairs and layers.

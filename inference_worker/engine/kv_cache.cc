@@ -12,8 +12,8 @@ LayerKV::LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions)
       positions_(positions.to(k.device(), at::kLong).contiguous()),
       size_(k.size(1)) {}
 
-LayerKV LayerKV::Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity,
-                       at::ScalarType dtype, at::Device device) {
+LayerKV LayerKV::Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity, at::ScalarType dtype,
+                       at::Device device) {
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   LayerKV layer(at::empty({kv_heads, capacity, head_dim}, options),
                 at::empty({kv_heads, capacity, head_dim}, options),

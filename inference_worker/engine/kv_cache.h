@@ -1,10 +1,10 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_KV_CACHE_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_KV_CACHE_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 namespace semshare {
 
@@ -18,8 +18,8 @@ class LayerKV {
   // Takes k, v [kv_heads, n, head_dim] and positions int64 [n] as the initial contents.
   LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions);
   // An empty cache of `capacity` tokens.
-  static LayerKV Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity,
-                       at::ScalarType dtype, at::Device device);
+  static LayerKV Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity, at::ScalarType dtype,
+                       at::Device device);
 
   int64_t size() const { return size_; }
   at::Tensor k() const;          // [kv_heads, size, head_dim] view

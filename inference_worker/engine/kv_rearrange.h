@@ -20,8 +20,10 @@ LayerKV RearrangeLayer(const LayerKV& reference, const at::Tensor& source,
 // position shift share one cos/sin table, as in RearrangeKV.
 class LayerRearranger {
  public:
-  LayerRearranger(const Rope* rope, bool rerotate_keys) : rope_(rope), rerotate_keys_(rerotate_keys) {}
-  LayerKV Rearrange(const LayerKV& reference, const at::Tensor& source, const at::Tensor& target_positions);
+  LayerRearranger(const Rope* rope, bool rerotate_keys)
+      : rope_(rope), rerotate_keys_(rerotate_keys) {}
+  LayerKV Rearrange(const LayerKV& reference, const at::Tensor& source,
+                    const at::Tensor& target_positions);
 
  private:
   const Rope* rope_;

@@ -27,7 +27,8 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
     }
     return device;
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("device '", name, "': ", e.what_without_backtrace()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device '", name, "': ", e.what_without_backtrace()));
   }
 }
 
@@ -67,8 +68,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoi
                                                              const ModelOptions& options) {
   SEMSHARE_ASSIGN_OR_RETURN(at::Device device, ResolveDevice(options.device));
   SEMSHARE_ASSIGN_OR_RETURN(at::ScalarType dtype, ResolveDtype(options.dtype, device));
-  std::unique_ptr<Model> model(
-      new Model(checkpoint.config, checkpoint.fingerprint, device, dtype));
+  std::unique_ptr<Model> model(new Model(checkpoint.config, checkpoint.fingerprint, device, dtype));
   try {
     TensorMap& t = checkpoint.tensors;
     auto take = [&](const std::string& name) {
@@ -91,11 +91,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoi
               .contiguous();
       if (c.attention_bias) {
         w.q_bias = take(p + "self_attn.q_proj.bias");
-        w.kv_bias = at::cat({take(p + "self_attn.k_proj.bias"), take(p + "self_attn.v_proj.bias")}, 0);
+        w.kv_bias =
+            at::cat({take(p + "self_attn.k_proj.bias"), take(p + "self_attn.v_proj.bias")}, 0);
       }
       w.o_weight = take(p + "self_attn.o_proj.weight");
       w.gate_up_weight =
-          at::cat({take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")}, 0).contiguous();
+          at::cat({take(p + "mlp.gate_proj.weight"), take(p + "mlp.up_proj.weight")}, 0)
+              .contiguous();
       w.down_weight = take(p + "mlp.down_proj.weight");
       model->layers_.push_back(std::move(w));
     }
@@ -132,9 +134,8 @@ at::Tensor Model::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
   return weight * normed.to(dtype_);
 }
 
-at::Tensor Model::ForwardLayer(int64_t layer, const at::Tensor& hidden,
-                               const at::Tensor& positions, LayerKV* kv,
-                               const at::Tensor& write_index,
+at::Tensor Model::ForwardLayer(int64_t layer, const at::Tensor& hidden, const at::Tensor& positions,
+                               LayerKV* kv, const at::Tensor& write_index,
                                const AttentionStatsRequest& stats_request) const {
   return FinishLayer(WriteLayerKV(layer, hidden, positions, kv, write_index), at::Tensor(), *kv,
                      stats_request);
@@ -147,12 +148,14 @@ Model::PendingLayer Model::WriteLayerKV(int64_t layer, const at::Tensor& hidden,
   const int64_t s = hidden.size(0);
   const int64_t kv_heads = config_.num_key_value_heads;
   const int64_t hd = config_.head_dim;
-  PendingLayer pending{layer, hidden, RmsNorm(hidden, w.input_norm), positions.to(device_, at::kLong), {}};
+  PendingLayer pending{
+      layer, hidden, RmsNorm(hidden, w.input_norm), positions.to(device_, at::kLong), {}};
   pending.rope = rope_.MakeTable(pending.positions);
   const std::vector<at::Tensor> kv_parts =
       at::linear(pending.normed, w.kv_weight, w.kv_bias).chunk(2, 1);
   // [S, h, hd] -> [h, S, hd]
-  const at::Tensor k = rope_.Apply(kv_parts[0].view({s, kv_heads, hd}).transpose(0, 1), pending.rope);
+  const at::Tensor k =
+      rope_.Apply(kv_parts[0].view({s, kv_heads, hd}).transpose(0, 1), pending.rope);
   const at::Tensor v = kv_parts[1].view({s, kv_heads, hd}).transpose(0, 1);
   if (write_index.defined()) {
     kv->Overwrite(write_index, k, v, pending.positions);
@@ -162,8 +165,8 @@ Model::PendingLayer Model::WriteLayerKV(int64_t layer, const at::Tensor& hidden,
   return pending;
 }
 
-at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& rows, const LayerKV& kv,
-                              const AttentionStatsRequest& stats_request) const {
+at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& rows,
+                              const LayerKV& kv, const AttentionStatsRequest& stats_request) const {
   const LayerWeights& w = layers_[static_cast<size_t>(pending.layer)];
   at::Tensor hidden = pending.hidden;
   at::Tensor normed = pending.normed;
@@ -179,8 +182,8 @@ at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& row
   const int64_t s = hidden.size(0);
   const int64_t heads = config_.num_attention_heads;
   const int64_t hd = config_.head_dim;
-  const at::Tensor q =
-      rope_.Apply(at::linear(normed, w.q_weight, w.q_bias).view({s, heads, hd}).transpose(0, 1), rope);
+  const at::Tensor q = rope_.Apply(
+      at::linear(normed, w.q_weight, w.q_bias).view({s, heads, hd}).transpose(0, 1), rope);
   const at::Tensor attended = Attend(q, kv, positions, stats_request);
   const at::Tensor h = hidden + at::linear(attended, w.o_weight);
 
@@ -208,7 +211,9 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     for (at::Tensor* t : {&stats->window_mass, &stats->accumulated_mass, &stats->last_query_mass}) {
       if (!t->defined() || t->size(0) != n) {
         at::Tensor grown = at::zeros({n}, f32);
-        if (t->defined()) grown.narrow(0, 0, std::min(n, t->size(0))).copy_(t->narrow(0, 0, std::min(n, t->size(0))));
+        if (t->defined())
+          grown.narrow(0, 0, std::min(n, t->size(0)))
+              .copy_(t->narrow(0, 0, std::min(n, t->size(0))));
         *t = grown;
       }
     }
@@ -219,7 +224,8 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
   const at::Tensor grouped = q.reshape({kv_heads, group, s, hd});
   at::Tensor out = at::empty({kv_heads, group, s, hd}, q.options());
   const int64_t chunk = std::max<int64_t>(
-      16, kAttentionBlockBytes / std::max<int64_t>(1, heads * n * static_cast<int64_t>(sizeof(float))));
+      16,
+      kAttentionBlockBytes / std::max<int64_t>(1, heads * n * static_cast<int64_t>(sizeof(float))));
   // Query positions ascend and key positions ascend, so a chunk only needs keys up to its
   // largest position: this skips the upper triangle of a causal prefill.
   const at::Tensor q_max_cpu = q_positions.to(at::kCPU);
@@ -236,7 +242,8 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     int64_t chunk_max = qpos[start];
     for (int64_t i = start; i < start + len; ++i) chunk_max = std::max(chunk_max, qpos[i]);
     const int64_t upper =
-        at::searchsorted(key_positions_cpu, at::scalar_tensor(chunk_max, at::kLong), false, /*right=*/true)
+        at::searchsorted(key_positions_cpu, at::scalar_tensor(chunk_max, at::kLong), false,
+                         /*right=*/true)
             .item<int64_t>();
     const at::Tensor qc = grouped.narrow(2, start, len).reshape({kv_heads, group * len, hd});
     const at::Tensor kc = keys.narrow(1, 0, upper);
@@ -255,9 +262,11 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
       const at::Tensor per_query = probs.sum(at::IntArrayRef{0, 1});  // [len, upper]
       stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
       const at::Tensor chunk_positions = q_positions.narrow(0, start, len);
-      const at::Tensor in_window = (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
+      const at::Tensor in_window =
+          (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
       stats->window_mass.narrow(0, 0, upper).add_(at::matmul(in_window, per_query));
-      const at::Tensor is_last = (chunk_positions == last_query_position.to(device_)).to(at::kFloat);
+      const at::Tensor is_last =
+          (chunk_positions == last_query_position.to(device_)).to(at::kFloat);
       stats->last_query_mass.narrow(0, 0, upper).add_(at::matmul(is_last, per_query));
     }
   }
@@ -279,8 +288,8 @@ KVCache Model::NewCache(int64_t capacity) const {
 }
 
 at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
-                          std::vector<LayerAttentionStats>* stats,
-                          int64_t observation_window, bool stats_from_every_query) const {
+                          std::vector<LayerAttentionStats>* stats, int64_t observation_window,
+                          bool stats_from_every_query) const {
   const int64_t n = static_cast<int64_t>(ids.size());
   const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_));
   if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
@@ -310,7 +319,8 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
 
 at::Tensor Model::DecodeStep(int32_t token, int64_t position, KVCache* cache,
                              std::vector<LayerAttentionStats>* stats) const {
-  const at::Tensor positions = at::full({1}, position, at::TensorOptions().dtype(at::kLong).device(device_));
+  const at::Tensor positions =
+      at::full({1}, position, at::TensorOptions().dtype(at::kLong).device(device_));
   at::Tensor hidden = Embed(IdsTensor({token}));
   for (int64_t l = 0; l < num_layers(); ++l) {
     AttentionStatsRequest request;

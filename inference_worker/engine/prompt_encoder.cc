@@ -20,8 +20,8 @@ absl::StatusOr<at::ScalarType> WorkerDtype(const PromptEncoderOptions& options) 
     // Only names the workers' device: the router itself computes on the CPU.
     return ResolveDtype(options.dtype, at::Device(options.worker_device));
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("worker device '", options.worker_device,
-                                                   "': ", e.what_without_backtrace()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker device '", options.worker_device, "': ", e.what_without_backtrace()));
   }
 }
 
@@ -43,14 +43,14 @@ absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::Load(
   const at::Tensor& stored = it->second;
   if (stored.dim() != 2 || stored.size(0) != config.vocab_size ||
       stored.size(1) != config.hidden_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint ", dir, ": tensor '", kEmbeddingName, "' has shape [",
-        absl::StrJoin(stored.sizes(), ", "), "], expected [", config.vocab_size, ", ",
-        config.hidden_size, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", dir, ": tensor '", kEmbeddingName, "' has shape [",
+                     absl::StrJoin(stored.sizes(), ", "), "], expected [", config.vocab_size, ", ",
+                     config.hidden_size, "]"));
   }
   if (!at::isFloatingType(stored.scalar_type())) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir, ": tensor '",
-                                                   kEmbeddingName, "' is not floating point"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", dir, ": tensor '", kEmbeddingName, "' is not floating point"));
   }
   // As Model::FromCheckpoint: the stored rows rounded to the compute dtype.
   at::Tensor embeddings = stored.to(dtype).contiguous();
@@ -84,9 +84,8 @@ absl::StatusOr<EncodedPrompt> PromptEncoder::EncodeIds(std::vector<int32_t> ids)
   if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", i, " has id ", ids[i],
-                                                     ", outside the vocabulary of ",
-                                                     config_.vocab_size));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token ", i, " has id ", ids[i], ", outside the vocabulary of ", config_.vocab_size));
     }
   }
   // The same operations as Engine::EncodeCodes over Model::Embed.

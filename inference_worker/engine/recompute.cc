@@ -7,9 +7,12 @@
 namespace semshare {
 
 absl::Status RecomputeOptions::Validate() const {
-  if (!(hd_share >= 0 && hd_share <= 1)) return absl::InvalidArgumentError("hd_share must be in [0, 1]");
-  if (!(decay > 0 && decay <= 1)) return absl::InvalidArgumentError("recompute decay must be in (0, 1]");
-  if (!(min_share >= 0 && min_share <= 1)) return absl::InvalidArgumentError("min_share must be in [0, 1]");
+  if (!(hd_share >= 0 && hd_share <= 1))
+    return absl::InvalidArgumentError("hd_share must be in [0, 1]");
+  if (!(decay > 0 && decay <= 1))
+    return absl::InvalidArgumentError("recompute decay must be in (0, 1]");
+  if (!(min_share >= 0 && min_share <= 1))
+    return absl::InvalidArgumentError("min_share must be in [0, 1]");
   if (last_tokens < 1) return absl::InvalidArgumentError("last_tokens must be >= 1");
   return absl::OkStatus();
 }
@@ -47,7 +50,8 @@ std::vector<int64_t> ShrinkRecomputeSet(const std::vector<int64_t>& current,
       candidates.push_back(k);
     }
   }
-  const int64_t room = std::max<int64_t>(0, std::min<int64_t>(target_count, static_cast<int64_t>(n)) - kept);
+  const int64_t room =
+      std::max<int64_t>(0, std::min<int64_t>(target_count, static_cast<int64_t>(n)) - kept);
   const size_t take = std::min(candidates.size(), static_cast<size_t>(room));
   std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(take),
                     candidates.end(), [&](size_t a, size_t b) {

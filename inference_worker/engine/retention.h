@@ -1,12 +1,12 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_RETENTION_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_RETENTION_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 

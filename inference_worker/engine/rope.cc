@@ -32,7 +32,8 @@ Rope::Rope(int64_t dim, double theta, const std::optional<RopeScaling>& scaling)
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
     double freq = 1.0 / std::pow(static_cast<float>(theta), exponent);
     freq = static_cast<float>(freq);
-    freqs[static_cast<size_t>(i)] = scaling ? ScaleFrequency(freq, *scaling) : static_cast<float>(freq);
+    freqs[static_cast<size_t>(i)] =
+        scaling ? ScaleFrequency(freq, *scaling) : static_cast<float>(freq);
   }
   inv_freq_ = at::tensor(freqs, at::kFloat);
 }
@@ -42,9 +43,9 @@ at::Tensor Rope::Apply(const at::Tensor& x, const at::Tensor& positions) const {
 }
 
 Rope::Table Rope::MakeTable(const at::Tensor& positions) const {
-  const at::Tensor pos = positions.to(at::kFloat).unsqueeze(-1);                // [N, 1]
+  const at::Tensor pos = positions.to(at::kFloat).unsqueeze(-1);                 // [N, 1]
   const at::Tensor freqs = pos * inv_freq_.to(positions.device()).unsqueeze(0);  // [N, dim/2]
-  const at::Tensor angles = at::cat({freqs, freqs}, -1);                        // [N, dim]
+  const at::Tensor angles = at::cat({freqs, freqs}, -1);                         // [N, dim]
   return Table{angles.cos(), angles.sin()};
 }
 

@@ -1,9 +1,9 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_ROPE_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_ROPE_H_
 
-#include <optional>
-
 #include <ATen/core/Tensor.h>
+
+#include <optional>
 
 #include "inference_worker/engine/model_config.h"
 

@@ -243,8 +243,7 @@ std::string SafetensorsDtypeName(at::ScalarType dtype) {
   return info == nullptr ? "" : info->name;
 }
 
-absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path,
-                                              const TensorFilter& wanted) {
+absl::StatusOr<TensorMap> ReadSafetensorsFile(const std::string& path, const TensorFilter& wanted) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoError("cannot open", path);
   struct stat info;

@@ -14,7 +14,8 @@ absl::Status SamplingOptions::Validate() const {
   return absl::OkStatus();
 }
 
-int32_t SampleToken(const at::Tensor& logits, const SamplingOptions& options, std::mt19937_64* rng) {
+int32_t SampleToken(const at::Tensor& logits, const SamplingOptions& options,
+                    std::mt19937_64* rng) {
   const at::Tensor cpu = logits.to(at::kCPU, at::kFloat).contiguous();
   const float* values = cpu.data_ptr<float>();
   const int64_t vocab = cpu.numel();

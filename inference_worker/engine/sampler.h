@@ -1,12 +1,12 @@
 #ifndef SEMSHARE_INFERENCE_WORKER_ENGINE_SAMPLER_H_
 #define SEMSHARE_INFERENCE_WORKER_ENGINE_SAMPLER_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/status.h"
 
@@ -14,9 +14,9 @@ namespace semshare {
 
 struct SamplingOptions {
   int32_t max_tokens = 64;
-  double temperature = 0.0;  // 0: greedy
-  double top_p = 1.0;        // nucleus sampling when temperature > 0
-  uint64_t seed = 0;         // same seed, same logits: same tokens
+  double temperature = 0.0;          // 0: greedy
+  double top_p = 1.0;                // nucleus sampling when temperature > 0
+  uint64_t seed = 0;                 // same seed, same logits: same tokens
   std::vector<int32_t> stop_tokens;  // generation ends after emitting one of these
   // Called with each token as soon as it is chosen (may be empty); returning false ends the
   // generation with CANCELLED (the client went away).

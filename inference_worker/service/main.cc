@@ -20,11 +20,13 @@
 #include "inference_worker/tools/reuse_flags.h"
 
 ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0: any free port)");
-ABSL_FLAG(std::string, metrics_listen, "", "Prometheus /metrics address, host:port (port 0: any free port)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
 ABSL_FLAG(int32_t, max_concurrent, 1, "requests executing at once");
 ABSL_FLAG(int32_t, max_queue, 16, "requests waiting for a slot; past it RESOURCE_EXHAUSTED");
-ABSL_FLAG(int64_t, local_cache_bytes, int64_t{512} << 20, "bytes of references' KV held for repeat hits");
+ABSL_FLAG(int64_t, local_cache_bytes, int64_t{512} << 20,
+          "bytes of references' KV held for repeat hits");
 ABSL_FLAG(int32_t, max_pending_stores, 16, "new references waiting to be stored; past it dropped");
 ABSL_FLAG(bool, overlap_fetch, true,
           "recompute layer l while layer l+1 is in transfer (false: the whole transfer first)");
@@ -36,9 +38,10 @@ namespace {
 
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
-  if (absl::Status s = RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
-                                     {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)},
-                                     {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)}});
+  if (absl::Status s =
+          RequireFlags({{"listen", absl::GetFlag(FLAGS_listen)},
+                        {"cluster-token-file", absl::GetFlag(FLAGS_cluster_token_file)},
+                        {"metrics-listen", absl::GetFlag(FLAGS_metrics_listen)}});
       !s.ok()) {
     return Fail(s);
   }
@@ -52,7 +55,8 @@ int Run() {
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
-  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
+  absl::StatusOr<ClusterToken> token =
+      ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
   if (!token.ok()) return Fail(token.status());
   WorkerServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -75,9 +79,11 @@ int Run() {
       WorkerServer::Start(worker->get(), *std::move(token), server_options);
   if (!server.ok()) return Fail(server.status());
 
-  std::printf("semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_concurrent=%d max_queue=%d\n",
-              (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
-              (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
+  std::printf(
+      "semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_concurrent=%d "
+      "max_queue=%d\n",
+      (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
+      (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
   std::fflush(stdout);
 
   const int signal_number = WaitForShutdownSignal(signals);
@@ -95,7 +101,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   semshare::ParseToolFlags(argc, argv,
-                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda --cluster-token-file F --metrics-listen ADDR "
+                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda "
+                           "--cluster-token-file F --metrics-listen ADDR "
                            "[--max-concurrent N] [--max-queue N] [--local-cache-bytes N]");
   return semshare::worker::Run();
 }

@@ -23,9 +23,10 @@ class ReferenceSource {
   virtual ~ReferenceSource() = default;
 
   // As CacheNode::FetchKV with every target token in every layer.
-  virtual absl::Status FetchKV(const std::string& shard, const cache_node::ReferenceScope& scope,
-                               const std::string& reference_id, absl::Span<const int32_t> source,
-                               const std::function<absl::Status(cache_node::FetchedLayer)>& sink) = 0;
+  virtual absl::Status FetchKV(
+      const std::string& shard, const cache_node::ReferenceScope& scope,
+      const std::string& reference_id, absl::Span<const int32_t> source,
+      const std::function<absl::Status(cache_node::FetchedLayer)>& sink) = 0;
   virtual absl::Status Put(const std::string& shard, const cache_node::ReferenceScope& scope,
                            cache_node::NewReference reference) = 0;
 };

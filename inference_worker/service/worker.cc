@@ -45,25 +45,33 @@ double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-std::string HeldKey(const std::string& tenant, const std::string& fingerprint, const std::string& id) {
+std::string HeldKey(const std::string& tenant, const std::string& fingerprint,
+                    const std::string& id) {
   return absl::StrCat(tenant, std::string(1, '\0'), fingerprint, std::string(1, '\0'), id);
 }
 
 absl::StatusOr<at::ScalarType> ScalarTypeOf(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return at::kFloat;
-    case DType::kFloat16: return at::kHalf;
-    case DType::kBFloat16: return at::kBFloat16;
+    case DType::kFloat32:
+      return at::kFloat;
+    case DType::kFloat16:
+      return at::kHalf;
+    case DType::kBFloat16:
+      return at::kBFloat16;
   }
   return absl::InvalidArgumentError("unknown KV dtype");
 }
 
 absl::StatusOr<DType> DTypeOf(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kHalf: return DType::kFloat16;
-    case at::kBFloat16: return DType::kBFloat16;
-    default: return absl::InvalidArgumentError(absl::StrCat("no KV dtype for ", at::toString(type)));
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kHalf:
+      return DType::kFloat16;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("no KV dtype for ", at::toString(type)));
   }
 }
 
@@ -93,7 +101,8 @@ absl::StatusOr<TensorBlob> BlobFromTensor(const at::Tensor& tensor) {
 std::shared_ptr<const HeldReference> HoldRows(const std::string& reference_id, const KVCache& rows,
                                               const std::vector<int32_t>& row_positions) {
   std::map<int32_t, int64_t> first_row;
-  for (size_t r = 0; r < row_positions.size(); ++r) first_row.emplace(row_positions[r], static_cast<int64_t>(r));
+  for (size_t r = 0; r < row_positions.size(); ++r)
+    first_row.emplace(row_positions[r], static_cast<int64_t>(r));
   auto held = std::make_shared<HeldReference>();
   held->reference_id = reference_id;
   std::vector<int64_t> index;
@@ -108,15 +117,18 @@ std::shared_ptr<const HeldReference> HoldRows(const std::string& reference_id, c
   for (const LayerKV& layer : rows.layers) {
     const at::Device device = layer.k().device();
     held->kv.layers.emplace_back(layer.k().index_select(1, index_tensor.to(device)),
-                                 layer.v().index_select(1, index_tensor.to(device)), position_tensor.to(device));
-    held->bytes += static_cast<int64_t>(held->kv.layers.back().k().nbytes() + held->kv.layers.back().v().nbytes());
+                                 layer.v().index_select(1, index_tensor.to(device)),
+                                 position_tensor.to(device));
+    held->bytes += static_cast<int64_t>(held->kv.layers.back().k().nbytes() +
+                                        held->kv.layers.back().v().nbytes());
   }
   return held;
 }
 
 // `held` extended by the rows of `rows`.
-std::shared_ptr<const HeldReference> MergeRows(const HeldReference* held, const std::string& reference_id,
-                                               const KVCache& rows, const std::vector<int32_t>& row_positions) {
+std::shared_ptr<const HeldReference> MergeRows(const HeldReference* held,
+                                               const std::string& reference_id, const KVCache& rows,
+                                               const std::vector<int32_t>& row_positions) {
   if (held == nullptr) return HoldRows(reference_id, rows, row_positions);
   KVCache both;
   for (size_t l = 0; l < rows.layers.size(); ++l) {
@@ -141,12 +153,14 @@ std::optional<KVCache> GatherHeld(const HeldReference& held, const std::vector<i
     index.push_back(it - held.positions.begin());
   }
   const at::Tensor index_tensor = at::tensor(index, at::kLong);
-  const at::Tensor positions = at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
+  const at::Tensor positions =
+      at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
   KVCache gathered;
   for (const LayerKV& layer : held.kv.layers) {
     const at::Device device = layer.k().device();
     gathered.layers.emplace_back(layer.k().index_select(1, index_tensor.to(device)),
-                                 layer.v().index_select(1, index_tensor.to(device)), positions.to(device));
+                                 layer.v().index_select(1, index_tensor.to(device)),
+                                 positions.to(device));
   }
   return gathered;
 }
@@ -156,21 +170,23 @@ std::optional<KVCache> GatherHeld(const HeldReference& held, const std::vector<i
 // and keeps the layers for the worker's local cache.
 class StreamedFetch : public GatheredLayerSource {
  public:
-  StreamedFetch(ReferenceSource* source, const cache_node::ReferenceScope& scope, const ReuseSource& reuse,
-                const ModelConfig& config)
+  StreamedFetch(ReferenceSource* source, const cache_node::ReferenceScope& scope,
+                const ReuseSource& reuse, const ModelConfig& config)
       : config_(config), n_(static_cast<int64_t>(reuse.mapping.source.size())) {
     layers_.resize(static_cast<size_t>(config.num_hidden_layers));
     thread_ = std::thread([this, source, scope, reuse] {
       // The recompute is the critical path: the transfer takes the cores it leaves.
       setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kFetchThreadNice);
       const auto start = Clock::now();
-      absl::Status status = source->FetchKV(reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
-                                            [this](cache_node::FetchedLayer layer) { return Accept(std::move(layer)); });
+      absl::Status status = source->FetchKV(
+          reuse.shard, scope, reuse.reference_id, reuse.mapping.source,
+          [this](cache_node::FetchedLayer layer) { return Accept(std::move(layer)); });
       absl::MutexLock lock(&mutex_);
       transfer_seconds_ = MillisSince(start) / 1e3;
       if (status.ok()) {
         for (const auto& layer : layers_) {
-          if (!layer.has_value()) status = absl::DataLossError("the fetch ended before every layer arrived");
+          if (!layer.has_value())
+            status = absl::DataLossError("the fetch ended before every layer arrived");
         }
       }
       status_ = status;
@@ -195,7 +211,9 @@ class StreamedFetch : public GatheredLayerSource {
     waiting_for_ = static_cast<size_t>(l);
     mutex_.Await(absl::Condition(this, &StreamedFetch::ArrivedOrDone));
     if (!layers_[waiting_for_].has_value()) {
-      return status_.ok() ? absl::DataLossError(absl::StrCat("the fetch ended before layer ", l, " arrived")) : status_;
+      return status_.ok()
+                 ? absl::DataLossError(absl::StrCat("the fetch ended before layer ", l, " arrived"))
+                 : status_;
     }
     return *layers_[waiting_for_];  // shares the tensors: the engine does not write them
   }
@@ -242,16 +260,18 @@ class StreamedFetch : public GatheredLayerSource {
       return absl::InvalidArgumentError("fetched layer does not cover every target token");
     }
     for (int64_t i = 0; i < n_; ++i) {
-      if (layer.target_tokens[i] != i) return absl::InvalidArgumentError("fetched rows out of order");
+      if (layer.target_tokens[i] != i)
+        return absl::InvalidArgumentError("fetched rows out of order");
     }
     SEMSHARE_ASSIGN_OR_RETURN(at::Tensor k, TensorFromBlob(layer.kv.key));
     SEMSHARE_ASSIGN_OR_RETURN(at::Tensor v, TensorFromBlob(layer.kv.value));
-    if (k.size(0) != config_.num_key_value_heads || k.size(1) != n_ || k.size(2) != config_.head_dim ||
-        !k.sizes().equals(v.sizes())) {
+    if (k.size(0) != config_.num_key_value_heads || k.size(1) != n_ ||
+        k.size(2) != config_.head_dim || !k.sizes().equals(v.sizes())) {
       return absl::InvalidArgumentError("fetched KV does not fit the model");
     }
-    const at::Tensor positions =
-        at::tensor(std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()), at::kLong);
+    const at::Tensor positions = at::tensor(
+        std::vector<int64_t>(layer.source_positions.begin(), layer.source_positions.end()),
+        at::kLong);
     absl::MutexLock lock(&mutex_);
     bytes_ += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
     if (cancelled_) return absl::CancelledError("the request no longer needs the reference");
@@ -298,12 +318,14 @@ absl::Status WorkerOptions::Validate() const {
   if (max_queue < 0) return absl::InvalidArgumentError("max queued requests must be >= 0");
   if (local_cache_bytes < 0) return absl::InvalidArgumentError("local cache bytes must be >= 0");
   if (max_pending_stores < 0) return absl::InvalidArgumentError("max pending stores must be >= 0");
-  if (max_pending_store_bytes < 0) return absl::InvalidArgumentError("max pending store bytes must be >= 0");
+  if (max_pending_store_bytes < 0)
+    return absl::InvalidArgumentError("max pending store bytes must be >= 0");
   return absl::OkStatus();
 }
 
-InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
-                                 const WorkerOptions& options, WorkerMetrics* metrics)
+InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse,
+                                 ReferenceSource* source, const WorkerOptions& options,
+                                 WorkerMetrics* metrics)
     : engine_(engine),
       reuse_(std::make_unique<const ReuseOptions>(reuse)),
       source_(source),
@@ -314,18 +336,18 @@ InferenceWorker::InferenceWorker(const Engine* engine, const ReuseOptions& reuse
   store_thread_ = std::thread([this] { StoreLoop(); });
 }
 
-absl::StatusOr<std::unique_ptr<InferenceWorker>> InferenceWorker::Create(const Engine* engine,
-                                                                         const ReuseOptions& reuse,
-                                                                         ReferenceSource* source,
-                                                                         const WorkerOptions& options,
-                                                                         WorkerMetrics* metrics) {
-  if (engine == nullptr || source == nullptr) return absl::InvalidArgumentError("worker needs an engine and a source");
+absl::StatusOr<std::unique_ptr<InferenceWorker>> InferenceWorker::Create(
+    const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,
+    const WorkerOptions& options, WorkerMetrics* metrics) {
+  if (engine == nullptr || source == nullptr)
+    return absl::InvalidArgumentError("worker needs an engine and a source");
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   SEMSHARE_RETURN_IF_ERROR(reuse.Validate());
   if (reuse.method != ReuseMethod::kSemShare) {
     return absl::InvalidArgumentError("the worker serves the semshare method only");
   }
-  return std::unique_ptr<InferenceWorker>(new InferenceWorker(engine, reuse, source, options, metrics));
+  return std::unique_ptr<InferenceWorker>(
+      new InferenceWorker(engine, reuse, source, options, metrics));
 }
 
 InferenceWorker::~InferenceWorker() {
@@ -345,8 +367,8 @@ absl::Status InferenceWorker::Admit() {
   }
   if (queued_ >= options_.max_queue) {
     if (metrics_ != nullptr) metrics_->RecordRejected();
-    return absl::ResourceExhaustedError(absl::StrCat("worker busy: ", active_, " running, ", queued_,
-                                                     " queued (max ", options_.max_queue, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker busy: ", active_, " running, ", queued_, " queued (max ", options_.max_queue, ")"));
   }
   ++queued_;
   RecordLoad();
@@ -368,7 +390,8 @@ void InferenceWorker::RecordLoad() {
 }
 
 void InferenceWorker::RecordLocalCache() {
-  if (metrics_ != nullptr) metrics_->SetLocalCache(held_.bytes(), static_cast<int64_t>(held_.size()));
+  if (metrics_ != nullptr)
+    metrics_->SetLocalCache(held_.bytes(), static_cast<int64_t>(held_.size()));
 }
 
 absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& request) {
@@ -388,7 +411,8 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   sampling.temperature = request.sampling.temperature;
   sampling.top_p = request.sampling.top_p;
   sampling.seed = request.sampling.seed;
-  for (int64_t eos : engine_->model().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+  for (int64_t eos : engine_->model().config().eos_token_ids)
+    sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
   // Tokens go out as they are chosen, with the text each adds: the decoded text grows by a
   // suffix, held back while it ends in an incomplete character.
@@ -413,8 +437,8 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   std::optional<GenerateResult> result;
   if (request.reuse.has_value()) {
     const ReuseSource& reuse = *request.reuse;
-    const double threshold =
-        request.similarity_threshold > 0 ? request.similarity_threshold : reuse_->similarity_threshold;
+    const double threshold = request.similarity_threshold > 0 ? request.similarity_threshold
+                                                              : reuse_->similarity_threshold;
     const cache_node::ReferenceScope scope{request.tenant, request.model_fingerprint};
     const std::string key = HeldKey(request.tenant, request.model_fingerprint, reuse.reference_id);
     if (request.model_fingerprint != fingerprint_) {
@@ -423,8 +447,9 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       reply.miss_reason = "the mapping does not cover the prompt";
     } else if (reuse.mapping.similarity < threshold) {
       reply.miss_reason = "similarity below the threshold";
-    } else if (std::optional<std::string> bypass = engine_->BypassReason(
-                   static_cast<int64_t>(request.prompt.size()), ReferenceTokensSeen(reuse.mapping), *reuse_)) {
+    } else if (std::optional<std::string> bypass =
+                   engine_->BypassReason(static_cast<int64_t>(request.prompt.size()),
+                                         ReferenceTokensSeen(reuse.mapping), *reuse_)) {
       // Not fetched: the transfer would be wasted too. The router named no store target.
       reply.bypassed = true;
       reply.bypass_reason = *std::move(bypass);
@@ -444,17 +469,21 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
       absl::Status fetched = absl::OkStatus();
       double before_ms = MillisSince(fetch_start);  // before the engine starts
       if (gathered.has_value()) {
-        hit = engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered), *reuse_, sampling);
+        hit = engine_->GenerateGathered(request.prompt, reuse.mapping, *std::move(gathered),
+                                        *reuse_, sampling);
       } else {
-        // The engine takes each layer as it arrives; the rest of the transfer overlaps the recompute.
+        // The engine takes each layer as it arrives; the rest of the transfer overlaps the
+        // recompute.
         StreamedFetch fetch(source_, scope, reuse, engine_->model().config());
         if (!options_.overlap_fetch) {
           fetched = fetch.Finish();
           before_ms = MillisSince(fetch_start);
         }
-        if (fetched.ok()) hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
+        if (fetched.ok())
+          hit = engine_->GenerateGathered(request.prompt, reuse.mapping, &fetch, *reuse_, sampling);
         fetched = fetch.Finish();
-        if (metrics_ != nullptr) metrics_->RecordFetch(request.tenant, fetch.bytes(), fetch.transfer_seconds());
+        if (metrics_ != nullptr)
+          metrics_->RecordFetch(request.tenant, fetch.bytes(), fetch.transfer_seconds());
         if (fetched.ok()) {
           std::shared_ptr<const HeldReference> merged =
               MergeRows(held.get(), reuse.reference_id, fetch.TakeLayers(), fetch.row_positions());
@@ -485,11 +514,13 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   }
   if (!result.has_value()) {
     if (!request.store.has_value()) {
-      SEMSHARE_ASSIGN_OR_RETURN(GenerateResult miss, engine_->Generate(request.prompt, nullptr, *reuse_, sampling));
+      SEMSHARE_ASSIGN_OR_RETURN(GenerateResult miss,
+                                engine_->Generate(request.prompt, nullptr, *reuse_, sampling));
       result = std::move(miss);
     } else {
       // The miss's own prefill becomes the new reference: storing it costs no second prefill.
-      SEMSHARE_ASSIGN_OR_RETURN(auto miss, engine_->GenerateMiss(request.prompt, *reuse_, sampling));
+      SEMSHARE_ASSIGN_OR_RETURN(auto miss,
+                                engine_->GenerateMiss(request.prompt, *reuse_, sampling));
       result = std::move(miss.first);
       PendingStore store{request.tenant, request.prompt, *request.store,
                          std::make_shared<Reference>(std::move(miss.second)), 0};
@@ -518,10 +549,11 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   reply.recompute_share = prefill.recompute_share;
   reply.kv_kept_share = prefill.kv_kept_share;
   reply.prompt_tokens = prefill.prompt_tokens;
-  reply.recompute_ms =
-      prefill.times.encode_ms + prefill.times.rearrange_ms + prefill.times.prefill_ms + prefill.times.retention_ms;
+  reply.recompute_ms = prefill.times.encode_ms + prefill.times.rearrange_ms +
+                       prefill.times.prefill_ms + prefill.times.retention_ms;
   reply.decode_ms = prefill.times.decode_ms;
-  if (!reply.cache_hit) reply.ttft_ms = reply.fetch_ms + result->ttft_ms;  // a failed reuse's time counts
+  if (!reply.cache_hit)
+    reply.ttft_ms = reply.fetch_ms + result->ttft_ms;  // a failed reuse's time counts
   reply.latency_ms = MillisSince(start);
   return reply;
 }
@@ -555,7 +587,8 @@ void InferenceWorker::StoreLoop() {
 
 absl::Status InferenceWorker::Store(PendingStore store) {
   if (store.reference == nullptr) {
-    SEMSHARE_ASSIGN_OR_RETURN(Reference built, engine_->BuildReference(store.prompt, reuse_->ecache));
+    SEMSHARE_ASSIGN_OR_RETURN(Reference built,
+                              engine_->BuildReference(store.prompt, reuse_->ecache));
     store.reference = std::make_shared<Reference>(std::move(built));
   }
   const Reference& reference = *store.reference;
@@ -577,7 +610,8 @@ absl::Status InferenceWorker::Store(PendingStore store) {
   // The worker that made a reference holds all of it: a repeat hit here needs no transfer.
   std::vector<int32_t> positions(reference.ids.size());
   for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int32_t>(i);
-  std::shared_ptr<const HeldReference> held = HoldRows(store.target.reference_id, reference.kv, positions);
+  std::shared_ptr<const HeldReference> held =
+      HoldRows(store.target.reference_id, reference.kv, positions);
   absl::MutexLock lock(&mutex_);
   held_.Put(HeldKey(store.tenant, fingerprint_, store.target.reference_id), held, held->bytes);
   RecordLocalCache();
@@ -596,7 +630,8 @@ WorkerLoad InferenceWorker::Load() const {
   absl::MutexLock lock(&mutex_);
   load.active_requests = active_;
   load.queued_requests = queued_;
-  for (const std::string& key : held_.Keys()) load.cached_reference_ids.push_back(key.substr(key.rfind('\0') + 1));
+  for (const std::string& key : held_.Keys())
+    load.cached_reference_ids.push_back(key.substr(key.rfind('\0') + 1));
   load.cached_bytes = held_.bytes();
   load.stores_done = stores_done_;
   load.stores_failed = stores_failed_;

@@ -70,9 +70,9 @@ struct WorkerRequest {
   std::string model_fingerprint;  // of the reference's KV; must be the worker's model's
   std::vector<int32_t> prompt;
   Sampling sampling;
-  std::optional<ReuseSource> reuse;   // absent: a miss
-  std::optional<StoreTarget> store;   // absent: nothing stored
-  double similarity_threshold = 0;    // 0: the worker's default
+  std::optional<ReuseSource> reuse;  // absent: a miss
+  std::optional<StoreTarget> store;  // absent: nothing stored
+  double similarity_threshold = 0;   // 0: the worker's default
   // Called with each token as soon as it is chosen, and the text it adds (empty while a
   // character is incomplete, or without a tokenizer); may be empty. Returning false ends the
   // request with CANCELLED. The reply's text is the whole, authoritative text.
@@ -95,7 +95,8 @@ struct WorkerReply {
   double ttft_ms = 0;
   double latency_ms = 0;
   int64_t prompt_tokens = 0;
-  double fetch_ms = 0;      // waiting for the reference's KV (transfer overlapped with recompute excluded)
+  double fetch_ms =
+      0;  // waiting for the reference's KV (transfer overlapped with recompute excluded)
   double recompute_ms = 0;  // prefill or selective recompute, rearrangement and retention
   double decode_ms = 0;
 };
@@ -149,7 +150,7 @@ class InferenceWorker {
     std::vector<int32_t> prompt;
     StoreTarget target;
     std::shared_ptr<Reference> reference;  // made while serving the miss; null: recompute it
-    int64_t bytes = 0;                   // of the reference's KV
+    int64_t bytes = 0;                     // of the reference's KV
   };
 
   InferenceWorker(const Engine* engine, const ReuseOptions& reuse, ReferenceSource* source,

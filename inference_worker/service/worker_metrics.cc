@@ -3,12 +3,15 @@
 namespace semshare::worker {
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
-    : requests_(prometheus::BuildCounter()
-                    .Name("semshare_worker_requests_total")
-                    .Help("Generate requests served, by tenant and outcome (hit, miss, bypass, error)")
-                    .Register(registry)),
-      in_flight_(UnlabelledGauge(registry, "semshare_worker_in_flight_requests", "Requests executing")),
-      queue_depth_(UnlabelledGauge(registry, "semshare_worker_queue_depth", "Requests waiting for a slot")),
+    : requests_(
+          prometheus::BuildCounter()
+              .Name("semshare_worker_requests_total")
+              .Help("Generate requests served, by tenant and outcome (hit, miss, bypass, error)")
+              .Register(registry)),
+      in_flight_(
+          UnlabelledGauge(registry, "semshare_worker_in_flight_requests", "Requests executing")),
+      queue_depth_(
+          UnlabelledGauge(registry, "semshare_worker_queue_depth", "Requests waiting for a slot")),
       rejected_(UnlabelledCounter(registry, "semshare_worker_rejected_requests_total",
                                   "Requests refused with RESOURCE_EXHAUSTED: the queue was full")),
       kv_fetched_bytes_(prometheus::BuildCounter()
@@ -24,8 +27,9 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
                                          "KV bytes held by the local reference cache")),
       local_cache_references_(UnlabelledGauge(registry, "semshare_worker_local_cache_references",
                                               "References held by the local reference cache")),
-      local_cache_hits_(UnlabelledCounter(registry, "semshare_worker_local_cache_hits_total",
-                                          "Hits served from the local reference cache, without a transfer")),
+      local_cache_hits_(
+          UnlabelledCounter(registry, "semshare_worker_local_cache_hits_total",
+                            "Hits served from the local reference cache, without a transfer")),
       stores_(prometheus::BuildCounter()
                   .Name("semshare_worker_stores_total")
                   .Help("New references for the shards, by result (stored, dropped, failed)")

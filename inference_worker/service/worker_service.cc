@@ -38,7 +38,8 @@ WorkerRequest FromProto(const v1::WorkerGenerateRequest& request, std::string te
     source.mapping.distance.assign(m.distance().begin(), m.distance().end());
     source.mapping.unmatched.assign(source.mapping.source.size(), 0);
     for (int32_t i : m.unmatched()) {
-      if (i >= 0 && i < static_cast<int32_t>(source.mapping.unmatched.size())) source.mapping.unmatched[i] = 1;
+      if (i >= 0 && i < static_cast<int32_t>(source.mapping.unmatched.size()))
+        source.mapping.unmatched[i] = 1;
     }
     source.mapping.num_unmatched = m.unmatched_size();
     out.reuse = std::move(source);
@@ -53,7 +54,8 @@ WorkerRequest FromProto(const v1::WorkerGenerateRequest& request, std::string te
 
 }  // namespace
 
-grpc::Status WorkerService::Generate(grpc::ServerContext* context, const v1::WorkerGenerateRequest* request,
+grpc::Status WorkerService::Generate(grpc::ServerContext* context,
+                                     const v1::WorkerGenerateRequest* request,
                                      grpc::ServerWriter<v1::WorkerGenerateResponse>* writer) {
   return Counted("Generate", [&]() -> absl::Status {
     SEMSHARE_ASSIGN_OR_RETURN(std::string tenant, AuthenticateCall(token_, *context));
@@ -98,7 +100,8 @@ grpc::Status WorkerService::Generate(grpc::ServerContext* context, const v1::Wor
   });
 }
 
-grpc::Status WorkerService::GetStatus(grpc::ServerContext* context, const v1::GetWorkerStatusRequest*,
+grpc::Status WorkerService::GetStatus(grpc::ServerContext* context,
+                                      const v1::GetWorkerStatusRequest*,
                                       v1::WorkerStatus* response) {
   return Counted("GetStatus", [&]() -> absl::Status {
     SEMSHARE_RETURN_IF_ERROR(AuthenticateCall(token_, *context).status());
@@ -126,8 +129,8 @@ absl::Status WorkerServerOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(InferenceWorker* worker, ClusterToken token,
-                                                                  const WorkerServerOptions& options) {
+absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(
+    InferenceWorker* worker, ClusterToken token, const WorkerServerOptions& options) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   grpc::EnableDefaultHealthCheckService(true);
   auto service = std::make_unique<WorkerService>(worker, std::move(token), options.listen_address);

@@ -52,7 +52,8 @@ struct WorkerServerOptions {
 class WorkerServer {
  public:
   // `worker` must outlive the server. Unavailable if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(InferenceWorker* worker, ClusterToken token,
+  static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(InferenceWorker* worker,
+                                                             ClusterToken token,
                                                              const WorkerServerOptions& options);
   ~WorkerServer();
 
@@ -63,9 +64,12 @@ class WorkerServer {
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
  private:
-  WorkerServer(std::unique_ptr<WorkerService> service, std::unique_ptr<grpc::Server> server, int port,
-               std::string address)
-      : service_(std::move(service)), server_(std::move(server)), port_(port), address_(std::move(address)) {}
+  WorkerServer(std::unique_ptr<WorkerService> service, std::unique_ptr<grpc::Server> server,
+               int port, std::string address)
+      : service_(std::move(service)),
+        server_(std::move(server)),
+        port_(port),
+        address_(std::move(address)) {}
 
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -34,23 +34,26 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse) {
   absl::StatusOr<Json> result = RunFidelity(engine, *pairs, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
-  std::string table = absl::StrFormat("%-8s %6s %5s %7s %6s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
-                                      "top1", "ppl_x", "recompute", "kv_kept", "first");
+  std::string table =
+      absl::StrFormat("%-8s %6s %5s %7s %6s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
+                      "top1", "ppl_x", "recompute", "kv_kept", "first");
   for (const Json& row : (*result)["pairs"].array_items()) {
-    table += absl::StrFormat("%-8s %6.3f %5s %7.3f %6.3f %7.3f %9.3f %9.3f %7s\n", row["id"].string_value(),
-                             row["similarity"].number_value(), row["hit"].bool_value() ? "yes" : "no",
-                             row["rouge_l"].number_value(), row["top1_agree"].number_value(),
-                             row["ppl_ratio"].number_value(),
-                             row["recompute_share"].number_value(), row["kv_kept_share"].number_value(),
-                             row["first_token_agree"].bool_value() ? "same" : "diff");
+    table +=
+        absl::StrFormat("%-8s %6.3f %5s %7.3f %6.3f %7.3f %9.3f %9.3f %7s\n",
+                        row["id"].string_value(), row["similarity"].number_value(),
+                        row["hit"].bool_value() ? "yes" : "no", row["rouge_l"].number_value(),
+                        row["top1_agree"].number_value(), row["ppl_ratio"].number_value(),
+                        row["recompute_share"].number_value(), row["kv_kept_share"].number_value(),
+                        row["first_token_agree"].bool_value() ? "same" : "diff");
   }
   const Json& s = (*result)["summary"];
   table += absl::StrFormat(
-      "hits %d/%d (hit_rate %.2f); over hits: rouge_l_mean %.3f top1_agree_mean %.3f ppl_ratio_mean %.3f "
+      "hits %d/%d (hit_rate %.2f); over hits: rouge_l_mean %.3f top1_agree_mean %.3f "
+      "ppl_ratio_mean %.3f "
       "recompute_share_mean %.3f kv_kept_share_mean %.3f\n",
       static_cast<int>(s["hits"].number_value()), static_cast<int>(s["pairs"].number_value()),
-      s["hit_rate"].number_value(), s["rouge_l_mean"].number_value(), s["top1_agree_mean"].number_value(),
-      s["ppl_ratio_mean"].number_value(),
+      s["hit_rate"].number_value(), s["rouge_l_mean"].number_value(),
+      s["top1_agree_mean"].number_value(), s["ppl_ratio_mean"].number_value(),
       s["recompute_share_mean"].number_value(), s["kv_kept_share_mean"].number_value());
   return EmitResult(*result, table);
 }
@@ -58,10 +61,12 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse) {
 int Ttft(const Engine& engine, const ReuseOptions& reuse) {
   TtftOptions options;
   options.lengths.clear();
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',', absl::SkipEmpty())) {
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',', absl::SkipEmpty())) {
     int64_t length = 0;
     if (!absl::SimpleAtoi(part, &length) || length < 2) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("--lengths: '", part, "' is not a length >= 2")));
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--lengths: '", part, "' is not a length >= 2")));
     }
     options.lengths.push_back(length);
   }
@@ -77,12 +82,14 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse) {
   (*result)["options"] = ReuseOptionsToJson(reuse);
   (*result)["model_fingerprint"] = engine.model().fingerprint();
   (*result)["device"] = engine.model().device().str();
-  std::string table = absl::StrFormat("%7s %10s %10s %12s %8s %6s %9s %10s %9s\n", "tokens", "full_ms", "prefix_ms",
-                                      "semshare_ms", "speedup", "sim", "recompute", "compute", "bypassed");
+  std::string table =
+      absl::StrFormat("%7s %10s %10s %12s %8s %6s %9s %10s %9s\n", "tokens", "full_ms", "prefix_ms",
+                      "semshare_ms", "speedup", "sim", "recompute", "compute", "bypassed");
   for (const Json& row : (*result)["rows"].array_items()) {
     const Json& s = row["semshare"];
     table += absl::StrFormat("%7d %10.1f %10.1f %12.1f %8.2f %6.3f %9.3f %10.3f %9s\n",
-                             static_cast<int>(row["tokens"].number_value()), row["full"]["ttft_ms"].number_value(),
+                             static_cast<int>(row["tokens"].number_value()),
+                             row["full"]["ttft_ms"].number_value(),
                              row["prefix"]["ttft_ms"].number_value(), s["ttft_ms"].number_value(),
                              row["speedup"].number_value(), s["similarity"].number_value(),
                              s["recompute_share"].number_value(), s["compute_share"].number_value(),
@@ -94,19 +101,22 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse) {
 int RopeAblation(const Engine& engine, const ReuseOptions& reuse) {
   absl::StatusOr<std::vector<EvalPair>> pairs = ReadEvalPairs(absl::GetFlag(FLAGS_pairs));
   if (!pairs.ok()) return Fail(pairs.status());
-  absl::StatusOr<Json> result = RunRopeAblation(engine, *pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
+  absl::StatusOr<Json> result =
+      RunRopeAblation(engine, *pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
   if (!result.ok()) return Fail(result.status());
   std::string table = absl::StrFormat("%-22s %12s %12s\n", "config", "rel_l2_dev", "similarity");
   for (const Json& row : (*result)["rows"].array_items()) {
     table += absl::StrFormat("%-22s %12.4f %12.3f\n", row["config"].string_value(),
-                             row["relative_l2_deviation_mean"].number_value(), row["similarity_mean"].number_value());
+                             row["relative_l2_deviation_mean"].number_value(),
+                             row["similarity_mean"].number_value());
   }
   return EmitResult(*result, table);
 }
 
 int Run(const std::vector<std::string>& args) {
   if (args.size() != 1) {
-    return Fail(absl::InvalidArgumentError("usage: semshare-eval fidelity|ttft|rope-ablation --model DIR ..."));
+    return Fail(absl::InvalidArgumentError(
+        "usage: semshare-eval fidelity|ttft|rope-ablation --model DIR ..."));
   }
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());

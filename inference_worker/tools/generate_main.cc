@@ -19,17 +19,20 @@ namespace {
 int Run() {
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
-  if (absl::GetFlag(FLAGS_prompt).empty()) return Fail(absl::InvalidArgumentError("--prompt is required"));
+  if (absl::GetFlag(FLAGS_prompt).empty())
+    return Fail(absl::InvalidArgumentError("--prompt is required"));
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
   if (!engine.ok()) return Fail(engine.status());
 
-  absl::StatusOr<std::vector<int32_t>> target = (*model)->Tokenize(absl::GetFlag(FLAGS_prompt), /*add_bos=*/true);
+  absl::StatusOr<std::vector<int32_t>> target =
+      (*model)->Tokenize(absl::GetFlag(FLAGS_prompt), /*add_bos=*/true);
   if (!target.ok()) return Fail(target.status());
   std::optional<Reference> reference;
   if (!absl::GetFlag(FLAGS_reference).empty()) {
-    absl::StatusOr<std::vector<int32_t>> ref_ids = (*model)->Tokenize(absl::GetFlag(FLAGS_reference), /*add_bos=*/true);
+    absl::StatusOr<std::vector<int32_t>> ref_ids =
+        (*model)->Tokenize(absl::GetFlag(FLAGS_reference), /*add_bos=*/true);
     if (!ref_ids.ok()) return Fail(ref_ids.status());
     absl::StatusOr<Reference> built = (*engine)->BuildReference(*ref_ids, reuse->ecache);
     if (!built.ok()) return Fail(built.status());
@@ -41,7 +44,8 @@ int Run() {
   sampling.top_p = absl::GetFlag(FLAGS_top_p);
   sampling.seed = absl::GetFlag(FLAGS_seed);
   if ((*model)->config().eos_token_ids.size() > 0) {
-    for (int64_t eos : (*model)->config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    for (int64_t eos : (*model)->config().eos_token_ids)
+      sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
   }
   absl::StatusOr<GenerateResult> result =
       (*engine)->Generate(*target, reference ? &*reference : nullptr, *reuse, sampling);
@@ -65,9 +69,11 @@ int Run() {
   out["kv_kept_share"] = result->kv_kept_share;
   out["options"] = ReuseOptionsToJson(*reuse);
   const std::string table = absl::StrFormat(
-      "%s\n\nmethod %-8s hit %-5s similarity %.3f recompute %.3f ttft %.1f ms kv %.2f MiB (kept %.0f%%)\n",
+      "%s\n\nmethod %-8s hit %-5s similarity %.3f recompute %.3f ttft %.1f ms kv %.2f MiB (kept "
+      "%.0f%%)\n",
       text, result->prefill.method, result->prefill.hit ? "yes" : "no", result->prefill.similarity,
-      result->prefill.recompute_share, result->ttft_ms, result->kv_bytes / 1048576.0, 100 * result->kv_kept_share);
+      result->prefill.recompute_share, result->ttft_ms, result->kv_bytes / 1048576.0,
+      100 * result->kv_kept_share);
   return EmitResult(out, table);
 }
 
@@ -75,7 +81,7 @@ int Run() {
 }  // namespace semshare
 
 int main(int argc, char** argv) {
-  semshare::ParseToolFlags(argc, argv,
-                           "semshare-generate --model DIR --prompt TEXT [--reference TEXT] [--method ...]");
+  semshare::ParseToolFlags(
+      argc, argv, "semshare-generate --model DIR --prompt TEXT [--reference TEXT] [--method ...]");
   return semshare::Run();
 }

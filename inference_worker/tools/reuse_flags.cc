@@ -11,10 +11,12 @@
 
 ABSL_FLAG(std::string, model, "", "Hugging Face checkpoint directory");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
-ABSL_FLAG(std::string, dtype, "auto", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
+ABSL_FLAG(std::string, dtype, "auto",
+          "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
 ABSL_FLAG(int, threads, 0, "CPU threads for libtorch (0: all cores)");
 ABSL_FLAG(std::string, method, "semshare", "full, prefix or semshare");
-ABSL_FLAG(std::string, retention, "exp_decay", "none, exp_decay, snapkv, h2o, streaming, pyramid, tova");
+ABSL_FLAG(std::string, retention, "exp_decay",
+          "none, exp_decay, snapkv, h2o, streaming, pyramid, tova");
 ABSL_FLAG(bool, decode_eviction, true, "hold each layer at its prefill budget during decode");
 ABSL_FLAG(double, similarity_threshold, 0.8, "below this similarity a request is a miss");
 ABSL_FLAG(double, hd_share, 0.4, "share of tokens recomputed in layer 1");
@@ -35,7 +37,8 @@ ABSL_FLAG(double, r_min, 0.1, "exp_decay: floor of the kept share");
 ABSL_FLAG(double, kv_budget, 0.55, "snapkv/h2o/tova/streaming/pyramid: share of KV kept");
 ABSL_FLAG(int64_t, sink_tokens, 4, "retention: attention sinks always kept");
 ABSL_FLAG(int64_t, recent_window, 32, "retention: most recent tokens always kept");
-ABSL_FLAG(int64_t, observation_window, 32, "retention: the last prompt queries whose attention ranks tokens");
+ABSL_FLAG(int64_t, observation_window, 32,
+          "retention: the last prompt queries whose attention ranks tokens");
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
 
 namespace semshare {
@@ -43,7 +46,8 @@ namespace semshare {
 absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags() {
   ReuseOptions options;
   SEMSHARE_ASSIGN_OR_RETURN(options.method, ParseReuseMethod(absl::GetFlag(FLAGS_method)));
-  SEMSHARE_ASSIGN_OR_RETURN(options.retention.policy, ParseRetentionPolicy(absl::GetFlag(FLAGS_retention)));
+  SEMSHARE_ASSIGN_OR_RETURN(options.retention.policy,
+                            ParseRetentionPolicy(absl::GetFlag(FLAGS_retention)));
   options.retention.decode_eviction = absl::GetFlag(FLAGS_decode_eviction);
   options.retention.r0 = absl::GetFlag(FLAGS_r0);
   options.retention.gamma = absl::GetFlag(FLAGS_gamma);

@@ -78,7 +78,8 @@ std::string FormatGenerateStats(const GenerateStats& stats) {
         stats.reference_id, stats.similarity, 100 * stats.recompute_share,
         100 * stats.kv_kept_share, stats.worker_local_hit ? ", already on the worker" : "");
   } else if (stats.bypassed) {
-    absl::StrAppendFormat(&out, "reuse bypassed (similarity %.3f): %s\n", stats.similarity, stats.bypass_reason);
+    absl::StrAppendFormat(&out, "reuse bypassed (similarity %.3f): %s\n", stats.similarity,
+                          stats.bypass_reason);
   } else {
     absl::StrAppendFormat(&out, "cache miss: stored as reference %s\n",
                           stats.reference_id.empty() ? "(none)" : stats.reference_id);

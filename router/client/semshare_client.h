@@ -63,7 +63,7 @@ struct GenerateStats {
   std::string worker;  // address of the worker that served it
   std::string shard;   // address of the shard holding the reference
   bool worker_local_hit = false;
-  bool bypassed = false;      // a reference matched but reusing it would not have paid
+  bool bypassed = false;  // a reference matched but reusing it would not have paid
   std::string bypass_reason;
 };
 

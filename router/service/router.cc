@@ -31,16 +31,18 @@ absl::Status RouterOptions::Validate() const {
   if (!(similarity_threshold >= 0 && similarity_threshold <= 1)) {
     return absl::InvalidArgumentError("--similarity-threshold must be in [0, 1]");
   }
-  if (default_max_tokens < 1) return absl::InvalidArgumentError("default max tokens must be at least 1");
+  if (default_max_tokens < 1)
+    return absl::InvalidArgumentError("default max tokens must be at least 1");
   if (max_tokens_limit < default_max_tokens) {
     return absl::InvalidArgumentError("--max-tokens-limit must be at least the default max tokens");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Router>> Router::Create(const TargetEncoder* encoder, ShardSearch* shards,
-                                                        WorkerPool* workers, const RouterOptions& options,
-                                                        RouterMetrics* metrics) {
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(const TargetEncoder* encoder,
+                                                       ShardSearch* shards, WorkerPool* workers,
+                                                       const RouterOptions& options,
+                                                       RouterMetrics* metrics) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   auto router = std::unique_ptr<Router>(new Router(encoder, shards, workers, options, metrics));
   router->RecordShardViews();
@@ -54,11 +56,13 @@ void Router::RecordShardViews() {
 
 std::string Router::NewReferenceId() {
   absl::MutexLock lock(&mutex_);
-  return absl::StrFormat("r%016x%016x", absl::Uniform<uint64_t>(random_), absl::Uniform<uint64_t>(random_));
+  return absl::StrFormat("r%016x%016x", absl::Uniform<uint64_t>(random_),
+                         absl::Uniform<uint64_t>(random_));
 }
 
-absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, const v1::GenerateRequest& request,
-                                                   const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
+absl::StatusOr<v1::GenerateStats> Router::Generate(
+    const std::string& tenant, const v1::GenerateRequest& request,
+    const std::function<bool(const v1::TokenChunk&)>& on_tokens) {
   if (metrics_ != nullptr) metrics_->RequestStarted();
   std::optional<double> best_similarity;
   absl::StatusOr<v1::GenerateStats> stats = Serve(tenant, request, on_tokens, &best_similarity);
@@ -80,38 +84,42 @@ absl::StatusOr<v1::GenerateStats> Router::Generate(const std::string& tenant, co
   return stats;
 }
 
-absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const v1::GenerateRequest& request,
-                                                const std::function<bool(const v1::TokenChunk&)>& on_tokens,
-                                                std::optional<double>* best_similarity) {
+absl::StatusOr<v1::GenerateStats> Router::Serve(
+    const std::string& tenant, const v1::GenerateRequest& request,
+    const std::function<bool(const v1::TokenChunk&)>& on_tokens,
+    std::optional<double>* best_similarity) {
   const absl::Time start = absl::Now();
   if (request.prompt().empty() == request.prompt_token_ids().empty()) {
     return absl::InvalidArgumentError("give exactly one of prompt and prompt_token_ids");
   }
   if (request.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
   if (request.max_tokens() > options_.max_tokens_limit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.max_tokens(), " exceeds this router's limit of ",
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.max_tokens(),
+                                                   " exceeds this router's limit of ",
                                                    options_.max_tokens_limit));
   }
   SEMSHARE_ASSIGN_OR_RETURN(
       const double threshold,
-      EffectiveThreshold(request.has_similarity_threshold() ? std::optional<double>(request.similarity_threshold())
-                                                            : std::nullopt,
+      EffectiveThreshold(request.has_similarity_threshold()
+                             ? std::optional<double>(request.similarity_threshold())
+                             : std::nullopt,
                          options_.similarity_threshold));
-  SEMSHARE_ASSIGN_OR_RETURN(
-      EncodedTarget target,
-      request.prompt().empty()
-          ? encoder_->EncodeIds({request.prompt_token_ids().begin(), request.prompt_token_ids().end()})
-          : encoder_->Encode(request.prompt()));
+  SEMSHARE_ASSIGN_OR_RETURN(EncodedTarget target,
+                            request.prompt().empty()
+                                ? encoder_->EncodeIds({request.prompt_token_ids().begin(),
+                                                       request.prompt_token_ids().end()})
+                                : encoder_->Encode(request.prompt()));
   const double tokenize_ms = MillisSince(start);
 
   const absl::Time search_start = absl::Now();
   SEMSHARE_ASSIGN_OR_RETURN(const std::string fingerprint, workers_->ModelFingerprint());
-  const std::vector<ShardFindReply> replies =
-      shards_->FindSimilar(cache_node::ReferenceScope{tenant, fingerprint}, target.codes, target.sketch);
+  const std::vector<ShardFindReply> replies = shards_->FindSimilar(
+      cache_node::ReferenceScope{tenant, fingerprint}, target.codes, target.sketch);
   const ReferenceSearch search =
       ChooseReference(replies, static_cast<int64_t>(target.token_ids.size()), threshold);
   const double search_ms = MillisSince(search_start);
-  if (search.choice.has_value() || search.best_similarity > 0) *best_similarity = search.best_similarity;
+  if (search.choice.has_value() || search.best_similarity > 0)
+    *best_similarity = search.best_similarity;
   RecordShardViews();
 
   v1::WorkerGenerateRequest call;
@@ -119,10 +127,12 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
   call.set_model_fingerprint(fingerprint);
   call.mutable_prompt_token_ids()->Add(target.token_ids.begin(), target.token_ids.end());
   call.mutable_target_codes()->set_nbits(target.codes.nbits);
-  call.mutable_target_codes()->mutable_words()->Add(target.codes.words.begin(), target.codes.words.end());
+  call.mutable_target_codes()->mutable_words()->Add(target.codes.words.begin(),
+                                                    target.codes.words.end());
   call.mutable_sketch()->Add(target.sketch.begin(), target.sketch.end());
   v1::SamplingParams* sampling = call.mutable_sampling();
-  sampling->set_max_tokens(request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens);
+  sampling->set_max_tokens(request.max_tokens() > 0 ? request.max_tokens()
+                                                    : options_.default_max_tokens);
   sampling->set_temperature(request.temperature());
   sampling->set_top_p(request.top_p());
   sampling->set_seed(request.seed());
@@ -143,7 +153,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
     if (absl::StatusOr<size_t> placed = PlaceReference(views, tenant, id); placed.ok()) {
       call.mutable_store()->set_shard(views[*placed].address);
       call.mutable_store()->set_reference_id(id);
-      if (auto budget = options_.tenant_byte_budgets.find(tenant); budget != options_.tenant_byte_budgets.end()) {
+      if (auto budget = options_.tenant_byte_budgets.find(tenant);
+          budget != options_.tenant_byte_budgets.end()) {
         call.mutable_store()->set_tenant_byte_budget(budget->second);
       }
     }
@@ -159,11 +170,13 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
     tried.push_back(worker->index);
     if (attempt > 0 && metrics_ != nullptr) metrics_->RecordWorkerRetry();
     bool streamed = false;
-    absl::StatusOr<v1::GenerateStats> stats = workers_->Generate(worker->index, tenant, call, on_tokens, &streamed);
+    absl::StatusOr<v1::GenerateStats> stats =
+        workers_->Generate(worker->index, tenant, call, on_tokens, &streamed);
     if (metrics_ != nullptr) {
       // Only a transport failure says the worker is down; a busy or refusing worker answered.
-      metrics_->SetWorkerUp(workers_->address(worker->index),
-                            !absl::IsUnavailable(stats.status()) && !absl::IsDeadlineExceeded(stats.status()));
+      metrics_->SetWorkerUp(
+          workers_->address(worker->index),
+          !absl::IsUnavailable(stats.status()) && !absl::IsDeadlineExceeded(stats.status()));
     }
     if (stats.ok()) {
       stats->set_ttft_ms(before_worker_ms + stats->ttft_ms());
@@ -174,7 +187,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(const std::string& tenant, const
       return stats;
     }
     last = stats.status();
-    if (streamed || absl::IsCancelled(last) || absl::IsInvalidArgument(last) || absl::IsUnauthenticated(last)) {
+    if (streamed || absl::IsCancelled(last) || absl::IsInvalidArgument(last) ||
+        absl::IsUnauthenticated(last)) {
       break;
     }
   }

@@ -38,14 +38,16 @@ struct RouterOptions {
 class Router {
  public:
   // `metrics` may be null (nothing recorded); otherwise it must outlive the router too.
-  static absl::StatusOr<std::unique_ptr<Router>> Create(const TargetEncoder* encoder, ShardSearch* shards,
-                                                        WorkerPool* workers, const RouterOptions& options,
+  static absl::StatusOr<std::unique_ptr<Router>> Create(const TargetEncoder* encoder,
+                                                        ShardSearch* shards, WorkerPool* workers,
+                                                        const RouterOptions& options,
                                                         RouterMetrics* metrics = nullptr);
 
   // Streams token chunks to `on_tokens` (false: the client went away) and returns the stats.
   // Every call is counted once in the metrics, whichever front made it.
-  absl::StatusOr<v1::GenerateStats> Generate(const std::string& tenant, const v1::GenerateRequest& request,
-                                             const std::function<bool(const v1::TokenChunk&)>& on_tokens);
+  absl::StatusOr<v1::GenerateStats> Generate(
+      const std::string& tenant, const v1::GenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens);
 
   // The tenant's counters, the shards' health and the workers' load.
   v1::RouterStats Stats(const std::string& tenant);
@@ -61,14 +63,19 @@ class Router {
     int64_t failures = 0;
   };
 
-  Router(const TargetEncoder* encoder, ShardSearch* shards, WorkerPool* workers, const RouterOptions& options,
-         RouterMetrics* metrics)
-      : encoder_(encoder), shards_(shards), workers_(workers), options_(options), metrics_(metrics) {}
+  Router(const TargetEncoder* encoder, ShardSearch* shards, WorkerPool* workers,
+         const RouterOptions& options, RouterMetrics* metrics)
+      : encoder_(encoder),
+        shards_(shards),
+        workers_(workers),
+        options_(options),
+        metrics_(metrics) {}
 
   // `best_similarity` is set when the shards offered a candidate.
-  absl::StatusOr<v1::GenerateStats> Serve(const std::string& tenant, const v1::GenerateRequest& request,
-                                          const std::function<bool(const v1::TokenChunk&)>& on_tokens,
-                                          std::optional<double>* best_similarity);
+  absl::StatusOr<v1::GenerateStats> Serve(
+      const std::string& tenant, const v1::GenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens,
+      std::optional<double>* best_similarity);
   void RecordShardViews();
   std::string NewReferenceId();
 

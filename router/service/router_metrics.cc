@@ -14,7 +14,8 @@ prometheus::Histogram::BucketBoundaries ShareBuckets() {
 
 prometheus::Histogram& UnlabelledHistogram(prometheus::Registry& registry, const std::string& name,
                                            const std::string& help) {
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, ShareBuckets());
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({},
+                                                                                   ShareBuckets());
 }
 
 }  // namespace
@@ -39,17 +40,20 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry)
                     .Name("semshare_router_request_duration_seconds")
                     .Help("End-to-end request latency, by outcome")
                     .Register(registry)),
-      similarity_(UnlabelledHistogram(registry, "semshare_router_similarity",
-                                      "Best reference similarity of requests that had a candidate")),
+      similarity_(
+          UnlabelledHistogram(registry, "semshare_router_similarity",
+                              "Best reference similarity of requests that had a candidate")),
       recompute_share_(UnlabelledHistogram(registry, "semshare_router_recompute_share",
                                            "Share of token-layers recomputed, hits only")),
       kv_kept_share_(UnlabelledHistogram(registry, "semshare_router_kv_kept_share",
                                          "Share of token-layers kept after retention, hits only")),
       stage_(prometheus::BuildHistogram()
                  .Name("semshare_router_stage_seconds")
-                 .Help("Time of each stage of served requests (tokenize, search, fetch, recompute, decode)")
+                 .Help("Time of each stage of served requests (tokenize, search, fetch, recompute, "
+                       "decode)")
                  .Register(registry)),
-      in_flight_(UnlabelledGauge(registry, "semshare_router_in_flight_requests", "Generate requests being served")),
+      in_flight_(UnlabelledGauge(registry, "semshare_router_in_flight_requests",
+                                 "Generate requests being served")),
       worker_retries_(UnlabelledCounter(registry, "semshare_router_worker_retries_total",
                                         "Requests retried on another worker")),
       shard_up_(prometheus::BuildGauge()
@@ -62,7 +66,8 @@ RouterMetrics::RouterMetrics(prometheus::Registry& registry)
                      .Register(registry)),
       rpcs_(registry, "semshare_router") {}
 
-void RouterMetrics::RecordRequest(const std::string& tenant, const absl::StatusOr<v1::GenerateStats>& stats,
+void RouterMetrics::RecordRequest(const std::string& tenant,
+                                  const absl::StatusOr<v1::GenerateStats>& stats,
                                   std::optional<double> best_similarity) {
   const std::string outcome = RequestOutcome(stats);
   requests_.Add({{"tenant", tenant}, {"outcome", outcome}}).Increment();
@@ -75,9 +80,10 @@ void RouterMetrics::RecordRequest(const std::string& tenant, const absl::StatusO
     kv_kept_share_.Observe(stats->kv_kept_share());
   }
   const v1::StageTimes& stages = stats->stages();
-  for (const auto& [stage, ms] : {std::pair{"tokenize", stages.tokenize_ms()}, std::pair{"search", stages.search_ms()},
-                                  std::pair{"fetch", stages.fetch_ms()}, std::pair{"recompute", stages.recompute_ms()},
-                                  std::pair{"decode", stages.decode_ms()}}) {
+  for (const auto& [stage, ms] :
+       {std::pair{"tokenize", stages.tokenize_ms()}, std::pair{"search", stages.search_ms()},
+        std::pair{"fetch", stages.fetch_ms()}, std::pair{"recompute", stages.recompute_ms()},
+        std::pair{"decode", stages.decode_ms()}}) {
     stage_.Add({{"stage", stage}}, FineSecondsBuckets()).Observe(ms / 1e3);
   }
 }

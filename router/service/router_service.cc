@@ -17,23 +17,26 @@ namespace semshare::router {
 absl::StatusOr<std::string> RouterService::Tenant(const grpc::ServerContext& context) const {
   const auto& metadata = context.client_metadata();
   const auto found = metadata.find("authorization");
-  if (found == metadata.end()) return absl::UnauthenticatedError("missing authorization: Bearer KEY");
+  if (found == metadata.end())
+    return absl::UnauthenticatedError("missing authorization: Bearer KEY");
   absl::StatusOr<TenantGrant> grant =
       keys_->Authenticate(absl::string_view(found->second.data(), found->second.size()));
   if (!grant.ok()) return grant.status();
   return grant->tenant;
 }
 
-grpc::Status RouterService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+grpc::Status RouterService::Generate(grpc::ServerContext* context,
+                                     const v1::GenerateRequest* request,
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
   return Counted("Generate", [&]() -> absl::Status {
     SEMSHARE_ASSIGN_OR_RETURN(const std::string tenant, Tenant(*context));
-    SEMSHARE_ASSIGN_OR_RETURN(v1::GenerateStats stats,
-                              router_->Generate(tenant, *request, [writer](const v1::TokenChunk& chunk) {
-                                v1::GenerateResponse response;
-                                *response.mutable_tokens() = chunk;
-                                return writer->Write(response);
-                              }));
+    SEMSHARE_ASSIGN_OR_RETURN(
+        v1::GenerateStats stats,
+        router_->Generate(tenant, *request, [writer](const v1::TokenChunk& chunk) {
+          v1::GenerateResponse response;
+          *response.mutable_tokens() = chunk;
+          return writer->Write(response);
+        }));
     v1::GenerateResponse response;
     *response.mutable_stats() = std::move(stats);
     writer->Write(response);
@@ -56,12 +59,13 @@ grpc::Status RouterService::Counted(absl::string_view method, Body body) {
 }
 
 absl::Status RouterServerOptions::Validate() const {
-  if (listen_address.empty()) return absl::InvalidArgumentError("listen address is empty (--listen host:port)");
+  if (listen_address.empty())
+    return absl::InvalidArgumentError("listen address is empty (--listen host:port)");
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(Router* router, const ApiKeys* keys,
-                                                                  const RouterServerOptions& options) {
+absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(
+    Router* router, const ApiKeys* keys, const RouterServerOptions& options) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   grpc::EnableDefaultHealthCheckService(true);
   auto service = std::make_unique<RouterService>(router, keys);

@@ -58,9 +58,12 @@ class RouterServer {
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
  private:
-  RouterServer(std::unique_ptr<RouterService> service, std::unique_ptr<grpc::Server> server, int port,
-               std::string address)
-      : service_(std::move(service)), server_(std::move(server)), port_(port), address_(std::move(address)) {}
+  RouterServer(std::unique_ptr<RouterService> service, std::unique_ptr<grpc::Server> server,
+               int port, std::string address)
+      : service_(std::move(service)),
+        server_(std::move(server)),
+        port_(port),
+        address_(std::move(address)) {}
 
   std::unique_ptr<RouterService> service_;
   std::unique_ptr<grpc::Server> server_;

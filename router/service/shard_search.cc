@@ -9,15 +9,16 @@
 namespace semshare::router {
 
 absl::Status ShardSearchOptions::Validate() const {
-  if (deadline <= absl::ZeroDuration()) return absl::InvalidArgumentError("search deadline must be positive");
+  if (deadline <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("search deadline must be positive");
   if (top_k < 1) return absl::InvalidArgumentError("top_k must be at least 1");
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<ShardSearch>> ShardSearch::Create(std::vector<std::string> shards,
-                                                                  ClusterToken token,
-                                                                  const ShardSearchOptions& options,
-                                                                  EndpointHealth* health) {
+                                                                 ClusterToken token,
+                                                                 const ShardSearchOptions& options,
+                                                                 EndpointHealth* health) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   if (shards.empty()) return absl::InvalidArgumentError("no shards given (--shards A,B,...)");
   absl::flat_hash_set<std::string> seen;
@@ -25,13 +26,15 @@ absl::StatusOr<std::unique_ptr<ShardSearch>> ShardSearch::Create(std::vector<std
   cache_node::CacheNodeClient::Options client_options;
   client_options.timeout = options.deadline;
   for (const std::string& shard : shards) {
-    if (!seen.insert(shard).second) return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " is listed twice"));
+    if (!seen.insert(shard).second)
+      return absl::InvalidArgumentError(absl::StrCat("shard ", shard, " is listed twice"));
     absl::StatusOr<std::unique_ptr<cache_node::CacheNodeClient>> client =
         cache_node::CacheNodeClient::Create(shard, token, client_options);
     if (!client.ok()) return client.status();
     clients.push_back(*std::move(client));
   }
-  return std::unique_ptr<ShardSearch>(new ShardSearch(std::move(shards), std::move(clients), options, health));
+  return std::unique_ptr<ShardSearch>(
+      new ShardSearch(std::move(shards), std::move(clients), options, health));
 }
 
 std::vector<ShardFindReply> ShardSearch::FindSimilar(const cache_node::ReferenceScope& scope,
@@ -42,7 +45,8 @@ std::vector<ShardFindReply> ShardSearch::FindSimilar(const cache_node::Reference
   for (size_t i = 0; i < shards_.size(); ++i) {
     replies[i].shard = shards_[i];
     if (!health_->Admit(shards_[i])) {
-      replies[i].result = absl::UnavailableError(absl::StrCat("shard ", shards_[i], " is backing off"));
+      replies[i].result =
+          absl::UnavailableError(absl::StrCat("shard ", shards_[i], " is backing off"));
       continue;
     }
     calls.emplace_back([&, i] {
@@ -58,8 +62,10 @@ std::vector<ShardFindReply> ShardSearch::FindSimilar(const cache_node::Reference
   return replies;
 }
 
-std::vector<absl::StatusOr<v1::GetStatsResponse>> ShardSearch::TenantStats(const std::string& tenant) const {
-  std::vector<absl::StatusOr<v1::GetStatsResponse>> replies(shards_.size(), absl::UnknownError("not asked"));
+std::vector<absl::StatusOr<v1::GetStatsResponse>> ShardSearch::TenantStats(
+    const std::string& tenant) const {
+  std::vector<absl::StatusOr<v1::GetStatsResponse>> replies(shards_.size(),
+                                                            absl::UnknownError("not asked"));
   std::vector<std::thread> calls;
   for (size_t i = 0; i < shards_.size(); ++i) {
     // Only shards the health tracker holds up are asked (without taking a probe from searches).

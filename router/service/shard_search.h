@@ -31,12 +31,13 @@ class ShardSearch {
  public:
   // `health` must outlive the search. InvalidArgument for no shards or a repeated address.
   static absl::StatusOr<std::unique_ptr<ShardSearch>> Create(std::vector<std::string> shards,
-                                                              ClusterToken token,
-                                                              const ShardSearchOptions& options,
-                                                              EndpointHealth* health);
+                                                             ClusterToken token,
+                                                             const ShardSearchOptions& options,
+                                                             EndpointHealth* health);
 
   // One reply per shard, in the order of the shard addresses.
-  std::vector<ShardFindReply> FindSimilar(const cache_node::ReferenceScope& scope, const TokenCodes& target,
+  std::vector<ShardFindReply> FindSimilar(const cache_node::ReferenceScope& scope,
+                                          const TokenCodes& target,
                                           absl::Span<const float> sketch) const;
 
   // The shards and whether each is up now, for placement.
@@ -50,7 +51,10 @@ class ShardSearch {
   ShardSearch(std::vector<std::string> shards,
               std::vector<std::unique_ptr<cache_node::CacheNodeClient>> clients,
               const ShardSearchOptions& options, EndpointHealth* health)
-      : shards_(std::move(shards)), clients_(std::move(clients)), options_(options), health_(health) {}
+      : shards_(std::move(shards)),
+        clients_(std::move(clients)),
+        options_(options),
+        health_(health) {}
 
   const std::vector<std::string> shards_;
   const std::vector<std::unique_ptr<cache_node::CacheNodeClient>> clients_;

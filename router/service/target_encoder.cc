@@ -10,7 +10,8 @@ namespace {
 
 class PromptTargetEncoder final : public TargetEncoder {
  public:
-  explicit PromptTargetEncoder(std::unique_ptr<PromptEncoder> encoder) : encoder_(std::move(encoder)) {}
+  explicit PromptTargetEncoder(std::unique_ptr<PromptEncoder> encoder)
+      : encoder_(std::move(encoder)) {}
 
   absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const override {
     SEMSHARE_ASSIGN_OR_RETURN(EncodedPrompt encoded, encoder_->Encode(prompt));
@@ -24,7 +25,8 @@ class PromptTargetEncoder final : public TargetEncoder {
 
  private:
   static EncodedTarget ToTarget(EncodedPrompt encoded) {
-    return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes), std::move(encoded.sketch)};
+    return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes),
+                         std::move(encoded.sketch)};
   }
 
   std::unique_ptr<PromptEncoder> encoder_;
@@ -33,10 +35,11 @@ class PromptTargetEncoder final : public TargetEncoder {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TargetEncoder>> LoadTargetEncoder(const std::string& model_dir,
-                                                                  const std::string& worker_device) {
+                                                                 const std::string& worker_device) {
   PromptEncoderOptions options;
   options.worker_device = worker_device;
-  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<PromptEncoder> encoder, PromptEncoder::Load(model_dir, options));
+  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<PromptEncoder> encoder,
+                            PromptEncoder::Load(model_dir, options));
   return std::make_unique<PromptTargetEncoder>(std::move(encoder));
 }
 

@@ -32,7 +32,7 @@ class TargetEncoder {
 // PromptEncoder over `model_dir` (tokenizer and embedding matrix only); `worker_device` is
 // the workers' device, so the codes are rounded as theirs are.
 absl::StatusOr<std::unique_ptr<TargetEncoder>> LoadTargetEncoder(const std::string& model_dir,
-                                                                  const std::string& worker_device);
+                                                                 const std::string& worker_device);
 
 }  // namespace semshare::router
 

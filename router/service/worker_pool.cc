@@ -14,7 +14,8 @@
 namespace semshare::router {
 
 absl::Status WorkerPoolOptions::Validate() const {
-  if (status_ttl < absl::ZeroDuration()) return absl::InvalidArgumentError("worker status ttl must be >= 0");
+  if (status_ttl < absl::ZeroDuration())
+    return absl::InvalidArgumentError("worker status ttl must be >= 0");
   if (status_timeout <= absl::ZeroDuration() || generate_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("worker call deadlines must be positive");
   }
@@ -22,11 +23,13 @@ absl::Status WorkerPoolOptions::Validate() const {
 }
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(std::vector<std::string> workers,
-                                                                ClusterToken token,
-                                                                const WorkerPoolOptions& options,
-                                                                EndpointHealth* health, const Clock* clock) {
+                                                               ClusterToken token,
+                                                               const WorkerPoolOptions& options,
+                                                               EndpointHealth* health,
+                                                               const Clock* clock) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
-  if (workers.empty() && !options.allow_empty) return absl::InvalidArgumentError("no workers given (--workers W,...)");
+  if (workers.empty() && !options.allow_empty)
+    return absl::InvalidArgumentError("no workers given (--workers W,...)");
   absl::flat_hash_set<std::string> seen;
   for (const std::string& address : workers) {
     if (!seen.insert(address).second) {
@@ -40,7 +43,8 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(std::vector<std::
 }
 
 void WorkerPool::AddLocked(const std::string& address) {
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ClusterChannelArguments());
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                           ClusterChannelArguments());
   endpoints_.push_back(std::make_unique<Endpoint>(Endpoint{address, v1::Worker::NewStub(channel)}));
   states_.emplace_back();
 }
@@ -162,7 +166,8 @@ absl::StatusOr<v1::GenerateStats> WorkerPool::Generate(
   AddClusterMetadata(token_, tenant, &context);
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.generate_timeout));
   const Endpoint* endpoint = EndpointAt(index);
-  std::unique_ptr<grpc::ClientReader<v1::WorkerGenerateResponse>> reader = endpoint->stub->Generate(&context, request);
+  std::unique_ptr<grpc::ClientReader<v1::WorkerGenerateResponse>> reader =
+      endpoint->stub->Generate(&context, request);
   v1::WorkerGenerateResponse response;
   std::optional<v1::GenerateStats> stats;
   bool client_gone = false;
@@ -193,7 +198,8 @@ absl::StatusOr<v1::GenerateStats> WorkerPool::Generate(
     return FromGrpcStatus(status);
   }
   health_->RecordSuccess(address);
-  if (!stats.has_value()) return absl::InternalError(absl::StrCat("worker ", address, " sent no stats"));
+  if (!stats.has_value())
+    return absl::InternalError(absl::StrCat("worker ", address, " sent no stats"));
   return *std::move(stats);
 }
 

@@ -25,7 +25,7 @@
 namespace semshare::router {
 
 struct WorkerPoolOptions {
-  absl::Duration status_ttl = absl::Milliseconds(200);     // a status older than this is re-polled
+  absl::Duration status_ttl = absl::Milliseconds(200);      // a status older than this is re-polled
   absl::Duration status_timeout = absl::Milliseconds(500);  // deadline of each GetStatus
   absl::Duration generate_timeout = absl::Minutes(10);      // deadline of each Generate
   bool allow_empty = false;  // true when the workers are discovered (SetWorkers) rather than listed
@@ -40,21 +40,22 @@ class WorkerPool {
   static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(std::vector<std::string> workers,
                                                             ClusterToken token,
                                                             const WorkerPoolOptions& options,
-                                                            EndpointHealth* health, const Clock* clock);
+                                                            EndpointHealth* health,
+                                                            const Clock* clock);
 
   // The model the workers serve, from their status. Unavailable when no worker answers.
   absl::StatusOr<std::string> ModelFingerprint();
 
   // ChooseWorker over fresh statuses; `exclude` are indices already tried.
-  absl::StatusOr<WorkerChoice> Choose(absl::string_view tenant, const std::optional<std::string>& reference_id,
+  absl::StatusOr<WorkerChoice> Choose(absl::string_view tenant,
+                                      const std::optional<std::string>& reference_id,
                                       absl::Span<const size_t> exclude);
 
   // Calls worker `index`: each token chunk goes to `on_tokens` (false: the client went away);
   // returns the worker's stats. `*streamed` says whether any chunk reached `on_tokens`.
-  absl::StatusOr<v1::GenerateStats> Generate(size_t index, absl::string_view tenant,
-                                             const v1::WorkerGenerateRequest& request,
-                                             const std::function<bool(const v1::TokenChunk&)>& on_tokens,
-                                             bool* streamed);
+  absl::StatusOr<v1::GenerateStats> Generate(
+      size_t index, absl::string_view tenant, const v1::WorkerGenerateRequest& request,
+      const std::function<bool(const v1::TokenChunk&)>& on_tokens, bool* streamed);
 
   std::string address(size_t index) const;
   std::vector<v1::WorkerLoad> Loads();
@@ -78,7 +79,8 @@ class WorkerPool {
     bool retired = false;   // no longer listed by discovery
   };
 
-  WorkerPool(ClusterToken token, const WorkerPoolOptions& options, EndpointHealth* health, const Clock* clock)
+  WorkerPool(ClusterToken token, const WorkerPoolOptions& options, EndpointHealth* health,
+             const Clock* clock)
       : token_(std::move(token)), options_(options), health_(health), clock_(clock) {}
 
   // Polls every worker whose status is stale and that the health tracker admits.

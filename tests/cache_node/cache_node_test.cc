@@ -1,8 +1,8 @@
 #include "cache_node/cache_node.h"
 
 #include <atomic>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -68,9 +68,9 @@ class CacheNodeTest : public ::testing::Test {
       EXPECT_EQ(layers[l].source_positions, rows);
       const TensorBlob& key = layers[l].kv.key;
       EXPECT_EQ(key.dtype, ref.layers[l].key.dtype);
-      EXPECT_THAT(key.shape, ElementsAre(ref.layers[l].key.shape[0],
-                                         static_cast<int64_t>(rows.size()),
-                                         ref.layers[l].key.shape[2]));
+      EXPECT_THAT(key.shape,
+                  ElementsAre(ref.layers[l].key.shape[0], static_cast<int64_t>(rows.size()),
+                              ref.layers[l].key.shape[2]));
       EXPECT_TRUE(key.data == HandGather(ref.layers[l].key, rows)) << "layer " << l << " keys";
       EXPECT_TRUE(layers[l].kv.value.data == HandGather(ref.layers[l].value, rows))
           << "layer " << l << " values";
@@ -216,9 +216,9 @@ TEST_F(CacheNodeTest, TenantsAreIsolated) {
   EXPECT_THAT(ListIds(kTenantB), IsEmpty());
   EXPECT_EQ(node_->Delete(kTenantB, "shared-id").code(), absl::StatusCode::kNotFound);
   // Look-alike scopes whose concatenated names equal A's cannot reach it either.
-  for (const ReferenceScope& forged : {ReferenceScope{"tenant-am", "odel-1"},
-                                       ReferenceScope{"tenant-", "amodel-1"},
-                                       ReferenceScope{"tenant-a", "model-1shared-id"}}) {
+  for (const ReferenceScope& forged :
+       {ReferenceScope{"tenant-am", "odel-1"}, ReferenceScope{"tenant-", "amodel-1"},
+        ReferenceScope{"tenant-a", "model-1shared-id"}}) {
     EXPECT_EQ(node_->Delete(forged, "shared-id").code(), absl::StatusCode::kNotFound);
     EXPECT_THAT(ListIds(forged), IsEmpty());
   }
@@ -264,9 +264,13 @@ TEST_F(CacheNodeTest, BadInputGetsTheRightStatusAndTheNodeKeepsWorking) {
             Code::kInvalidArgument);
   EXPECT_EQ(put(kTenantA, variant([](NewReference& r) { r.layers[2].value.data.pop_back(); })),
             Code::kInvalidArgument);
-  EXPECT_EQ(put(kTenantA, variant([](NewReference& r) { r.layers[0].value.shape = {4, 40, 4}; })),
+  EXPECT_EQ(put(kTenantA, variant([](NewReference& r) {
+                  r.layers[0].value.shape = {4, 40, 4};
+                })),
             Code::kInvalidArgument);
-  EXPECT_EQ(put(kTenantA, variant([](NewReference& r) { r.layers[1].key.shape = {2, 40, 8, 1}; })),
+  EXPECT_EQ(put(kTenantA, variant([](NewReference& r) {
+                  r.layers[1].key.shape = {2, 40, 8, 1};
+                })),
             Code::kInvalidArgument);
   // Consistent on its own, but not with the model's earlier references.
   ReferenceShape fewer_layers = shape;
@@ -321,8 +325,9 @@ TEST_F(CacheNodeTest, BadInputGetsTheRightStatusAndTheNodeKeepsWorking) {
   EXPECT_EQ(Fetch(kTenantA, "good", {0, 1}, {{0}, {2}, {}}, &layers).code(),
             Code::kInvalidArgument);
   EXPECT_THAT(layers, IsEmpty());
-  EXPECT_EQ(node_->FetchKV(kTenantA, "good", {0}, {},
-                           [](FetchedLayer) { return absl::CancelledError("client gone"); })
+  EXPECT_EQ(node_
+                ->FetchKV(kTenantA, "good", {0}, {},
+                          [](FetchedLayer) { return absl::CancelledError("client gone"); })
                 .code(),
             Code::kCancelled);
   EXPECT_EQ(node_->Delete(kTenantA, "nope").code(), Code::kNotFound);
@@ -431,7 +436,8 @@ TEST_F(CacheNodeTest, EvictionKeepsBytesUnderBudgetUnderSustainedPuts) {
       std::vector<FetchedLayer> layers;
       ASSERT_TRUE(Fetch({"t0", "m"}, "r0", {0}, {}, &layers).ok()) << i;
     }
-    const absl::Status put = node_->Put(scope, MakeReference("r" + std::to_string(i), shape, 100 + i));
+    const absl::Status put =
+        node_->Put(scope, MakeReference("r" + std::to_string(i), shape, 100 + i));
     ASSERT_TRUE(put.ok()) << put;
     const NodeStats stats = node_->Stats();
     ASSERT_LE(stats.bytes, options_.capacity_bytes) << i;
@@ -459,7 +465,8 @@ TEST_F(CacheNodeTest, EvictionKeepsBytesUnderBudgetUnderSustainedPuts) {
 TEST_F(CacheNodeTest, ConcurrentFindsWhilePuttingAndDeleting) {
   const ReferenceShape shape;
   std::vector<NewReference> refs;
-  for (int i = 0; i < 40; ++i) refs.push_back(MakeReference("r" + std::to_string(i), shape, 200 + i));
+  for (int i = 0; i < 40; ++i)
+    refs.push_back(MakeReference("r" + std::to_string(i), shape, 200 + i));
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(node_->Put(kTenantA, refs[i]).ok());
   std::atomic<bool> writer_done{false};
   std::atomic<int> failures{0};
@@ -469,7 +476,8 @@ TEST_F(CacheNodeTest, ConcurrentFindsWhilePuttingAndDeleting) {
       // At least 30 searches each, and on until the writer is done.
       for (int n = 0; n < 30 || !writer_done.load(); ++n) {
         const NewReference& probe = refs[(n * 3 + f) % 10];
-        absl::StatusOr<FindResult> found = node_->FindSimilar(kTenantA, probe.codes, probe.sketch, 3);
+        absl::StatusOr<FindResult> found =
+            node_->FindSimilar(kTenantA, probe.codes, probe.sketch, 3);
         if (!found.ok() || found->matches.empty() ||
             found->best_mapping.source.size() != probe.codes.words.size() / 4) {
           ++failures;
@@ -477,9 +485,9 @@ TEST_F(CacheNodeTest, ConcurrentFindsWhilePuttingAndDeleting) {
         }
         std::vector<int32_t> source(found->best_mapping.source.begin(),
                                     found->best_mapping.source.begin() + 5);
-        const absl::Status fetched = node_->FetchKV(
-            kTenantA, found->matches[0].reference_id, source, {},
-            [](FetchedLayer) { return absl::OkStatus(); });
+        const absl::Status fetched =
+            node_->FetchKV(kTenantA, found->matches[0].reference_id, source, {},
+                           [](FetchedLayer) { return absl::OkStatus(); });
         // A reference deleted between find and fetch is a miss, nothing else.
         if (!fetched.ok() && fetched.code() != absl::StatusCode::kNotFound) ++failures;
       }

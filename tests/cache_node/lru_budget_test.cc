@@ -50,7 +50,7 @@ TEST(LruBudgetTest, ACallsTenantBudgetAppliesWithTheNodesSmallerOne) {
   LruBudget budget(1000, 0);
   budget.Add(1, "a", 20);
   budget.Add(2, "a", 20);
-  EXPECT_THAT(budget.VictimsFor("a", 20), IsEmpty());          // the node has no tenant budget
+  EXPECT_THAT(budget.VictimsFor("a", 20), IsEmpty());           // the node has no tenant budget
   EXPECT_THAT(budget.VictimsFor("a", 20, 50), ElementsAre(1));  // the tenant's own: 50
   EXPECT_EQ(budget.CheckFits(51, 50).code(), absl::StatusCode::kResourceExhausted);
   LruBudget capped(1000, 30);

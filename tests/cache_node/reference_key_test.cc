@@ -20,9 +20,8 @@ TEST(ReferenceKeyTest, RoundTrips) {
 
 TEST(ReferenceKeyTest, NoScopeIsAPrefixOfAnother) {
   const std::string a = ScopePrefix({"ab", "c"});
-  for (const ReferenceScope& other :
-       {ReferenceScope{"a", "bc"}, ReferenceScope{"abc", ""}, ReferenceScope{"ab", "cd"},
-        ReferenceScope{"a", "b"}}) {
+  for (const ReferenceScope& other : {ReferenceScope{"a", "bc"}, ReferenceScope{"abc", ""},
+                                      ReferenceScope{"ab", "cd"}, ReferenceScope{"a", "b"}}) {
     const std::string b = ScopePrefix(other);
     EXPECT_NE(a.compare(0, b.size(), b), 0) << other.tenant << "/" << other.model_fingerprint;
     EXPECT_NE(b.compare(0, a.size(), a), 0) << other.tenant << "/" << other.model_fingerprint;
@@ -40,7 +39,9 @@ TEST(ReferenceKeyTest, KvKeysSortByLayerAndStayUnderTheReference) {
   EXPECT_EQ(KvKey(r, 3, KvPart::kKey).compare(0, r.size(), r), 0);
   EXPECT_EQ(TokenIdsKey(r).compare(0, r.size(), r), 0);
   EXPECT_FALSE(DecodeReferenceKey(KvKey(r, 0, KvPart::kKey)).ok());
-  EXPECT_FALSE(DecodeReferenceKey("\x05" "ab").ok());
+  EXPECT_FALSE(DecodeReferenceKey("\x05"
+                                  "ab")
+                   .ok());
 }
 
 }  // namespace

@@ -42,9 +42,11 @@ TEST(ClusterAuthTest, AuthenticatesTenantsVouchedForByTheToken) {
   const std::string good = "secret-0123456789abcdef", bad = "secret-0123456789abcdeg";
   const std::string alice = "alice", evil = "alice\nbob", empty;
   EXPECT_EQ(*AuthenticateTenant(token, &good, &alice), "alice");
-  EXPECT_THAT(AuthenticateTenant(token, nullptr, &alice).status().message(), HasSubstr("missing x-semshare-cluster-token"));
+  EXPECT_THAT(AuthenticateTenant(token, nullptr, &alice).status().message(),
+              HasSubstr("missing x-semshare-cluster-token"));
   EXPECT_THAT(AuthenticateTenant(token, &bad, &alice).status().message(), HasSubstr("wrong"));
-  EXPECT_THAT(AuthenticateTenant(token, &good, nullptr).status().message(), HasSubstr("missing x-semshare-tenant"));
+  EXPECT_THAT(AuthenticateTenant(token, &good, nullptr).status().message(),
+              HasSubstr("missing x-semshare-tenant"));
   EXPECT_TRUE(absl::IsUnauthenticated(AuthenticateTenant(token, &good, &evil).status()));
   EXPECT_TRUE(absl::IsUnauthenticated(AuthenticateTenant(token, &good, &empty).status()));
   EXPECT_TRUE(absl::IsUnauthenticated(AuthenticateTenant(token, &bad, &alice).status()));

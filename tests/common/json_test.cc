@@ -48,7 +48,8 @@ TEST(JsonTest, DumpRoundTrips) {
   absl::StatusOr<Json> back = ParseJson(doc.Dump(2));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->Dump(), doc.Dump());
-  EXPECT_EQ(doc.Dump(), R"({"ints":[1,1099511627776],"name":"semshare","quote":"a\"b","ratio":0.25})");
+  EXPECT_EQ(doc.Dump(),
+            R"({"ints":[1,1099511627776],"name":"semshare","quote":"a\"b","ratio":0.25})");
 }
 
 TEST(JsonTest, TypedGettersNameTheField) {

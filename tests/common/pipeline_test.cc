@@ -62,7 +62,9 @@ TEST(PipelineTest, ConsumerErrorStopsTheProducer) {
         }
         return absl::OkStatus();
       },
-      [](const int& i) { return i == 5 ? absl::CancelledError("client went away") : absl::OkStatus(); });
+      [](const int& i) {
+        return i == 5 ? absl::CancelledError("client went away") : absl::OkStatus();
+      });
   EXPECT_TRUE(absl::IsCancelled(status));
   EXPECT_TRUE(absl::IsCancelled(seen_by_producer));
   EXPECT_LT(pushed, 1000);

@@ -94,8 +94,8 @@ TEST(TokenMappingTest, RandomMappingIsSeededAndInRange) {
 }
 
 // The sequential rule the scan must reproduce whatever instructions it uses.
-void NaiveNearest(const TokenCodes& target, const TokenCodes& reference, int64_t i,
-                  int32_t* best_j, int32_t* best_d) {
+void NaiveNearest(const TokenCodes& target, const TokenCodes& reference, int64_t i, int32_t* best_j,
+                  int32_t* best_d) {
   *best_d = std::numeric_limits<int32_t>::max();
   *best_j = 0;
   for (int64_t j = 0; j < reference.size(); ++j) {

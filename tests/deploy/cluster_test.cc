@@ -43,13 +43,16 @@ struct Pair {
   std::string paraphrase;
 };
 
-std::string ScriptPath() { return std::string(SEMSHARE_TEST_DATA_DIR) + "/../../deploy/local/cluster.sh"; }
+std::string ScriptPath() {
+  return std::string(SEMSHARE_TEST_DATA_DIR) + "/../../deploy/local/cluster.sh";
+}
 
 // Runs `cluster.sh VERB DIR`; returns its exit status and output.
 std::pair<int, std::string> RunScript(const std::string& verb, const std::string& dir) {
   const std::string out = JoinPath(dir, "script.out");
-  const std::string command = absl::StrCat("SEMSHARE_BIN_DIR='", SEMSHARE_BIN_DIR, "' bash '", ScriptPath(), "' ",
-                                           verb, " '", dir, "' >'", out, "' 2>&1");
+  const std::string command =
+      absl::StrCat("SEMSHARE_BIN_DIR='", SEMSHARE_BIN_DIR, "' bash '", ScriptPath(), "' ", verb,
+                   " '", dir, "' >'", out, "' 2>&1");
   const int status = std::system(command.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadFileToString(out).value_or("")};
 }
@@ -66,10 +69,12 @@ Pair LoadPair(int index) {
 std::string ScrapeMetrics(absl::string_view address) {
   int port = 0;
   const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return "";
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port))
+    return "";
   const std::string response = testing_http::HttpGet(port, "/metrics");
   const size_t body = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/1.", 0) != 0 || response.find(" 200 ") == std::string::npos || body == std::string::npos) {
+  if (response.rfind("HTTP/1.", 0) != 0 || response.find(" 200 ") == std::string::npos ||
+      body == std::string::npos) {
     return "";
   }
   return response.substr(body + 4);
@@ -79,7 +84,8 @@ std::string ScrapeMetrics(absl::string_view address) {
 std::map<std::string, double> SeriesOf(const std::string& text, const std::string& name) {
   std::map<std::string, double> series;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::ConsumePrefix(&line, name) || line.empty() || (line[0] != '{' && line[0] != ' ')) continue;
+    if (!absl::ConsumePrefix(&line, name) || line.empty() || (line[0] != '{' && line[0] != ' '))
+      continue;
     std::string labels;
     if (line[0] == '{') {
       const size_t close = line.find('}');
@@ -107,7 +113,8 @@ class ClusterTest : public ::testing::Test {
     ASSERT_FALSE(env_["SEMSHARE_API_KEY_2"].empty());
     ASSERT_NE(env_["SEMSHARE_API_KEY"], env_["SEMSHARE_API_KEY_2"]);
     auto channel = grpc::CreateChannel(env_["SEMSHARE_ROUTER"], grpc::InsecureChannelCredentials());
-    ASSERT_TRUE(channel->WaitForConnected(gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(60, GPR_TIMESPAN))));
+    ASSERT_TRUE(channel->WaitForConnected(
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(60, GPR_TIMESPAN))));
     stub_ = v1::Router::NewStub(channel);
   }
 
@@ -126,7 +133,8 @@ class ClusterTest : public ::testing::Test {
   // The tenant api_keys names for `key`.
   std::string TenantOf(const std::string& key) {
     std::string tenant;
-    for (absl::string_view line : absl::StrSplit(ReadFileToString(JoinPath(dir_, "api_keys")).value_or(""), '\n')) {
+    for (absl::string_view line :
+         absl::StrSplit(ReadFileToString(JoinPath(dir_, "api_keys")).value_or(""), '\n')) {
       std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
       if (fields.size() == 3 && fields[0] == key) tenant = std::string(fields[1]);
     }
@@ -141,7 +149,8 @@ class ClusterTest : public ::testing::Test {
     const ClusterToken token = ClusterToken::FromFile(JoinPath(dir_, "cluster.token")).value();
     int64_t total = 0;
     for (const char* name : {"shard0", "shard1"}) {
-      const std::string port = ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".port"))).value_or("");
+      const std::string port =
+          ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".port"))).value_or("");
       auto client = cache_node::CacheNodeClient::Create(
           absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(port)), token);
       if (!client.ok()) continue;
@@ -164,7 +173,8 @@ class ClusterTest : public ::testing::Test {
   // The cluster process (shard0, shard1) listening on `address`.
   std::string ShardNamed(const std::string& address) {
     for (const char* name : {"shard0", "shard1"}) {
-      const std::string port = ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".port"))).value_or("");
+      const std::string port =
+          ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".port"))).value_or("");
       if (absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(port)) == address) return name;
     }
     return "";
@@ -172,7 +182,8 @@ class ClusterTest : public ::testing::Test {
 
   pid_t PidOf(const std::string& name) {
     int pid = 0;
-    const std::string text = ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".pid"))).value_or("");
+    const std::string text =
+        ReadFileToString(JoinPath(dir_, absl::StrCat("run/", name, ".pid"))).value_or("");
     EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &pid)) << name;
     return pid;
   }
@@ -261,8 +272,10 @@ TEST_F(ClusterTest, AKilledShardCostsMissesAndItsReferencesComeBackWithUp) {
   ASSERT_TRUE(healthy) << "the router never saw the restarted shard healthy";
   const Result again = Generate(pair.reference, key);
   ASSERT_TRUE(again.status.ok()) << again.status.error_message();
-  const bool hit_again = again.stats.cache_hit() && again.stats.reference_id() == first.stats.reference_id();
-  EXPECT_TRUE(hit_again) << "the restarted shard's reference " << first.stats.reference_id() << " never hit; got hit=" << again.stats.cache_hit()
+  const bool hit_again =
+      again.stats.cache_hit() && again.stats.reference_id() == first.stats.reference_id();
+  EXPECT_TRUE(hit_again) << "the restarted shard's reference " << first.stats.reference_id()
+                         << " never hit; got hit=" << again.stats.cache_hit()
                          << " id=" << again.stats.reference_id() << " shard=" << again.stats.shard()
                          << " similarity=" << again.stats.similarity();
 }
@@ -326,14 +339,16 @@ TEST_F(ClusterTest, MetricsOverHttpAgreeWithTheStatsReturnedPerTenant) {
     for (const char* outcome : {"hit", "miss", "bypass", "error"}) {
       const auto it = outcomes.find(outcome);
       const int count = it == outcomes.end() ? 0 : it->second;
-      const auto series = requests.find(absl::StrCat("outcome=\"", outcome, "\",tenant=\"", tenant, "\""));
+      const auto series =
+          requests.find(absl::StrCat("outcome=\"", outcome, "\",tenant=\"", tenant, "\""));
       const double scraped = series == requests.end() ? 0 : series->second;
       EXPECT_EQ(scraped, count) << tenant << " " << outcome << "\n" << router;
       total += count;
       scraped_total += scraped;
     }
     const int hits = outcomes.count("hit") ? outcomes.at("hit") : 0;
-    const auto scraped_hits = requests.find(absl::StrCat("outcome=\"hit\",tenant=\"", tenant, "\""));
+    const auto scraped_hits =
+        requests.find(absl::StrCat("outcome=\"hit\",tenant=\"", tenant, "\""));
     ASSERT_GT(scraped_total, 0) << tenant;
     EXPECT_DOUBLE_EQ((scraped_hits == requests.end() ? 0 : scraped_hits->second) / scraped_total,
                      static_cast<double>(hits) / total)
@@ -341,23 +356,26 @@ TEST_F(ClusterTest, MetricsOverHttpAgreeWithTheStatsReturnedPerTenant) {
   }
   EXPECT_EQ(requests.size(), 3u) << router;  // tenant-a: miss and hit; tenant-b: miss
   EXPECT_THAT(router, ::testing::HasSubstr("semshare_router_in_flight_requests 0\n"));
-  for (const char* name : {"semshare_router_ttft_seconds_count", "semshare_router_request_duration_seconds_count",
-                           "semshare_router_stage_seconds_count", "semshare_router_shard_up",
-                           "semshare_router_worker_up", "semshare_router_rpcs_total", "semshare_router_rpc_seconds_count",
-                           "semshare_router_similarity_count"}) {
+  for (const char* name :
+       {"semshare_router_ttft_seconds_count", "semshare_router_request_duration_seconds_count",
+        "semshare_router_stage_seconds_count", "semshare_router_shard_up",
+        "semshare_router_worker_up", "semshare_router_rpcs_total",
+        "semshare_router_rpc_seconds_count", "semshare_router_similarity_count"}) {
     EXPECT_FALSE(SeriesOf(router, name).empty()) << name << "\n" << router;
   }
 
   const std::string worker = ScrapeMetrics(env_["SEMSHARE_METRICS_WORKER"]);
   ASSERT_FALSE(worker.empty()) << "no /metrics at " << env_["SEMSHARE_METRICS_WORKER"];
   double worker_requests = 0;
-  for (const auto& [labels, value] : SeriesOf(worker, "semshare_worker_requests_total")) worker_requests += value;
+  for (const auto& [labels, value] : SeriesOf(worker, "semshare_worker_requests_total"))
+    worker_requests += value;
   EXPECT_EQ(worker_requests, 3) << worker;
-  for (const char* name : {"semshare_worker_in_flight_requests", "semshare_worker_queue_depth",
-                           "semshare_worker_rejected_requests_total", "semshare_worker_local_cache_bytes",
-                           "semshare_worker_local_cache_references", "semshare_worker_local_cache_hits_total",
-                           "semshare_worker_kv_fetch_seconds_count", "semshare_worker_stores_total",
-                           "semshare_worker_rpcs_total", "semshare_worker_rpc_seconds_count"}) {
+  for (const char* name :
+       {"semshare_worker_in_flight_requests", "semshare_worker_queue_depth",
+        "semshare_worker_rejected_requests_total", "semshare_worker_local_cache_bytes",
+        "semshare_worker_local_cache_references", "semshare_worker_local_cache_hits_total",
+        "semshare_worker_kv_fetch_seconds_count", "semshare_worker_stores_total",
+        "semshare_worker_rpcs_total", "semshare_worker_rpc_seconds_count"}) {
     EXPECT_FALSE(SeriesOf(worker, name).empty()) << name << "\n" << worker;
   }
 
@@ -367,12 +385,15 @@ TEST_F(ClusterTest, MetricsOverHttpAgreeWithTheStatsReturnedPerTenant) {
   for (const std::string& shard : shards) {
     const std::string text = ScrapeMetrics(shard);
     ASSERT_FALSE(text.empty()) << "no /metrics at " << shard;
-    for (const char* name : {"semshare_cache_node_capacity_bytes", "semshare_cache_node_corrupt_blobs_removed_total",
-                             "semshare_cache_node_rpcs_total", "semshare_cache_node_rpc_seconds_count"}) {
+    for (const char* name :
+         {"semshare_cache_node_capacity_bytes", "semshare_cache_node_corrupt_blobs_removed_total",
+          "semshare_cache_node_rpcs_total", "semshare_cache_node_rpc_seconds_count"}) {
       EXPECT_FALSE(SeriesOf(text, name).empty()) << name << " on " << shard << "\n" << text;
     }
-    EXPECT_THAT(text, ::testing::HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
-    for (const auto& [labels, value] : SeriesOf(text, "semshare_cache_node_stored_bytes")) stored_bytes += value;
+    EXPECT_THAT(text, ::testing::HasSubstr(
+                          "# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
+    for (const auto& [labels, value] : SeriesOf(text, "semshare_cache_node_stored_bytes"))
+      stored_bytes += value;
   }
   EXPECT_GT(stored_bytes, 0);  // tenant-a's reference
 }

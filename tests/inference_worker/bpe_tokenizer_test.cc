@@ -4,10 +4,10 @@
 #include <vector>
 
 #include "common/json.h"
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/byte_level_pretokenizer.h"
-#include "common/utf8.h"
 
 namespace semshare {
 namespace {

@@ -18,12 +18,16 @@ std::vector<int32_t> Encode(const std::string& text) {
 const char* kReference =
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
     "must be in want of a wife. However little known the feelings or views of such a man may be on "
-    "his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding "
-    "families, that he is considered the rightful property of some one or other of their daughters.";
+    "his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+    "surrounding "
+    "families, that he is considered the rightful property of some one or other of their "
+    "daughters.";
 const char* kParaphrase =
     "It is a truth universally known, that a single man in possession of a large fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man might be on "
-    "his first entering the neighbourhood, this truth is so firmly fixed in the minds of the surrounding "
+    "must be in want of a wife. However little known the feelings or views of such a man might be "
+    "on "
+    "his first entering the neighbourhood, this truth is so firmly fixed in the minds of the "
+    "surrounding "
     "families, that he is thought the rightful property of one or other of their daughters.";
 
 ReuseOptions NoBypass() {
@@ -58,8 +62,10 @@ TEST(EngineTest, IdenticalTargetRearrangesToReferenceKvBitForBit) {
   const TokenMapping mapping = MapTokens(codes, reference.codes, MappingOptions{}).value();
   EXPECT_DOUBLE_EQ(mapping.similarity, 1.0);
   const int64_t n = static_cast<int64_t>(ids.size());
-  const at::Tensor source = at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()));
-  const KVCache rearranged = RearrangeKV(reference.kv, source, at::arange(n, at::kLong), model.rope(), true);
+  const at::Tensor source =
+      at::tensor(std::vector<int64_t>(mapping.source.begin(), mapping.source.end()));
+  const KVCache rearranged =
+      RearrangeKV(reference.kv, source, at::arange(n, at::kLong), model.rope(), true);
   for (size_t l = 0; l < rearranged.layers.size(); ++l) {
     EXPECT_TRUE(at::equal(rearranged.layers[l].k(), reference.kv.layers[l].k())) << "layer " << l;
     EXPECT_TRUE(at::equal(rearranged.layers[l].v(), reference.kv.layers[l].v())) << "layer " << l;
@@ -152,8 +158,8 @@ GatheredHit MakeGatheredHit() {
   hit.reference = hit.engine->BuildReference(Encode(kReference)).value();
   hit.target = Encode(kParaphrase);
   hit.options = NoBypass();
-  hit.mapping = MapTokens(hit.engine->EncodeCodes(hit.target, hit.options.ecache).value(), hit.reference.codes,
-                          hit.options.mapping)
+  hit.mapping = MapTokens(hit.engine->EncodeCodes(hit.target, hit.options.ecache).value(),
+                          hit.reference.codes, hit.options.mapping)
                     .value();
   return hit;
 }
@@ -165,7 +171,9 @@ TEST(EngineTest, GatheredKvServesExactlyAsTheReference) {
   const GenerateResult want = engine->Generate(target, &reference, options, sampling).value();
   ASSERT_TRUE(want.prefill.hit);
   const GenerateResult got =
-      engine->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options, sampling)
+      engine
+          ->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options,
+                             sampling)
           .value();
   EXPECT_TRUE(got.prefill.hit);
   EXPECT_EQ(got.prefill.method, "semshare");
@@ -197,10 +205,13 @@ TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
   SamplingOptions sampling;
   sampling.max_tokens = 12;
   const GenerateResult want =
-      engine->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options, sampling)
+      engine
+          ->GenerateGathered(target, mapping, GatherLikeACacheNode(reference.kv, mapping), options,
+                             sampling)
           .value();
   LayerByLayer layers(GatherLikeACacheNode(reference.kv, mapping), /*fail_at=*/-1);
-  const GenerateResult got = engine->GenerateGathered(target, mapping, &layers, options, sampling).value();
+  const GenerateResult got =
+      engine->GenerateGathered(target, mapping, &layers, options, sampling).value();
   std::vector<int64_t> in_order(static_cast<size_t>(AustenModel().num_layers()));
   for (size_t l = 0; l < in_order.size(); ++l) in_order[l] = static_cast<int64_t>(l);
   EXPECT_EQ(layers.asked, in_order);
@@ -211,7 +222,8 @@ TEST(EngineTest, LayersArrivingOneAtATimeServeAsTheWholeCache) {
 
   // A transfer that breaks after the first layers ends the prefill with its error.
   LayerByLayer broken(GatherLikeACacheNode(reference.kv, mapping), /*fail_at=*/2);
-  const absl::StatusOr<PrefillOutcome> failed = engine->PrefillGathered(target, mapping, &broken, options);
+  const absl::StatusOr<PrefillOutcome> failed =
+      engine->PrefillGathered(target, mapping, &broken, options);
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(broken.asked, (std::vector<int64_t>{0, 1, 2}));
 
@@ -229,7 +241,8 @@ TEST(EngineTest, AMissYieldsItsPromptAsAReferenceWithoutASecondPrefill) {
   auto engine = Engine::Create(&model).value();
   const std::vector<int32_t> prompt = Encode(kReference);
   ReuseOptions options = NoBypass();
-  options.retention.policy = RetentionPolicy::kExpDecay;  // the served cache is pruned, the reference not
+  options.retention.policy =
+      RetentionPolicy::kExpDecay;  // the served cache is pruned, the reference not
   SamplingOptions sampling;
   sampling.max_tokens = 10;
   const auto [result, reference] = engine->GenerateMiss(prompt, options, sampling).value();
@@ -252,13 +265,15 @@ TEST(EngineTest, GatheredKvOfTheWrongShapeIsRefused) {
   const auto [engine, reference, target, options, mapping] = MakeGatheredHit();
   KVCache short_cache = GatherLikeACacheNode(reference.kv, mapping);
   short_cache.layers.pop_back();
-  EXPECT_EQ(engine->PrefillGathered(target, mapping, std::move(short_cache), options).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      engine->PrefillGathered(target, mapping, std::move(short_cache), options).status().code(),
+      absl::StatusCode::kInvalidArgument);
   const std::vector<int32_t> longer(target.size() + 1, 5);
-  EXPECT_EQ(engine->PrefillGathered(longer, mapping, GatherLikeACacheNode(reference.kv, mapping), options)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      engine->PrefillGathered(longer, mapping, GatherLikeACacheNode(reference.kv, mapping), options)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EngineTest, UnrelatedPromptIsAMiss) {
@@ -267,10 +282,13 @@ TEST(EngineTest, UnrelatedPromptIsAMiss) {
   const Reference reference = engine->BuildReference(Encode(kReference)).value();
   ReuseOptions options;
   options.bypass = false;
-  const PrefillOutcome out = engine->Prefill(
-      Encode("In the beginning God created the heaven and the earth. And the earth was without form, "
-             "and void; and darkness was upon the face of the deep."),
-      &reference, options).value();
+  const PrefillOutcome out =
+      engine
+          ->Prefill(Encode("In the beginning God created the heaven and the earth. And the earth "
+                           "was without form, "
+                           "and void; and darkness was upon the face of the deep."),
+                    &reference, options)
+          .value();
   EXPECT_FALSE(out.hit);
   EXPECT_EQ(out.method, "full");
   EXPECT_LT(out.similarity, 0.8);
@@ -313,7 +331,8 @@ TEST(EngineTest, ExpDecayRetentionPrunesDeeperLayersMore) {
 TEST(EngineTest, BadRequestsGetClearErrors) {
   const Model& model = AustenModel();
   auto engine = Engine::Create(&model).value();
-  EXPECT_EQ(engine->Prefill({}, nullptr, ReuseOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Prefill({}, nullptr, ReuseOptions{}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Prefill({1, 99999}, nullptr, ReuseOptions{}).status().code(),
             absl::StatusCode::kInvalidArgument);
   ReuseOptions bad;

@@ -79,7 +79,8 @@ TEST(EvaluationTest, FullPrefillWithoutRetentionAgreesWithItselfEverywhere) {
   full.method = ReuseMethod::kFull;
   FidelityOptions options;
   options.generate_tokens = 16;
-  const Json result = RunFidelity(*engine, ReadEvalPairs(file.path()).value(), full, options).value();
+  const Json result =
+      RunFidelity(*engine, ReadEvalPairs(file.path()).value(), full, options).value();
   ASSERT_EQ(result["pairs"].array_items().size(), 2u);
   for (const Json& row : result["pairs"].array_items()) {
     EXPECT_DOUBLE_EQ(row["rouge_l"].number_value(), 1.0);
@@ -103,7 +104,8 @@ TEST(EvaluationTest, HeavyPruningLowersTeacherForcedAgreement) {
   pruned.retention.decode_eviction = true;
   FidelityOptions options;
   options.generate_tokens = 16;
-  const Json result = RunFidelity(*engine, ReadEvalPairs(file.path()).value(), pruned, options).value();
+  const Json result =
+      RunFidelity(*engine, ReadEvalPairs(file.path()).value(), pruned, options).value();
   const double agree = result["summary"]["top1_agree_mean_all_pairs"].number_value();
   EXPECT_LT(agree, 1.0);
   EXPECT_GE(agree, 0.0);

@@ -19,7 +19,8 @@ std::vector<int32_t> Ints(const Json& array) {
 // Full prefill and greedy decode must reproduce an independent fp32 implementation's output.
 TEST(ModelTest, ReproducesIndependentReferenceOutputs) {
   const Model& model = AustenModel();
-  absl::StatusOr<std::string> text = ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json");
+  absl::StatusOr<std::string> text =
+      ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json");
   ASSERT_TRUE(text.ok());
   absl::StatusOr<Json> doc = ParseJson(*text);
   ASSERT_TRUE(doc.ok());
@@ -34,7 +35,8 @@ TEST(ModelTest, ReproducesIndependentReferenceOutputs) {
     const auto top = logits.topk(5);
     for (int k = 0; k < 5; ++k) {
       EXPECT_EQ(std::get<1>(top)[k].item<int64_t>(), top5[k]) << c["prompt"].string_value();
-      EXPECT_NEAR(std::get<0>(top)[k].item<double>(), c["first_top5_logits"].array_items()[k].number_value(), 2e-3);
+      EXPECT_NEAR(std::get<0>(top)[k].item<double>(),
+                  c["first_top5_logits"].array_items()[k].number_value(), 2e-3);
     }
     std::vector<int32_t> generated;
     for (size_t t = 0; t < expected.size(); ++t) {
@@ -49,8 +51,8 @@ TEST(ModelTest, ReproducesIndependentReferenceOutputs) {
 TEST(ModelTest, TokenizerMatchesReferencePromptIds) {
   const Model& model = AustenModel();
   ASSERT_NE(model.tokenizer(), nullptr);
-  absl::StatusOr<Json> doc =
-      ParseJson(ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json").value());
+  absl::StatusOr<Json> doc = ParseJson(
+      ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json").value());
   ASSERT_TRUE(doc.ok());
   for (const Json& c : (*doc)["cases"].array_items()) {
     std::vector<int32_t> ids = model.tokenizer()->Encode(c["prompt"].string_value()).value();
@@ -67,7 +69,8 @@ TEST(ModelTest, IncrementalDecodeMatchesPrefill) {
   const at::Tensor expected = model.Prefill(ids, &full);
   KVCache stepwise = model.NewCache(16);
   at::Tensor logits;
-  for (size_t i = 0; i < ids.size(); ++i) logits = model.DecodeStep(ids[i], static_cast<int64_t>(i), &stepwise);
+  for (size_t i = 0; i < ids.size(); ++i)
+    logits = model.DecodeStep(ids[i], static_cast<int64_t>(i), &stepwise);
   EXPECT_TRUE(at::allclose(logits, expected, 1e-4, 1e-4));
   for (size_t l = 0; l < full.layers.size(); ++l) {
     EXPECT_TRUE(at::allclose(full.layers[l].k(), stepwise.layers[l].k(), 1e-4, 1e-5));

@@ -26,7 +26,8 @@ TEST(RecomputeTest, ShrinkKeepsMustKeepThenHighestDeviation) {
   const std::vector<uint8_t> must = {0, 0, 0, 0, 0, 1};
   EXPECT_EQ(ShrinkRecomputeSet(current, deviation, must, 3), (std::vector<int64_t>{3, 7, 13}));
   // Ties on deviation go to the lower index; must-keep tokens stay even over the target.
-  EXPECT_EQ(ShrinkRecomputeSet(current, deviation, {1, 1, 1, 0, 0, 1}, 2), (std::vector<int64_t>{2, 3, 5, 13}));
+  EXPECT_EQ(ShrinkRecomputeSet(current, deviation, {1, 1, 1, 0, 0, 1}, 2),
+            (std::vector<int64_t>{2, 3, 5, 13}));
   // Never grows.
   EXPECT_EQ(ShrinkRecomputeSet(current, deviation, must, 100), current);
 }

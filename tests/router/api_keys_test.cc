@@ -46,12 +46,13 @@ TEST(ApiKeysTest, SchemeIsCaseInsensitive) {
 
 TEST(ApiKeysTest, MissingMalformedAndUnknownAreUnauthenticated) {
   const ApiKeys keys = ParseOrDie(kKeys);
-  for (const char* header : {"", "alpha-key-0123456789", "Basic alpha-key-0123456789", "Bearer",
-                             "Bearer ", "Bearer alpha key", "Bearer alpha-key-0123456789x",
-                             "Bearer alpha-key-012345678", "Bearer \xff\xfe",
-                             "Bearer ALPHA-KEY-0123456789"}) {
+  for (const char* header :
+       {"", "alpha-key-0123456789", "Basic alpha-key-0123456789", "Bearer", "Bearer ",
+        "Bearer alpha key", "Bearer alpha-key-0123456789x", "Bearer alpha-key-012345678",
+        "Bearer \xff\xfe", "Bearer ALPHA-KEY-0123456789"}) {
     absl::StatusOr<TenantGrant> grant = keys.Authenticate(header);
-    EXPECT_TRUE(absl::IsUnauthenticated(grant.status())) << "'" << header << "': " << grant.status();
+    EXPECT_TRUE(absl::IsUnauthenticated(grant.status()))
+        << "'" << header << "': " << grant.status();
   }
   EXPECT_THAT(keys.Authenticate("").status().message(), HasSubstr("missing"));
   EXPECT_THAT(keys.Authenticate("Token x").status().message(), HasSubstr("Bearer KEY"));

@@ -33,7 +33,8 @@ inline GenerateCall CallGenerate(v1::Router::StubInterface* stub, const std::str
   v1::GenerateResponse response;
   while (reader->Read(&response)) {
     if (response.has_tokens()) {
-      call.tokens.insert(call.tokens.end(), response.tokens().token_ids().begin(), response.tokens().token_ids().end());
+      call.tokens.insert(call.tokens.end(), response.tokens().token_ids().begin(),
+                         response.tokens().token_ids().end());
     }
     if (response.has_stats()) call.stats = response.stats();
   }

@@ -15,7 +15,8 @@ WorkerView Worker(const std::string& address, int32_t in_flight, int32_t capacit
   w.address = address;
   w.in_flight = in_flight;
   w.capacity = capacity;
-  for (const std::string& id : cached_ids) w.cached_references.insert(CachedReferenceKey(tenant, id));
+  for (const std::string& id : cached_ids)
+    w.cached_references.insert(CachedReferenceKey(tenant, id));
   return w;
 }
 

@@ -22,12 +22,14 @@
 #include "tools/bench/loopback_tcp.h"
 
 ABSL_FLAG(std::string, sizes, "1000,10000",
-          "reference counts for FindSimilar (add 100000 for the large case: ~7 GB of RAM, minutes to load)");
+          "reference counts for FindSimilar (add 100000 for the large case: ~7 GB of RAM, minutes "
+          "to load)");
 ABSL_FLAG(int32_t, queries, 500, "FindSimilar calls timed per size");
 ABSL_FLAG(int32_t, prompt_tokens, 2000, "tokens of each FindSimilar reference");
 ABSL_FLAG(int32_t, fetch_tokens, 5120, "tokens of the FetchKV reference");
 ABSL_FLAG(int32_t, fetch_repeats, 5, "FetchKV transfers timed");
-ABSL_FLAG(std::string, scratch_dir, "", "where the data dirs go (default: a fresh directory in /tmp, removed after)");
+ABSL_FLAG(std::string, scratch_dir, "",
+          "where the data dirs go (default: a fresh directory in /tmp, removed after)");
 
 namespace semshare::bench {
 namespace {
@@ -54,13 +56,15 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 
 double Percentile(std::vector<double> values, double q) {
   std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
+  const size_t index =
+      std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
   return values[index];
 }
 
 double Median(std::vector<double> values) { return Percentile(std::move(values), 0.5); }
 
-SyntheticShape Shape(int64_t tokens, int32_t layers, int64_t kv_heads, int64_t head_dim, DType dtype) {
+SyntheticShape Shape(int64_t tokens, int32_t layers, int64_t kv_heads, int64_t head_dim,
+                     DType dtype) {
   SyntheticShape shape;
   shape.num_tokens = tokens;
   shape.num_layers = layers;
@@ -73,10 +77,14 @@ SyntheticShape Shape(int64_t tokens, int32_t layers, int64_t kv_heads, int64_t h
 
 // The references FindSimilar searches: 2,000 tokens of 256-bit codes and a 576-wide sketch; KV
 // is tiny (1 layer of [1, n, 1] fp16) since only the search is timed.
-SyntheticShape SearchShape() { return Shape(absl::GetFlag(FLAGS_prompt_tokens), 1, 1, 1, DType::kFloat16); }
+SyntheticShape SearchShape() {
+  return Shape(absl::GetFlag(FLAGS_prompt_tokens), 1, 1, 1, DType::kFloat16);
+}
 
 // The FetchKV reference: bench-100m's KV (24 layers, 3 kv heads, head_dim 64, fp32).
-SyntheticShape FetchShape() { return Shape(absl::GetFlag(FLAGS_fetch_tokens), 24, 3, 64, DType::kFloat32); }
+SyntheticShape FetchShape() {
+  return Shape(absl::GetFlag(FLAGS_fetch_tokens), 24, 3, 64, DType::kFloat32);
+}
 
 CacheNodeOptions NodeOptions(const std::string& dir) {
   CacheNodeOptions options;
@@ -99,8 +107,10 @@ absl::StatusOr<Served> Serve(std::unique_ptr<CacheNode> node) {
   options.listen_address = "127.0.0.1:0";
   options.service.max_reference_bytes = int64_t{64} << 30;
   SEMSHARE_ASSIGN_OR_RETURN(ClusterToken token, ClusterToken::FromString(kToken));
-  SEMSHARE_ASSIGN_OR_RETURN(served.server, CacheNodeServer::Start(served.node.get(), token, options, nullptr));
-  SEMSHARE_ASSIGN_OR_RETURN(served.client, CacheNodeClient::Create(served.server->address(), token));
+  SEMSHARE_ASSIGN_OR_RETURN(served.server,
+                            CacheNodeServer::Start(served.node.get(), token, options, nullptr));
+  SEMSHARE_ASSIGN_OR_RETURN(served.client,
+                            CacheNodeClient::Create(served.server->address(), token));
   SEMSHARE_RETURN_IF_ERROR(CheckHealth(served.client->channel(), absl::Seconds(30), "", true));
   return served;
 }
@@ -122,12 +132,14 @@ absl::StatusOr<Json> TimeFindSimilar(CacheNodeClient* client, int64_t count, uin
   int64_t found_own = 0;
   for (int32_t q = -20; q < queries; ++q) {  // the first 20 warm up
     const int64_t i = static_cast<int64_t>(rng() % static_cast<uint64_t>(count));
-    const NewReference ref = cache_node::testing::SyntheticReference(absl::StrCat("r", i), shape, seed_base + i);
+    const NewReference ref =
+        cache_node::testing::SyntheticReference(absl::StrCat("r", i), shape, seed_base + i);
     const cache_node::testing::SyntheticTarget target =
         cache_node::testing::SyntheticEditedTarget(ref, shape.num_tokens / 10, rng());
     const auto start = std::chrono::steady_clock::now();
-    SEMSHARE_ASSIGN_OR_RETURN(const FindResult result,
-                              client->FindSimilar(ReferenceScope{kTenant, kModel}, target.codes, target.sketch, 4));
+    SEMSHARE_ASSIGN_OR_RETURN(
+        const FindResult result,
+        client->FindSimilar(ReferenceScope{kTenant, kModel}, target.codes, target.sketch, 4));
     const double ms = Seconds(start) * 1e3;
     if (q < 0) continue;
     latencies_ms.push_back(ms);
@@ -147,11 +159,13 @@ absl::StatusOr<Json> SearchCase(const std::string& scratch, int64_t count, std::
   const std::string dir = absl::StrCat(scratch, "/search-", count);
   const uint64_t seed_base = static_cast<uint64_t>(count) * 1000003;
   const SyntheticShape shape = SearchShape();
-  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<CacheNode> node, cache_node::OpenCacheNode(NodeOptions(dir)));
+  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<CacheNode> node,
+                            cache_node::OpenCacheNode(NodeOptions(dir)));
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < count; ++i) {
-    SEMSHARE_RETURN_IF_ERROR(node->Put(ReferenceScope{kTenant, kModel},
-                                       cache_node::testing::SyntheticReference(absl::StrCat("r", i), shape, seed_base + i)));
+    SEMSHARE_RETURN_IF_ERROR(node->Put(
+        ReferenceScope{kTenant, kModel},
+        cache_node::testing::SyntheticReference(absl::StrCat("r", i), shape, seed_base + i)));
   }
   const double load_s = Seconds(start);
   SEMSHARE_ASSIGN_OR_RETURN(Served served, Serve(std::move(node)));
@@ -165,8 +179,9 @@ absl::StatusOr<Json> SearchCase(const std::string& scratch, int64_t count, std::
   const double open_s = Seconds(start);
   SEMSHARE_ASSIGN_OR_RETURN(served, Serve(std::move(node)));
   const NewReference probe = cache_node::testing::SyntheticReference("r0", shape, seed_base);
-  SEMSHARE_ASSIGN_OR_RETURN(const FindResult found,
-                            served.client->FindSimilar(ReferenceScope{kTenant, kModel}, probe.codes, probe.sketch, 1));
+  SEMSHARE_ASSIGN_OR_RETURN(
+      const FindResult found,
+      served.client->FindSimilar(ReferenceScope{kTenant, kModel}, probe.codes, probe.sketch, 1));
   const double ready_s = Seconds(start);
   if (found.matches.empty() || found.matches[0].reference_id != "r0") {
     return absl::InternalError("after restart the probe reference was not found");
@@ -183,11 +198,13 @@ absl::StatusOr<Json> SearchCase(const std::string& scratch, int64_t count, std::
 
 absl::StatusOr<Json> FetchCase(const std::string& scratch, std::string* table) {
   const SyntheticShape shape = FetchShape();
-  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<CacheNode> node,
-                            cache_node::OpenCacheNode(NodeOptions(absl::StrCat(scratch, "/fetch"))));
+  SEMSHARE_ASSIGN_OR_RETURN(
+      std::unique_ptr<CacheNode> node,
+      cache_node::OpenCacheNode(NodeOptions(absl::StrCat(scratch, "/fetch"))));
   SEMSHARE_RETURN_IF_ERROR(node->Put(ReferenceScope{kTenant, kModel},
                                      cache_node::testing::SyntheticReference("big", shape, 99)));
-  const std::vector<int32_t> identity = cache_node::testing::AllTargetTokens(static_cast<size_t>(shape.num_tokens));
+  const std::vector<int32_t> identity =
+      cache_node::testing::AllTargetTokens(static_cast<size_t>(shape.num_tokens));
   const int32_t repeats = absl::GetFlag(FLAGS_fetch_repeats);
   // The domain alone (read, verify, gather; no gRPC), for comparison.
   std::vector<double> domain_gbps;
@@ -196,7 +213,8 @@ absl::StatusOr<Json> FetchCase(const std::string& scratch, std::string* table) {
     const auto start = std::chrono::steady_clock::now();
     SEMSHARE_RETURN_IF_ERROR(node->FetchKV(
         ReferenceScope{kTenant, kModel}, "big", identity, {}, [&domain_bytes](FetchedLayer layer) {
-          domain_bytes += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
+          domain_bytes +=
+              static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
           return absl::OkStatus();
         }));
     const double s = Seconds(start);
@@ -235,12 +253,13 @@ absl::StatusOr<Json> FetchCase(const std::string& scratch, std::string* table) {
   out["loopback_tcp_gbps_median"] = Median(tcp_gbps);
   out["fetch_share_of_tcp_bound"] = Median(fetch_gbps) / Median(tcp_gbps);
   out["domain_fetch_gbps_median"] = Median(domain_gbps);
-  absl::StrAppendFormat(table,
-                        "FetchKV %d tokens x 24 layers x 3 kv heads x 64 fp32 (%.1f MB, one stream): "
-                        "median %.2f GB/s, best %.2f GB/s; loopback TCP bound %.2f GB/s (%.0f%%); "
-                        "node alone (no gRPC) %.2f GB/s\n",
-                        shape.num_tokens, bytes / 1e6, Median(fetch_gbps), Percentile(fetch_gbps, 1.0),
-                        Median(tcp_gbps), 100 * Median(fetch_gbps) / Median(tcp_gbps), Median(domain_gbps));
+  absl::StrAppendFormat(
+      table,
+      "FetchKV %d tokens x 24 layers x 3 kv heads x 64 fp32 (%.1f MB, one stream): "
+      "median %.2f GB/s, best %.2f GB/s; loopback TCP bound %.2f GB/s (%.0f%%); "
+      "node alone (no gRPC) %.2f GB/s\n",
+      shape.num_tokens, bytes / 1e6, Median(fetch_gbps), Percentile(fetch_gbps, 1.0),
+      Median(tcp_gbps), 100 * Median(fetch_gbps) / Median(tcp_gbps), Median(domain_gbps));
   return out;
 }
 
@@ -250,7 +269,8 @@ absl::StatusOr<Json> RunCacheNodeBench(std::string* table) {
   std::vector<int64_t> sizes;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',', absl::SkipEmpty())) {
     int64_t n = 0;
-    if (!absl::SimpleAtoi(s, &n) || n <= 0) return absl::InvalidArgumentError(absl::StrCat("--sizes: bad count '", s, "'"));
+    if (!absl::SimpleAtoi(s, &n) || n <= 0)
+      return absl::InvalidArgumentError(absl::StrCat("--sizes: bad count '", s, "'"));
     sizes.push_back(n);
   }
   if (absl::GetFlag(FLAGS_queries) <= 0 || absl::GetFlag(FLAGS_fetch_repeats) <= 0) {
@@ -265,10 +285,13 @@ absl::StatusOr<Json> RunCacheNodeBench(std::string* table) {
   }
   Json out;
   out["bench"] = "cache-node";
-  out["find_similar_reference_shape"] = absl::StrCat(
-      absl::GetFlag(FLAGS_prompt_tokens), " tokens, 256-bit codes, 576-wide sketch, KV 1 layer of [1, n, 1] fp16 "
-      "(tiny on purpose: only the search is timed)");
-  *table += "FindSimilar over gRPC, one tenant, top_k 4, targets = stored references with 10% of codes replaced\n";
+  out["find_similar_reference_shape"] =
+      absl::StrCat(absl::GetFlag(FLAGS_prompt_tokens),
+                   " tokens, 256-bit codes, 576-wide sketch, KV 1 layer of [1, n, 1] fp16 "
+                   "(tiny on purpose: only the search is timed)");
+  *table +=
+      "FindSimilar over gRPC, one tenant, top_k 4, targets = stored references with 10% of codes "
+      "replaced\n";
   *table += "references    p50 ms     p99 ms     max ms  top1 ok  bulk load s  restart->ready s\n";
   Json search = Json::MakeArray();
   absl::Status status;

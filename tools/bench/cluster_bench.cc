@@ -23,14 +23,15 @@
 #include "absl/time/clock.h"
 #include "cache_node/rpc/cache_node_client.h"
 #include "common/cluster_auth.h"
-#include "common/rpc/cluster_metadata.h"
 #include "common/file_util.h"
+#include "common/rpc/cluster_metadata.h"
 #include "common/status_macros.h"
 #include "common/synthetic_pair.h"
 #include "semshare/v1/router.grpc.pb.h"
 #include "semshare/v1/worker.grpc.pb.h"
 
-ABSL_FLAG(std::string, model, "", "model directory (default: bench-100m made with semshare-make-model --seed 1)");
+ABSL_FLAG(std::string, model, "",
+          "model directory (default: bench-100m made with semshare-make-model --seed 1)");
 ABSL_FLAG(std::string, cluster_dir, "", "cluster directory (default: a new one under /tmp)");
 ABSL_FLAG(std::string, cluster_script, "deploy/local/cluster.sh", "the local cluster script");
 ABSL_FLAG(std::string, device, "cpu", "the worker's device, cpu|cuda");
@@ -41,9 +42,11 @@ ABSL_FLAG(int32_t, clients, 16, "concurrent clients (0: skip the load phase)");
 ABSL_FLAG(int32_t, duration_s, 300, "seconds of the load phase");
 ABSL_FLAG(std::string, worker_args, "", "extra flags for the worker (e.g. --overlap-fetch=false)");
 ABSL_FLAG(int32_t, pairs, 3, "reference/paraphrase pairs timed one at a time (medians reported)");
-ABSL_FLAG(int32_t, warmup_pairs, 1, "pairs served first and not timed (a fresh worker's first hit builds its tables)");
+ABSL_FLAG(int32_t, warmup_pairs, 1,
+          "pairs served first and not timed (a fresh worker's first hit builds its tables)");
 ABSL_FLAG(int64_t, worker_local_cache_bytes, 0,
-          "the worker's --local-cache-bytes; 0: every hit pulls its KV from the shard (the distributed path)");
+          "the worker's --local-cache-bytes; 0: every hit pulls its KV from the shard (the "
+          "distributed path)");
 
 namespace semshare::bench {
 namespace {
@@ -73,10 +76,12 @@ std::string ReadTrimmed(const std::string& path) {
 
 // Resident set of a process in bytes (0 when it is gone).
 int64_t RssBytes(const std::string& pid) {
-  for (absl::string_view line : absl::StrSplit(ReadFileToString(absl::StrCat("/proc/", pid, "/status")).value_or(""), '\n')) {
+  for (absl::string_view line : absl::StrSplit(
+           ReadFileToString(absl::StrCat("/proc/", pid, "/status")).value_or(""), '\n')) {
     if (absl::ConsumePrefix(&line, "VmRSS:")) {
       int64_t kib = 0;
-      if (absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line), " kB"), &kib)) return kib * 1024;
+      if (absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line), " kB"), &kib))
+        return kib * 1024;
     }
   }
   return 0;
@@ -115,8 +120,9 @@ Result Generate(v1::Router::Stub* stub, const std::string& key, const std::vecto
 int32_t PendingStores(const std::string& dir) {
   absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(JoinPath(dir, "cluster.token"));
   if (!token.ok()) return -1;
-  auto stub = v1::Worker::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, "run/worker.port"))), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Worker::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, "run/worker.port"))),
+                          grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   AddClusterMetadata(*token, "bench", &context);
   v1::WorkerStatus status;
@@ -131,7 +137,8 @@ int64_t References(const std::string& dir, const std::string& tenant) {
   int64_t total = 0;
   for (const char* name : {"shard0", "shard1"}) {
     auto client = cache_node::CacheNodeClient::Create(
-        absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, absl::StrCat("run/", name, ".port")))), *token);
+        absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, absl::StrCat("run/", name, ".port")))),
+        *token);
     if (!client.ok()) continue;
     absl::StatusOr<v1::GetStatsResponse> stats = (*client)->GetStats(tenant);
     if (stats.ok()) total += stats->tenant().references();
@@ -142,7 +149,8 @@ int64_t References(const std::string& dir, const std::string& tenant) {
 double Percentile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
+  const size_t index =
+      std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
   return values[index];
 }
 
@@ -153,11 +161,13 @@ absl::StatusOr<int32_t> ConfigInt(const std::string& model, const std::string& k
   return static_cast<int32_t>(value);
 }
 
-absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& model, std::string* table) {
+absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& model,
+                                    std::string* table) {
   const std::map<std::string, std::string> env = ReadKeyValueFile(JoinPath(dir, "cluster.env"));
   const std::string key = env.at("SEMSHARE_API_KEY");
   std::string tenant;
-  for (absl::string_view line : absl::StrSplit(ReadFileToString(JoinPath(dir, "api_keys")).value_or(""), '\n')) {
+  for (absl::string_view line :
+       absl::StrSplit(ReadFileToString(JoinPath(dir, "api_keys")).value_or(""), '\n')) {
     std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (fields.size() == 3 && fields[0] == key) tenant = std::string(fields[1]);
   }
@@ -166,7 +176,8 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   SEMSHARE_ASSIGN_OR_RETURN(const int32_t vocab, ConfigInt(model, "vocab_size"));
   const int32_t bos = ConfigInt(model, "bos_token_id").value_or(-1);
   const int64_t tokens = absl::GetFlag(FLAGS_tokens);
-  const SyntheticPair pair = MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab, 1, bos);
+  const SyntheticPair pair =
+      MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab, 1, bos);
 
   Json out;
   out["bench"] = "cluster";
@@ -180,18 +191,24 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   const int32_t warmup = std::max(0, absl::GetFlag(FLAGS_warmup_pairs));
   out["warmup_pairs"] = warmup;
   Json runs = Json::MakeArray();
-  std::vector<double> miss_ttft, hit_ttft, speedup, encode, search, fetch, recompute, overhead_share;
+  std::vector<double> miss_ttft, hit_ttft, speedup, encode, search, fetch, recompute,
+      overhead_share;
   for (int32_t p = -warmup; p < pairs; ++p) {
     const SyntheticPair timed =
         p == 0 ? pair
-               : MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab, static_cast<uint64_t>(1000 + p), bos);
+               : MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab,
+                                   static_cast<uint64_t>(1000 + p), bos);
     const Result miss = Generate(stub.get(), key, timed.reference);
-    if (!miss.status.ok()) return absl::InternalError(absl::StrCat("the miss failed: ", miss.status.error_message()));
+    if (!miss.status.ok())
+      return absl::InternalError(absl::StrCat("the miss failed: ", miss.status.error_message()));
     // Bounded waits for the miss's reference to be stored and the worker to be idle.
-    for (int i = 0; i < 3000 && References(dir, tenant) < p + warmup + 1; ++i) absl::SleepFor(absl::Milliseconds(100));
-    for (int i = 0; i < 3000 && PendingStores(dir) != 0; ++i) absl::SleepFor(absl::Milliseconds(100));
+    for (int i = 0; i < 3000 && References(dir, tenant) < p + warmup + 1; ++i)
+      absl::SleepFor(absl::Milliseconds(100));
+    for (int i = 0; i < 3000 && PendingStores(dir) != 0; ++i)
+      absl::SleepFor(absl::Milliseconds(100));
     const Result hit = Generate(stub.get(), key, timed.target);
-    if (!hit.status.ok()) return absl::InternalError(absl::StrCat("the hit failed: ", hit.status.error_message()));
+    if (!hit.status.ok())
+      return absl::InternalError(absl::StrCat("the hit failed: ", hit.status.error_message()));
     if (p < 0) continue;  // warm-up
     const v1::StageTimes& stages = hit.stats.stages();
     const double overhead_ms = stages.tokenize_ms() + stages.search_ms() + stages.fetch_ms();
@@ -207,7 +224,8 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     run["hit_search_ms"] = stages.search_ms();
     run["hit_fetch_ms"] = stages.fetch_ms();
     run["hit_recompute_ms"] = stages.recompute_ms();
-    run["router_search_transfer_share_of_ttft"] = hit.stats.ttft_ms() > 0 ? overhead_ms / hit.stats.ttft_ms() : 0.0;
+    run["router_search_transfer_share_of_ttft"] =
+        hit.stats.ttft_ms() > 0 ? overhead_ms / hit.stats.ttft_ms() : 0.0;
     miss_ttft.push_back(miss.stats.ttft_ms());
     hit_ttft.push_back(hit.stats.ttft_ms());
     speedup.push_back(run["speedup"].number_value());
@@ -216,13 +234,15 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     fetch.push_back(stages.fetch_ms());
     recompute.push_back(stages.recompute_ms());
     overhead_share.push_back(run["router_search_transfer_share_of_ttft"].number_value());
-    absl::StrAppendFormat(table,
-                          "pair %d: miss TTFT %.1f ms | hit TTFT %.1f ms (hit=%d%s, similarity %.3f) | speedup %.2fx | "
-                          "encode %.1f + search %.1f + fetch %.1f ms = %.1f%% of TTFT; recompute %.1f ms\n",
-                          p + 1, miss.stats.ttft_ms(), hit.stats.ttft_ms(), hit.stats.cache_hit(),
-                          hit.stats.worker_local_hit() ? ", local" : "", hit.stats.similarity(),
-                          run["speedup"].number_value(), stages.tokenize_ms(), stages.search_ms(), stages.fetch_ms(),
-                          100 * run["router_search_transfer_share_of_ttft"].number_value(), stages.recompute_ms());
+    absl::StrAppendFormat(
+        table,
+        "pair %d: miss TTFT %.1f ms | hit TTFT %.1f ms (hit=%d%s, similarity %.3f) | speedup %.2fx "
+        "| "
+        "encode %.1f + search %.1f + fetch %.1f ms = %.1f%% of TTFT; recompute %.1f ms\n",
+        p + 1, miss.stats.ttft_ms(), hit.stats.ttft_ms(), hit.stats.cache_hit(),
+        hit.stats.worker_local_hit() ? ", local" : "", hit.stats.similarity(),
+        run["speedup"].number_value(), stages.tokenize_ms(), stages.search_ms(), stages.fetch_ms(),
+        100 * run["router_search_transfer_share_of_ttft"].number_value(), stages.recompute_ms());
     runs.push_back(std::move(run));
   }
   Json single;
@@ -237,19 +257,22 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   single["hit_fetch_ms"] = Percentile(fetch, 0.5);
   single["hit_recompute_ms"] = Percentile(recompute, 0.5);
   single["router_search_transfer_share_of_ttft"] = Percentile(overhead_share, 0.5);
-  single["router_search_transfer_share_max"] = *std::max_element(overhead_share.begin(), overhead_share.end());
+  single["router_search_transfer_share_max"] =
+      *std::max_element(overhead_share.begin(), overhead_share.end());
   out["miss_then_hit"] = single;
-  absl::StrAppendFormat(table,
-                        "cluster, %d-token prompt, %s, median of %d pairs\n  miss TTFT %.1f ms | hit TTFT %.1f ms | "
-                        "speedup %.2fx (lowest %.2fx; target >= 5x)\n  hit: encode %.1f + search %.1f + fetch %.1f ms = "
-                        "%.1f%% of TTFT (highest %.1f%%; target <= 10%%); recompute %.1f ms\n",
-                        tokens, absl::GetFlag(FLAGS_device), pairs, single["miss_ttft_ms"].number_value(),
-                        single["hit_ttft_ms"].number_value(), single["speedup"].number_value(),
-                        single["speedup_min"].number_value(), single["hit_router_ms"].number_value(),
-                        single["hit_search_ms"].number_value(), single["hit_fetch_ms"].number_value(),
-                        100 * single["router_search_transfer_share_of_ttft"].number_value(),
-                        100 * single["router_search_transfer_share_max"].number_value(),
-                        single["hit_recompute_ms"].number_value());
+  absl::StrAppendFormat(
+      table,
+      "cluster, %d-token prompt, %s, median of %d pairs\n  miss TTFT %.1f ms | hit TTFT %.1f ms | "
+      "speedup %.2fx (lowest %.2fx; target >= 5x)\n  hit: encode %.1f + search %.1f + fetch %.1f "
+      "ms = "
+      "%.1f%% of TTFT (highest %.1f%%; target <= 10%%); recompute %.1f ms\n",
+      tokens, absl::GetFlag(FLAGS_device), pairs, single["miss_ttft_ms"].number_value(),
+      single["hit_ttft_ms"].number_value(), single["speedup"].number_value(),
+      single["speedup_min"].number_value(), single["hit_router_ms"].number_value(),
+      single["hit_search_ms"].number_value(), single["hit_fetch_ms"].number_value(),
+      100 * single["router_search_transfer_share_of_ttft"].number_value(),
+      100 * single["router_search_transfer_share_max"].number_value(),
+      single["hit_recompute_ms"].number_value());
 
   const int32_t clients = absl::GetFlag(FLAGS_clients);
   if (clients <= 0) return out;
@@ -279,7 +302,8 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
       for (int64_t k = 0; absl::Now() < deadline; ++k) {
         // The paraphrase with one more token changed a request: every request a near-duplicate hit.
         std::vector<int32_t> ids = pair.target;
-        ids[1 + static_cast<size_t>((c * 7919 + k * 104729) % (ids.size() - 1))] = 16 + static_cast<int32_t>((c + k) % 64);
+        ids[1 + static_cast<size_t>((c * 7919 + k * 104729) % (ids.size() - 1))] =
+            16 + static_cast<int32_t>((c + k) % 64);
         const Result r = Generate(stub.get(), key, ids);
         absl::MutexLock lock(&mutex);
         if (!r.status.ok()) {
@@ -302,8 +326,11 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   load["ttft_p50_ms"] = Percentile(ttfts, 0.5);
   load["ttft_p99_ms"] = Percentile(ttfts, 0.99);
   load["rss_end_bytes"] = RssOfAll(dir);
-  absl::StrAppendFormat(table, "load: %d clients for %d s: %d requests, %d failures, %d hits, TTFT p50 %.1f ms p99 %.1f ms\n",
-                        clients, absl::GetFlag(FLAGS_duration_s), static_cast<int64_t>(ttfts.size()) + failures, failures, hits,
+  absl::StrAppendFormat(table,
+                        "load: %d clients for %d s: %d requests, %d failures, %d hits, TTFT p50 "
+                        "%.1f ms p99 %.1f ms\n",
+                        clients, absl::GetFlag(FLAGS_duration_s),
+                        static_cast<int64_t>(ttfts.size()) + failures, failures, hits,
                         Percentile(ttfts, 0.5), Percentile(ttfts, 0.99));
   const Json& warm = rss_samples[rss_samples.size() / 5];
   Json rss_warm, rss_peak, rss_growth;
@@ -320,9 +347,12 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     rss_peak[name] = peak;
     rss_growth[name] = warm_bytes > 0 ? end_bytes / warm_bytes - 1 : 0.0;
     load["rss_series_bytes"][name] = series;
-    absl::StrAppendFormat(table, "  RSS %-6s start %8.1f  after warm-up %8.1f  peak %8.1f  end %8.1f MiB (%+.1f%% after warm-up)\n",
-                          name, load["rss_start_bytes"][name].number_value() / (1 << 20), warm_bytes / (1 << 20),
-                          peak / (1 << 20), end_bytes / (1 << 20), 100 * rss_growth[name].number_value());
+    absl::StrAppendFormat(table,
+                          "  RSS %-6s start %8.1f  after warm-up %8.1f  peak %8.1f  end %8.1f MiB "
+                          "(%+.1f%% after warm-up)\n",
+                          name, load["rss_start_bytes"][name].number_value() / (1 << 20),
+                          warm_bytes / (1 << 20), peak / (1 << 20), end_bytes / (1 << 20),
+                          100 * rss_growth[name].number_value());
   }
   load["rss_sample_every_s"] = absl::ToDoubleSeconds(sample_every);
   load["rss_after_warmup_bytes"] = rss_warm;
@@ -346,16 +376,17 @@ absl::StatusOr<Json> RunClusterBench(std::string* table) {
   if (model.empty()) {
     model = JoinPath(dir, "bench-100m");
     if (!FileExists(JoinPath(model, "config.json"))) {
-      SEMSHARE_RETURN_IF_ERROR(RunCommand(absl::StrCat("'", bin, "/semshare-make-model' --preset bench-100m --seed 1 --out '",
-                                                       model, "' >/dev/null")));
+      SEMSHARE_RETURN_IF_ERROR(RunCommand(
+          absl::StrCat("'", bin, "/semshare-make-model' --preset bench-100m --seed 1 --out '",
+                       model, "' >/dev/null")));
     }
   }
   const std::string script = absl::GetFlag(FLAGS_cluster_script);
-  const std::string env = absl::StrCat("SEMSHARE_BIN_DIR='", bin, "' SEMSHARE_MODEL='", model, "' SEMSHARE_DEVICE='",
-                                       absl::GetFlag(FLAGS_device), "' SEMSHARE_WORKER_ARGS='--max-queue ",
-                                       std::max(16, absl::GetFlag(FLAGS_clients)), " --local-cache-bytes ",
-                                       absl::GetFlag(FLAGS_worker_local_cache_bytes), " ",
-                                       absl::GetFlag(FLAGS_worker_args), "' ");
+  const std::string env = absl::StrCat(
+      "SEMSHARE_BIN_DIR='", bin, "' SEMSHARE_MODEL='", model, "' SEMSHARE_DEVICE='",
+      absl::GetFlag(FLAGS_device), "' SEMSHARE_WORKER_ARGS='--max-queue ",
+      std::max(16, absl::GetFlag(FLAGS_clients)), " --local-cache-bytes ",
+      absl::GetFlag(FLAGS_worker_local_cache_bytes), " ", absl::GetFlag(FLAGS_worker_args), "' ");
   SEMSHARE_RETURN_IF_ERROR(RunCommand(absl::StrCat(env, "bash '", script, "' up '", dir, "' >&2")));
   absl::StatusOr<Json> result = MeasureCluster(dir, model, table);
   const absl::Status down = RunCommand(absl::StrCat("bash '", script, "' down '", dir, "' >&2"));

@@ -46,13 +46,15 @@ absl::StatusOr<double> MeasureLoopbackTcpGBps(int64_t bytes, int64_t write_bytes
   addr.sin_port = 0;
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   socklen_t length = sizeof(addr);
-  if (bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return Errno("bind");
+  if (bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    return Errno("bind");
   if (listen(listener.get(), 1) != 0) return Errno("listen");
   if (getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
     return Errno("getsockname");
   }
   Fd sender(socket(AF_INET, SOCK_STREAM, 0));
-  if (connect(sender.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return Errno("connect");
+  if (connect(sender.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    return Errno("connect");
   Fd receiver(accept(listener.get(), nullptr, nullptr));
   if (receiver.get() < 0) return Errno("accept");
 

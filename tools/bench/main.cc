@@ -10,14 +10,18 @@ ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: s
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args = semshare::ParseToolFlags(
-      argc, argv, "semshare-bench cache-node [--sizes 1000,10000[,100000]] [--queries N] [--json FILE]\n"
-      "semshare-bench cluster [--model DIR] [--tokens 5120] [--clients 16] [--duration-s 300] [--device cpu|cuda] [--json FILE]");
+      argc, argv,
+      "semshare-bench cache-node [--sizes 1000,10000[,100000]] [--queries N] [--json FILE]\n"
+      "semshare-bench cluster [--model DIR] [--tokens 5120] [--clients 16] [--duration-s 300] "
+      "[--device cpu|cuda] [--json FILE]");
   if (args.size() != 1 || (args[0] != "cache-node" && args[0] != "cluster")) {
-    return semshare::Fail(absl::InvalidArgumentError("usage: semshare-bench cache-node|cluster [flags]"));
+    return semshare::Fail(
+        absl::InvalidArgumentError("usage: semshare-bench cache-node|cluster [flags]"));
   }
   std::string table;
-  absl::StatusOr<semshare::Json> result = args[0] == "cluster" ? semshare::bench::RunClusterBench(&table)
-                                                                : semshare::bench::RunCacheNodeBench(&table);
+  absl::StatusOr<semshare::Json> result = args[0] == "cluster"
+                                              ? semshare::bench::RunClusterBench(&table)
+                                              : semshare::bench::RunCacheNodeBench(&table);
   if (!result.ok()) return semshare::Fail(result.status());
   return semshare::EmitResultTo(*result, table, absl::GetFlag(FLAGS_json));
 }

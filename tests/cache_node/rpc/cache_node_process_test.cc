@@ -130,9 +130,16 @@ class CacheNodeProcessTest : public ::testing::Test {
   }
 
   std::unique_ptr<NodeProcess> Start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--data-dir", JoinPath(dir_, "data"),
-                                     "--metrics-listen", "127.0.0.1:0", "--capacity-bytes",
-                                     std::to_string(int64_t{1} << 30), "--cluster-token-file", token_file_};
+    std::vector<std::string> args = {"--listen",
+                                     "127.0.0.1:0",
+                                     "--data-dir",
+                                     JoinPath(dir_, "data"),
+                                     "--metrics-listen",
+                                     "127.0.0.1:0",
+                                     "--capacity-bytes",
+                                     std::to_string(int64_t{1} << 30),
+                                     "--cluster-token-file",
+                                     token_file_};
     args.insert(args.end(), extra.begin(), extra.end());
     auto process = std::make_unique<NodeProcess>(args);
     if (!process->WaitReady()) {
@@ -155,16 +162,19 @@ class CacheNodeProcessTest : public ::testing::Test {
     std::vector<int32_t> identity;
     for (int32_t t = 0; t < 256; ++t) identity.push_back(t);
     int32_t layers = 0;
-    const absl::Status status = client->FetchKV(ReferenceScope{"alice", kModel}, id, identity, {}, [&](FetchedLayer layer) {
-      const FetchedLayer want = testing::ExpectedFetchedLayer(reference, layer.layer, identity, identity);
-      EXPECT_TRUE(layer.kv.key.data == want.kv.key.data) << id << " layer " << layer.layer;
-      EXPECT_TRUE(layer.kv.value.data == want.kv.value.data) << id << " layer " << layer.layer;
-      ++layers;
-      return absl::OkStatus();
-    });
+    const absl::Status status =
+        client->FetchKV(ReferenceScope{"alice", kModel}, id, identity, {}, [&](FetchedLayer layer) {
+          const FetchedLayer want =
+              testing::ExpectedFetchedLayer(reference, layer.layer, identity, identity);
+          EXPECT_TRUE(layer.kv.key.data == want.kv.key.data) << id << " layer " << layer.layer;
+          EXPECT_TRUE(layer.kv.value.data == want.kv.value.data) << id << " layer " << layer.layer;
+          ++layers;
+          return absl::OkStatus();
+        });
     EXPECT_TRUE(status.ok()) << id << ": " << status;
     EXPECT_EQ(layers, 4) << id;
-    absl::StatusOr<FindResult> found = client->FindSimilar(ReferenceScope{"alice", kModel}, reference.codes, reference.sketch, 1);
+    absl::StatusOr<FindResult> found =
+        client->FindSimilar(ReferenceScope{"alice", kModel}, reference.codes, reference.sketch, 1);
     ASSERT_TRUE(found.ok()) << found.status();
     ASSERT_FALSE(found->matches.empty()) << id;
     EXPECT_DOUBLE_EQ(found->matches[0].similarity, 1.0) << id;
@@ -175,15 +185,16 @@ class CacheNodeProcessTest : public ::testing::Test {
 };
 
 TEST_F(CacheNodeProcessTest, BadFlagsFailFastWithAMessage) {
-  NodeProcess process({"--listen", "127.0.0.1:0", "--data-dir", JoinPath(dir_, "d"), "--metrics-listen",
-                       "127.0.0.1:0", "--cluster-token-file", token_file_});
+  NodeProcess process({"--listen", "127.0.0.1:0", "--data-dir", JoinPath(dir_, "d"),
+                       "--metrics-listen", "127.0.0.1:0", "--cluster-token-file", token_file_});
   EXPECT_FALSE(process.WaitReady());
   EXPECT_THAT(process.ReadAll(), HasSubstr("capacity_bytes must be > 0"));
   const int status = process.Wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2);
 
-  NodeProcess no_token({"--listen", "127.0.0.1:0", "--data-dir", JoinPath(dir_, "d"), "--metrics-listen",
-                        "127.0.0.1:0", "--capacity-bytes", "1000000", "--cluster-token-file", token_file_ + ".missing"});
+  NodeProcess no_token({"--listen", "127.0.0.1:0", "--data-dir", JoinPath(dir_, "d"),
+                        "--metrics-listen", "127.0.0.1:0", "--capacity-bytes", "1000000",
+                        "--cluster-token-file", token_file_ + ".missing"});
   EXPECT_FALSE(no_token.WaitReady());
   EXPECT_THAT(no_token.ReadAll(), HasSubstr(".missing"));
   EXPECT_NE(no_token.Wait(), 0);
@@ -196,13 +207,17 @@ TEST_F(CacheNodeProcessTest, SigtermShutsDownCleanlyAndRestartKeepsReferences) {
   {
     auto client = Connect(*process);
     for (const std::string id : {"a", "b", "c"}) {
-      ASSERT_TRUE(client->Put(ReferenceScope{"alice", kModel},
-                              testing::SyntheticReference(id, LoadShape(), SeedOf(id))).ok());
+      ASSERT_TRUE(client
+                      ->Put(ReferenceScope{"alice", kModel},
+                            testing::SyntheticReference(id, LoadShape(), SeedOf(id)))
+                      .ok());
     }
     const std::string metrics = ScrapeMetrics(process->metrics_port());
-    EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"PutReference\"} 3"));
+    EXPECT_THAT(metrics,
+                HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"PutReference\"} 3"));
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_references{tenant=\"alice\"} 3"));
-    EXPECT_THAT(metrics, HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
+    EXPECT_THAT(metrics,
+                HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter"));
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_stored_bytes{tenant=\"alice\"}"));
     EXPECT_THAT(metrics, HasSubstr("semshare_cache_node_rpc_seconds_bucket"));
   }
@@ -234,7 +249,10 @@ TEST_F(CacheNodeProcessTest, AcknowledgedReferencesSurviveSigkillUnderWriteLoad)
           absl::MutexLock lock(&mu);
           attempted.insert(id);
         }
-        if (!client->Put(ReferenceScope{"alice", kModel}, testing::SyntheticReference(id, LoadShape(), SeedOf(id))).ok()) {
+        if (!client
+                 ->Put(ReferenceScope{"alice", kModel},
+                       testing::SyntheticReference(id, LoadShape(), SeedOf(id)))
+                 .ok()) {
           return;  // the node is gone
         }
         absl::MutexLock lock(&mu);
@@ -244,7 +262,8 @@ TEST_F(CacheNodeProcessTest, AcknowledgedReferencesSurviveSigkillUnderWriteLoad)
   }
   {
     absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(+[](std::set<std::string>* acked) { return acked->size() >= 40; }, &acknowledged));
+    mu.Await(absl::Condition(
+        +[](std::set<std::string>* acked) { return acked->size() >= 40; }, &acknowledged));
   }
   process->Signal(SIGKILL);
   process->Wait();

@@ -3,8 +3,8 @@
 
 #include <gmock/gmock.h>
 #include <grpcpp/create_channel.h>
-#include <prometheus/text_serializer.h>
 #include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
 #include "cache_node/rpc/kv_stream.h"
@@ -49,7 +49,8 @@ TEST_F(CacheNodeServiceTest, PutFindFetchRoundTripIsBitExact) {
   ASSERT_TRUE(client_->Put(Scope("alice"), testing::SyntheticReference("ref-b", Shape(), 12)).ok());
 
   const testing::SyntheticTarget target = testing::SyntheticEditedTarget(reference, 10, 13);
-  absl::StatusOr<FindResult> found = client_->FindSimilar(Scope("alice"), target.codes, target.sketch, 2);
+  absl::StatusOr<FindResult> found =
+      client_->FindSimilar(Scope("alice"), target.codes, target.sketch, 2);
   ASSERT_TRUE(found.ok()) << found.status();
   ASSERT_FALSE(found->matches.empty());
   EXPECT_EQ(found->matches[0].reference_id, "ref-a");
@@ -63,10 +64,13 @@ TEST_F(CacheNodeServiceTest, PutFindFetchRoundTripIsBitExact) {
   EXPECT_DOUBLE_EQ(found->matches[0].similarity, expected.similarity);
 
   absl::Status status;
-  std::vector<FetchedLayer> layers = FetchAll(client_.get(), Scope("alice"), "ref-a", expected.source, {}, &status);
+  std::vector<FetchedLayer> layers =
+      FetchAll(client_.get(), Scope("alice"), "ref-a", expected.source, {}, &status);
   ASSERT_TRUE(status.ok()) << status;
   std::vector<FetchedLayer> want;
-  for (int32_t l = 0; l < 3; ++l) want.push_back(testing::ExpectedFetchedLayer(reference, l, expected.source, testing::AllTargetTokens(96)));
+  for (int32_t l = 0; l < 3; ++l)
+    want.push_back(
+        testing::ExpectedFetchedLayer(reference, l, expected.source, testing::AllTargetTokens(96)));
   ExpectLayersEqual(layers, want);
 
   // Per-layer token subsets: only what the worker will keep.
@@ -91,22 +95,30 @@ TEST_F(CacheNodeServiceTest, MetricsCountKvSentAndStoredBytesByTenant) {
   std::vector<int32_t> identity(96);
   for (int32_t i = 0; i < 96; ++i) identity[i] = i;
   absl::Status status;
-  const std::vector<FetchedLayer> layers = FetchAll(client_.get(), Scope("alice"), "ref-a", identity, {}, &status);
+  const std::vector<FetchedLayer> layers =
+      FetchAll(client_.get(), Scope("alice"), "ref-a", identity, {}, &status);
   ASSERT_TRUE(status.ok()) << status;
   int64_t sent = 0;
-  for (const FetchedLayer& layer : layers) sent += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
+  for (const FetchedLayer& layer : layers)
+    sent += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
   std::vector<prometheus::MetricFamily> families;
   for (const auto& collectable : metrics_->collectables()) {
-    for (prometheus::MetricFamily& family : collectable->Collect()) families.push_back(std::move(family));
+    for (prometheus::MetricFamily& family : collectable->Collect())
+      families.push_back(std::move(family));
   }
   const std::string text = prometheus::TextSerializer().Serialize(families);
-  EXPECT_THAT(text, ::testing::HasSubstr(absl::StrCat("semshare_cache_node_kv_sent_bytes_total{tenant=\"alice\"} ", sent, "\n")));
-  EXPECT_THAT(text, ::testing::HasSubstr(
-                        absl::StrCat("semshare_cache_node_stored_bytes{tenant=\"alice\"} ", node_->Stats().bytes, "\n")));
+  EXPECT_THAT(text, ::testing::HasSubstr(absl::StrCat(
+                        "semshare_cache_node_kv_sent_bytes_total{tenant=\"alice\"} ", sent, "\n")));
+  EXPECT_THAT(
+      text, ::testing::HasSubstr(absl::StrCat("semshare_cache_node_stored_bytes{tenant=\"alice\"} ",
+                                              node_->Stats().bytes, "\n")));
   EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_references{tenant=\"alice\"} 1\n"));
-  EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_evicted_bytes_total{tenant=\"alice\"} 0\n"));
-  EXPECT_THAT(text, ::testing::HasSubstr("# TYPE semshare_cache_node_corrupt_blobs_removed_total counter\n"));
-  EXPECT_THAT(text, ::testing::HasSubstr("semshare_cache_node_rpcs_total{code=\"OK\",method=\"FetchKV\"} 1\n"));
+  EXPECT_THAT(
+      text, ::testing::HasSubstr("semshare_cache_node_evicted_bytes_total{tenant=\"alice\"} 0\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "# TYPE semshare_cache_node_corrupt_blobs_removed_total counter\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "semshare_cache_node_rpcs_total{code=\"OK\",method=\"FetchKV\"} 1\n"));
 }
 
 TEST_F(CacheNodeServiceTest, LayersLargerThanAChunkCrossInBoundedChunks) {
@@ -121,10 +133,13 @@ TEST_F(CacheNodeServiceTest, LayersLargerThanAChunkCrossInBoundedChunks) {
   std::vector<int32_t> source;
   for (int32_t t = 0; t < 4096; ++t) source.push_back(4095 - t);
   absl::Status status;
-  const std::vector<FetchedLayer> layers = FetchAll(client_.get(), Scope("alice"), "big", source, {}, &status);
+  const std::vector<FetchedLayer> layers =
+      FetchAll(client_.get(), Scope("alice"), "big", source, {}, &status);
   ASSERT_TRUE(status.ok()) << status;
-  ExpectLayersEqual(layers, {testing::ExpectedFetchedLayer(reference, 0, source, testing::AllTargetTokens(4096)),
-                             testing::ExpectedFetchedLayer(reference, 1, source, testing::AllTargetTokens(4096))});
+  ExpectLayersEqual(
+      layers,
+      {testing::ExpectedFetchedLayer(reference, 0, source, testing::AllTargetTokens(4096)),
+       testing::ExpectedFetchedLayer(reference, 1, source, testing::AllTargetTokens(4096))});
 }
 
 TEST_F(CacheNodeServiceTest, TenantsCannotReachEachOther) {
@@ -133,7 +148,8 @@ TEST_F(CacheNodeServiceTest, TenantsCannotReachEachOther) {
   ASSERT_TRUE(client_->Put(Scope("alice"), reference).ok());
   const testing::SyntheticTarget target = testing::SyntheticEditedTarget(reference, 0, 32);
 
-  absl::StatusOr<FindResult> found = client_->FindSimilar(Scope("bob"), target.codes, target.sketch, 5);
+  absl::StatusOr<FindResult> found =
+      client_->FindSimilar(Scope("bob"), target.codes, target.sketch, 5);
   if (found.ok()) {
     EXPECT_THAT(found->matches, IsEmpty());
   } else {
@@ -153,10 +169,13 @@ TEST_F(CacheNodeServiceTest, TenantsCannotReachEachOther) {
   EXPECT_EQ(bob_stats->tenant().references(), 0);
 
   // Bob may use the same id for his own reference; Alice's stays hers.
-  ASSERT_TRUE(client_->Put(Scope("bob"), testing::SyntheticReference("shared-id", Shape(), 33)).ok());
-  std::vector<FetchedLayer> alice_layers = FetchAll(client_.get(), Scope("alice"), "shared-id", identity, {}, &status);
+  ASSERT_TRUE(
+      client_->Put(Scope("bob"), testing::SyntheticReference("shared-id", Shape(), 33)).ok());
+  std::vector<FetchedLayer> alice_layers =
+      FetchAll(client_.get(), Scope("alice"), "shared-id", identity, {}, &status);
   ASSERT_TRUE(status.ok()) << status;
-  ExpectLayersEqual({alice_layers[0]}, {testing::ExpectedFetchedLayer(reference, 0, identity, identity)});
+  ExpectLayersEqual({alice_layers[0]},
+                    {testing::ExpectedFetchedLayer(reference, 0, identity, identity)});
   found = client_->FindSimilar(Scope("alice"), target.codes, target.sketch, 5);
   ASSERT_TRUE(found.ok());
   ASSERT_EQ(found->matches.size(), 1u);
@@ -181,15 +200,19 @@ TEST_F(CacheNodeServiceTest, CallsWithoutClusterCredentialsAreRefused) {
   };
   const std::vector<Case> cases = {
       {"no metadata", [](grpc::ClientContext*) {}},
-      {"wrong token", [](grpc::ClientContext* c) {
+      {"wrong token",
+       [](grpc::ClientContext* c) {
          AddClusterMetadata(*ClusterToken::FromString("another-token-0123456789"), "alice", c);
        }},
-      {"token prefix", [](grpc::ClientContext* c) {
+      {"token prefix",
+       [](grpc::ClientContext* c) {
          c->AddMetadata(kClusterTokenMetadataKey, std::string(kTestToken).substr(0, 10));
          c->AddMetadata(kTenantMetadataKey, "alice");
        }},
-      {"no tenant", [](grpc::ClientContext* c) { c->AddMetadata(kClusterTokenMetadataKey, kTestToken); }},
-      {"bad tenant", [](grpc::ClientContext* c) {
+      {"no tenant",
+       [](grpc::ClientContext* c) { c->AddMetadata(kClusterTokenMetadataKey, kTestToken); }},
+      {"bad tenant",
+       [](grpc::ClientContext* c) {
          c->AddMetadata(kClusterTokenMetadataKey, kTestToken);
          c->AddMetadata(kTenantMetadataKey, "alice/../bob");
        }},
@@ -225,7 +248,8 @@ TEST_F(CacheNodeServiceTest, CallsWithoutClusterCredentialsAreRefused) {
       request.set_reference_id("r");
       v1::DeleteReferenceResponse response;
       EXPECT_EQ(stub->DeleteReference(&context, request, &response).error_code(),
-                grpc::StatusCode::UNAUTHENTICATED) << c.name;
+                grpc::StatusCode::UNAUTHENTICATED)
+          << c.name;
     }
   }
   absl::StatusOr<std::vector<ReferenceInfo>> listed = client_->List(Scope("alice"));
@@ -250,10 +274,11 @@ grpc::Status RawPut(v1::CacheNode::Stub* stub, const std::vector<v1::PutReferenc
 
 std::vector<v1::PutReferenceRequest> Stream(const NewReference& reference) {
   std::vector<v1::PutReferenceRequest> stream;
-  EXPECT_TRUE(WritePutReferenceStream(kModel, reference, kMaxKVChunkBytes, [&](v1::PutReferenceRequest r) {
-                stream.push_back(std::move(r));
-                return absl::OkStatus();
-              }).ok());
+  EXPECT_TRUE(
+      WritePutReferenceStream(kModel, reference, kMaxKVChunkBytes, [&](v1::PutReferenceRequest r) {
+        stream.push_back(std::move(r));
+        return absl::OkStatus();
+      }).ok());
   return stream;
 }
 
@@ -274,74 +299,105 @@ TEST_F(CacheNodeServiceTest, BadInputGetsAClearStatusAndTheNodeKeepsServing) {
     const char* message;
   };
   const std::vector<Case> cases = {
-      {"wrong shape", [&] {
+      {"wrong shape",
+       [&] {
          auto s = Stream(good());
          s[0].mutable_header()->set_layer_shape(1, 95);  // 96 tokens of codes and ids
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, ""},
-      {"header layer count above the chunks", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, ""},
+      {"header layer count above the chunks",
+       [&] {
          auto s = Stream(good());
          s[0].mutable_header()->set_num_layers(4);
          s[0].mutable_header()->add_key_crc32c(0);
          s[0].mutable_header()->add_value_crc32c(0);
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, "layer 3 key incomplete"},
-      {"chunk of an undeclared layer", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "layer 3 key incomplete"},
+      {"chunk of an undeclared layer",
+       [&] {
          auto s = Stream(good());
          s.back().mutable_chunk()->set_layer(7);
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, "chunk of layer 7"},
-      {"layer count unlike the model's", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "chunk of layer 7"},
+      {"layer count unlike the model's",
+       [&] {
          testing::SyntheticShape shape = Shape();
          shape.num_layers = 2;
-         return ToGrpcStatus(client_->Put(Scope("alice"), testing::SyntheticReference("two-layers", shape, 52)));
-       }, grpc::StatusCode::FAILED_PRECONDITION, ""},
-      {"message over the server limit", [&] {
+         return ToGrpcStatus(
+             client_->Put(Scope("alice"), testing::SyntheticReference("two-layers", shape, 52)));
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, ""},
+      {"message over the server limit",
+       [&] {
          auto s = Stream(good());
          for (int i = 0; i < 5 << 20; ++i) s[0].mutable_header()->add_token_ids(1000);
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::RESOURCE_EXHAUSTED, ""},
-      {"chunk over 4 MiB", [&] {
+       },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, ""},
+      {"chunk over 4 MiB",
+       [&] {
          auto s = Stream(good());
          s[1].mutable_chunk()->mutable_data()->append(std::string(kMaxKVChunkBytes, 'x'));
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, "over the limit"},
-      {"chunk past the declared size", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "over the limit"},
+      {"chunk past the declared size",
+       [&] {
          auto s = Stream(good());
          s[1].mutable_chunk()->mutable_data()->append("x");
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, "past the declared"},
-      {"corrupted checksum", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "past the declared"},
+      {"corrupted checksum",
+       [&] {
          auto s = Stream(good());
          (*s[3].mutable_chunk()->mutable_data())[5] ^= 0x10;
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::DATA_LOSS, "CRC32C mismatch"},
-      {"no header", [&] {
+       },
+       grpc::StatusCode::DATA_LOSS, "CRC32C mismatch"},
+      {"no header",
+       [&] {
          auto s = Stream(good());
          s.erase(s.begin());
          return RawPut(stub.get(), s);
-       }, grpc::StatusCode::INVALID_ARGUMENT, "header"},
-      {"empty prompt", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "header"},
+      {"empty prompt",
+       [&] {
          NewReference r = good();
          r.token_ids.clear();
          return ToGrpcStatus(client_->Put(Scope("alice"), r));
-       }, grpc::StatusCode::INVALID_ARGUMENT, ""},
-      {"duplicate id", [&] {
-         return ToGrpcStatus(client_->Put(Scope("alice"), testing::SyntheticReference("first", Shape(), 53)));
-       }, grpc::StatusCode::ALREADY_EXISTS, "first"},
-      {"fetch from an unknown model", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, ""},
+      {"duplicate id",
+       [&] {
+         return ToGrpcStatus(
+             client_->Put(Scope("alice"), testing::SyntheticReference("first", Shape(), 53)));
+       },
+       grpc::StatusCode::ALREADY_EXISTS, "first"},
+      {"fetch from an unknown model",
+       [&] {
          absl::Status status;
-         FetchAll(client_.get(), ReferenceScope{"alice", "unknown-model"}, "first", {0, 1}, {}, &status);
+         FetchAll(client_.get(), ReferenceScope{"alice", "unknown-model"}, "first", {0, 1}, {},
+                  &status);
          return ToGrpcStatus(status);
-       }, grpc::StatusCode::NOT_FOUND, ""},
-      {"fetch with a source out of range", [&] {
+       },
+       grpc::StatusCode::NOT_FOUND, ""},
+      {"fetch with a source out of range",
+       [&] {
          absl::Status status;
          FetchAll(client_.get(), Scope("alice"), "first", {0, 96}, {}, &status);
          return ToGrpcStatus(status);
-       }, grpc::StatusCode::INVALID_ARGUMENT, ""},
-      {"no model fingerprint", [&] {
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, ""},
+      {"no model fingerprint",
+       [&] {
          return ToGrpcStatus(client_->List(ReferenceScope{"alice", ""}).status());
-       }, grpc::StatusCode::INVALID_ARGUMENT, "model_fingerprint"},
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "model_fingerprint"},
   };
   for (const Case& c : cases) {
     const grpc::Status status = c.call();
@@ -370,7 +426,10 @@ TEST_F(CacheNodeServiceTest, EvictionKeepsTheNodeUnderBudgetUnderSustainedPuts) 
   const int64_t capacity = 8 * reference_bytes + reference_bytes / 2;
   StartNode(capacity);
   for (int i = 0; i < 60; ++i) {
-    ASSERT_TRUE(client_->Put(Scope("alice"), testing::SyntheticReference("e" + std::to_string(i), shape, 1000 + i)).ok());
+    ASSERT_TRUE(client_
+                    ->Put(Scope("alice"),
+                          testing::SyntheticReference("e" + std::to_string(i), shape, 1000 + i))
+                    .ok());
     absl::StatusOr<v1::GetStatsResponse> stats = client_->GetStats("alice");
     ASSERT_TRUE(stats.ok());
     EXPECT_LE(stats->bytes(), stats->capacity_bytes()) << "after put " << i;
@@ -386,7 +445,8 @@ TEST_F(CacheNodeServiceTest, EvictionKeepsTheNodeUnderBudgetUnderSustainedPuts) 
   std::vector<int32_t> identity;
   for (int32_t t = 0; t < 96; ++t) identity.push_back(t);
   absl::Status status;
-  const std::vector<FetchedLayer> layers = FetchAll(client_.get(), Scope("alice"), "e59", identity, {}, &status);
+  const std::vector<FetchedLayer> layers =
+      FetchAll(client_.get(), Scope("alice"), "e59", identity, {}, &status);
   ASSERT_TRUE(status.ok()) << status;
   ExpectLayersEqual({layers[2]}, {testing::ExpectedFetchedLayer(last, 2, identity, identity)});
 }

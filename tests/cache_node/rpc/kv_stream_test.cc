@@ -94,19 +94,32 @@ TEST(KVStreamTest, RejectsBadHeaders) {
     const char* message;
   };
   const std::vector<Case> cases = {
-      {"no id", [](v1::ReferenceHeader* h) { h->clear_reference_id(); }, absl::StatusCode::kInvalidArgument, "reference_id"},
-      {"no model", [](v1::ReferenceHeader* h) { h->clear_model_fingerprint(); }, absl::StatusCode::kInvalidArgument, "model_fingerprint"},
-      {"dtype", [](v1::ReferenceHeader* h) { h->set_dtype(v1::DTYPE_UNSPECIFIED); }, absl::StatusCode::kInvalidArgument, "dtype"},
-      {"rank", [](v1::ReferenceHeader* h) { h->mutable_layer_shape()->RemoveLast(); }, absl::StatusCode::kInvalidArgument, "layer_shape"},
-      {"zero dim", [](v1::ReferenceHeader* h) { h->set_layer_shape(0, 0); }, absl::StatusCode::kInvalidArgument, "out of range"},
-      {"no layers", [](v1::ReferenceHeader* h) { h->set_num_layers(0); }, absl::StatusCode::kInvalidArgument, "num_layers"},
-      {"crc count", [](v1::ReferenceHeader* h) { h->mutable_key_crc32c()->RemoveLast(); }, absl::StatusCode::kInvalidArgument, "CRC32C"},
-      {"huge", [](v1::ReferenceHeader* h) { h->set_layer_shape(1, 1 << 24); h->set_layer_shape(2, 1 << 20); }, absl::StatusCode::kResourceExhausted, ""},
+      {"no id", [](v1::ReferenceHeader* h) { h->clear_reference_id(); },
+       absl::StatusCode::kInvalidArgument, "reference_id"},
+      {"no model", [](v1::ReferenceHeader* h) { h->clear_model_fingerprint(); },
+       absl::StatusCode::kInvalidArgument, "model_fingerprint"},
+      {"dtype", [](v1::ReferenceHeader* h) { h->set_dtype(v1::DTYPE_UNSPECIFIED); },
+       absl::StatusCode::kInvalidArgument, "dtype"},
+      {"rank", [](v1::ReferenceHeader* h) { h->mutable_layer_shape()->RemoveLast(); },
+       absl::StatusCode::kInvalidArgument, "layer_shape"},
+      {"zero dim", [](v1::ReferenceHeader* h) { h->set_layer_shape(0, 0); },
+       absl::StatusCode::kInvalidArgument, "out of range"},
+      {"no layers", [](v1::ReferenceHeader* h) { h->set_num_layers(0); },
+       absl::StatusCode::kInvalidArgument, "num_layers"},
+      {"crc count", [](v1::ReferenceHeader* h) { h->mutable_key_crc32c()->RemoveLast(); },
+       absl::StatusCode::kInvalidArgument, "CRC32C"},
+      {"huge",
+       [](v1::ReferenceHeader* h) {
+         h->set_layer_shape(1, 1 << 24);
+         h->set_layer_shape(2, 1 << 20);
+       },
+       absl::StatusCode::kResourceExhausted, ""},
   };
   for (const Case& c : cases) {
     v1::ReferenceHeader header = good;
     c.mutate(&header);
-    absl::StatusOr<std::unique_ptr<ReferenceAssembler>> started = ReferenceAssembler::Start(header, Limits());
+    absl::StatusOr<std::unique_ptr<ReferenceAssembler>> started =
+        ReferenceAssembler::Start(header, Limits());
     EXPECT_EQ(started.status().code(), c.code) << c.name << ": " << started.status();
     EXPECT_THAT(started.status().message(), HasSubstr(c.message)) << c.name;
   }
@@ -184,7 +197,9 @@ TEST(KVStreamTest, FetchStreamRoundTrips) {
   };
   std::vector<FetchedLayer> expected;
   for (int32_t l = 0; l < 3; ++l) {
-    expected.push_back(testing::ExpectedFetchedLayer(reference, l, source, l == 1 ? std::vector<int32_t>{2, 5, 29} : testing::AllTargetTokens(30)));
+    expected.push_back(testing::ExpectedFetchedLayer(
+        reference, l, source,
+        l == 1 ? std::vector<int32_t>{2, 5, 29} : testing::AllTargetTokens(30)));
     for (v1::FetchKVResponse& response : FetchStream(expected.back(), 100)) {
       ASSERT_TRUE(assembler.Add(&response, sink).ok());
     }

@@ -31,7 +31,8 @@ inline std::string MakeTempDir() {
 }
 
 // Fetched layers equal, bit for bit.
-inline void ExpectLayersEqual(const std::vector<FetchedLayer>& got, const std::vector<FetchedLayer>& want) {
+inline void ExpectLayersEqual(const std::vector<FetchedLayer>& got,
+                              const std::vector<FetchedLayer>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t l = 0; l < got.size(); ++l) {
     EXPECT_EQ(got[l].layer, want[l].layer);
@@ -49,7 +50,8 @@ inline void ExpectLayersEqual(const std::vector<FetchedLayer>& got, const std::v
 // a client of it.
 class NodeFixture : public ::testing::Test {
  protected:
-  void StartNode(int64_t capacity_bytes = int64_t{1} << 30, int64_t max_message_bytes = kDefaultMaxMessageBytes) {
+  void StartNode(int64_t capacity_bytes = int64_t{1} << 30,
+                 int64_t max_message_bytes = kDefaultMaxMessageBytes) {
     CacheNodeOptions options;
     options.data_dir = MakeTempDir();
     options.capacity_bytes = capacity_bytes;

@@ -17,8 +17,12 @@ using ::testing::HasSubstr;
 
 std::shared_ptr<prometheus::Registry> RegistryWithCounter(double value) {
   auto registry = std::make_shared<prometheus::Registry>();
-  prometheus::BuildCounter().Name("semshare_test_total").Help("a test counter").Register(*registry).Add({}).Increment(
-      value);
+  prometheus::BuildCounter()
+      .Name("semshare_test_total")
+      .Help("a test counter")
+      .Register(*registry)
+      .Add({})
+      .Increment(value);
   return registry;
 }
 
@@ -35,7 +39,8 @@ TEST(MetricsEndpointTest, ServesTheCollectablesOnAnyFreePort) {
 TEST(MetricsEndpointTest, OtherPathsAreNotFound) {
   auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", {RegistryWithCounter(1)});
   ASSERT_TRUE(endpoint.ok()) << endpoint.status();
-  EXPECT_THAT(testing_http::HttpGet((*endpoint)->port(), "/"), HasSubstr("HTTP/1.0 404 Not Found\r\n"));
+  EXPECT_THAT(testing_http::HttpGet((*endpoint)->port(), "/"),
+              HasSubstr("HTTP/1.0 404 Not Found\r\n"));
 }
 
 TEST(MetricsEndpointTest, AfterStopCollectingNothingIsRead) {
@@ -54,8 +59,10 @@ TEST(MetricsEndpointTest, ABoundPortOrABadAddressIsAClearError) {
   auto second = MetricsEndpoint::Start(taken, {});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(second.status().message()), HasSubstr("cannot serve metrics on " + taken));
-  EXPECT_EQ(MetricsEndpoint::Start("no-port", {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("cannot serve metrics on " + taken));
+  EXPECT_EQ(MetricsEndpoint::Start("no-port", {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(MetricsEndpoint::Start("", {}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -27,7 +27,8 @@ TEST(WorkerMetricsTest, RequestsRejectionsAndLoad) {
   metrics.SetLoad(2, 5);
   const std::string text = Scrape(registry);
   EXPECT_THAT(text, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"a\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_worker_requests_total{outcome=\"bypass\",tenant=\"b\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_worker_requests_total{outcome=\"bypass\",tenant=\"b\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_rejected_requests_total 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_in_flight_requests 2\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_queue_depth 5\n"));

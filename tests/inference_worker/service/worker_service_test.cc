@@ -29,11 +29,13 @@ class WorkerServiceTest : public ::testing::Test {
     cache_node::CacheNodeServerOptions node_options;
     node_options.listen_address = "127.0.0.1:0";
     node_options.service.max_reference_bytes = options.capacity_bytes;
-    node_server_ = cache_node::CacheNodeServer::Start(node_.get(), TestToken(), node_options, nullptr).value();
+    node_server_ =
+        cache_node::CacheNodeServer::Start(node_.get(), TestToken(), node_options, nullptr).value();
     shard_ = node_server_->address();
     node_client_ = cache_node::CacheNodeClient::Create(shard_, TestToken()).value();
     engine_ = Engine::Create(&AustenModel()).value();
-    real_source_ = std::make_unique<CacheNodeReferenceSource>(TestToken(), cache_node::CacheNodeClient::Options());
+    real_source_ = std::make_unique<CacheNodeReferenceSource>(
+        TestToken(), cache_node::CacheNodeClient::Options());
     std::tie(reference_ids_, target_) = FirstPair();
   }
 
@@ -42,7 +44,8 @@ class WorkerServiceTest : public ::testing::Test {
     WorkerServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_ = WorkerServer::Start(worker_.get(), TestToken(), server_options).value();
-    stub_ = v1::Worker::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Worker::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -80,7 +83,8 @@ class WorkerServiceTest : public ::testing::Test {
     reuse->set_similarity(mapping.similarity);
     reuse->mutable_mapping()->set_similarity(mapping.similarity);
     reuse->mutable_mapping()->mutable_source()->Add(mapping.source.begin(), mapping.source.end());
-    reuse->mutable_mapping()->mutable_distance()->Add(mapping.distance.begin(), mapping.distance.end());
+    reuse->mutable_mapping()->mutable_distance()->Add(mapping.distance.begin(),
+                                                      mapping.distance.end());
     for (size_t i = 0; i < mapping.unmatched.size(); ++i) {
       if (mapping.unmatched[i]) reuse->mutable_mapping()->add_unmatched(static_cast<int32_t>(i));
     }
@@ -94,16 +98,20 @@ class WorkerServiceTest : public ::testing::Test {
     auto reader = stub_->Generate(&context, request);
     v1::WorkerGenerateResponse response;
     while (reader->Read(&response)) {
-      if (response.has_tokens()) tokens->insert(tokens->end(), response.tokens().token_ids().begin(), response.tokens().token_ids().end());
+      if (response.has_tokens())
+        tokens->insert(tokens->end(), response.tokens().token_ids().begin(),
+                       response.tokens().token_ids().end());
       if (response.has_stats()) *stats = response.stats();
     }
     return reader->Finish();
   }
 
-  std::vector<int32_t> EngineTokens(const std::vector<int32_t>& prompt, const Reference* reference) const {
+  std::vector<int32_t> EngineTokens(const std::vector<int32_t>& prompt,
+                                    const Reference* reference) const {
     SamplingOptions sampling;
     sampling.max_tokens = 8;
-    for (int64_t eos : AustenModel().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    for (int64_t eos : AustenModel().config().eos_token_ids)
+      sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
     return engine_->Generate(prompt, reference, WorkerReuse(), sampling).value().tokens;
   }
 
@@ -170,7 +178,8 @@ TEST_F(WorkerServiceTest, FingerprintMismatchIsServedAsAMiss) {
   other.sketch.assign(sketch.data_ptr<float>(), sketch.data_ptr<float>() + sketch.numel());
   for (const LayerKV& layer : reference.kv.layers) {
     cache_node::LayerKV blobs;
-    for (auto [t, blob] : {std::pair{layer.k().contiguous(), &blobs.key}, std::pair{layer.v().contiguous(), &blobs.value}}) {
+    for (auto [t, blob] : {std::pair{layer.k().contiguous(), &blobs.key},
+                           std::pair{layer.v().contiguous(), &blobs.value}}) {
       blob->shape.assign(t.sizes().begin(), t.sizes().end());
       blob->data.assign(static_cast<const char*>(t.data_ptr()), t.nbytes());
     }
@@ -221,7 +230,8 @@ TEST_F(WorkerServiceTest, PastTheQueueIsResourceExhausted) {
   gated.WaitUntilEntered();
   std::vector<int32_t> tokens;
   v1::GenerateStats stats;
-  EXPECT_EQ(Call(Request(target_), &tokens, &stats).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Call(Request(target_), &tokens, &stats).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
   gated.Release();
   running.join();
 }

@@ -1,17 +1,16 @@
 #include "inference_worker/service/worker.h"
 
 #include <ATen/ATen.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include <cstring>
 #include <map>
 #include <thread>
 
-#include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
-
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
-#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "inference_worker/service/byte_lru.h"
 #include "tests/inference_worker/service/worker_fixture.h"
@@ -46,17 +45,20 @@ class FakeSource : public ReferenceSource {
     if (it == references.end() || scope.model_fingerprint != it->second.first) {
       return absl::NotFoundError("no such reference");
     }
-    const at::Tensor index = at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
+    const at::Tensor index =
+        at::tensor(std::vector<int64_t>(source.begin(), source.end()), at::kLong);
     const KVCache& kv = it->second.second.kv;
     for (size_t l = 0; l < kv.layers.size(); ++l) {
-      if (static_cast<int64_t>(l) == break_at_layer) return absl::UnavailableError("the shard went away");
+      if (static_cast<int64_t>(l) == break_at_layer)
+        return absl::UnavailableError("the shard went away");
       cache_node::FetchedLayer layer;
       layer.layer = static_cast<int32_t>(l);
       for (size_t i = 0; i < source.size(); ++i) {
         layer.target_tokens.push_back(static_cast<int32_t>(i));
         layer.source_positions.push_back(source[i]);
       }
-      for (auto [tensor, blob] : {std::pair{kv.layers[l].k(), &layer.kv.key}, std::pair{kv.layers[l].v(), &layer.kv.value}}) {
+      for (auto [tensor, blob] : {std::pair{kv.layers[l].k(), &layer.kv.key},
+                                  std::pair{kv.layers[l].v(), &layer.kv.value}}) {
         const at::Tensor g = tensor.index_select(1, index).contiguous();
         blob->shape.assign(g.sizes().begin(), g.sizes().end());
         blob->data.assign(static_cast<const char*>(g.data_ptr()), g.nbytes());
@@ -72,7 +74,8 @@ class FakeSource : public ReferenceSource {
     return absl::OkStatus();
   }
 
-  std::map<std::string, std::pair<std::string, Reference>> references;  // id -> (fingerprint, reference)
+  std::map<std::string, std::pair<std::string, Reference>>
+      references;  // id -> (fingerprint, reference)
   int fetches = 0;
   int64_t break_at_layer = -1;  // >= 0: the stream breaks before this layer
   std::vector<std::vector<std::string>> puts;
@@ -84,10 +87,11 @@ class WorkerTest : public ::testing::Test {
   void SetUp() override {
     engine_ = Engine::Create(&AustenModel()).value();
     std::tie(reference_ids_, target_) = FirstPair();
-    source_.references["ref-1"] = {AustenModel().fingerprint(), engine_->BuildReference(reference_ids_).value()};
+    source_.references["ref-1"] = {AustenModel().fingerprint(),
+                                   engine_->BuildReference(reference_ids_).value()};
     const Reference& reference = source_.references["ref-1"].second;
-    mapping_ = MapTokens(engine_->EncodeCodes(target_, WorkerReuse().ecache).value(), reference.codes,
-                         WorkerReuse().mapping)
+    mapping_ = MapTokens(engine_->EncodeCodes(target_, WorkerReuse().ecache).value(),
+                         reference.codes, WorkerReuse().mapping)
                    .value();
   }
 
@@ -104,7 +108,8 @@ class WorkerTest : public ::testing::Test {
   std::vector<int32_t> Expected(const Reference* reference) const {
     SamplingOptions sampling;
     sampling.max_tokens = 8;
-    for (int64_t eos : AustenModel().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    for (int64_t eos : AustenModel().config().eos_token_ids)
+      sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
     return engine_->Generate(target_, reference, WorkerReuse(), sampling).value().tokens;
   }
 
@@ -116,7 +121,8 @@ class WorkerTest : public ::testing::Test {
 };
 
 TEST_F(WorkerTest, HitEqualsTheEnginesSemshareOutputAndRepeatsLocally) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   const WorkerReply first = worker->Generate(HitRequest()).value();
   EXPECT_TRUE(first.cache_hit) << first.miss_reason;
   EXPECT_FALSE(first.local_hit);
@@ -155,7 +161,8 @@ TEST_F(WorkerTest, WithoutOverlapTheWholeTransferComesFirstAndTheHitIsTheSame) {
 }
 
 TEST_F(WorkerTest, ATransferBrokenMidwayIsAMissWithTheFullOutput) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   source_.break_at_layer = 3;  // the recompute has started on the first layers when it breaks
   const WorkerReply broken = worker->Generate(HitRequest()).value();
   EXPECT_FALSE(broken.cache_hit);
@@ -176,12 +183,14 @@ TEST_F(WorkerTest, ReuseThatWouldNotPayIsBypassedWithoutTransfer) {
   reuse.bypass = true;
   reuse.recompute.hd_share = 1.0;
   reuse.recompute.decay = 1.0;
-  ASSERT_TRUE(engine_->BypassReason(static_cast<int64_t>(target_.size()),
-                                    static_cast<int64_t>(reference_ids_.size()), reuse)
+  ASSERT_TRUE(engine_
+                  ->BypassReason(static_cast<int64_t>(target_.size()),
+                                 static_cast<int64_t>(reference_ids_.size()), reuse)
                   .has_value());
   prometheus::Registry registry;
   WorkerMetrics metrics(registry);
-  auto worker = InferenceWorker::Create(engine_.get(), reuse, &source_, WorkerOptions{}, &metrics).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), reuse, &source_, WorkerOptions{}, &metrics).value();
   const WorkerReply reply = worker->Generate(HitRequest()).value();
   EXPECT_FALSE(reply.cache_hit);
   EXPECT_TRUE(reply.bypassed);
@@ -191,34 +200,44 @@ TEST_F(WorkerTest, ReuseThatWouldNotPayIsBypassedWithoutTransfer) {
   EXPECT_EQ(source_.fetches, 0);
   EXPECT_TRUE(source_.puts.empty());  // a hit's request names no store target
   const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
-  EXPECT_THAT(text, ::testing::HasSubstr("semshare_worker_requests_total{outcome=\"bypass\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr(
+                  "semshare_worker_requests_total{outcome=\"bypass\",tenant=\"tenant-a\"} 1\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("semshare_worker_kv_fetch_seconds_count 0\n"));
 }
 
 TEST_F(WorkerTest, MetricsCountFetchesLocalHitsAndHeldReferences) {
   prometheus::Registry registry;
   WorkerMetrics metrics(registry);
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}, &metrics).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}, &metrics)
+          .value();
   ASSERT_TRUE(worker->Generate(HitRequest()).value().cache_hit);
   ASSERT_TRUE(worker->Generate(HitRequest()).value().local_hit);
   const ModelConfig& c = AustenModel().config();
   // Keys and values of every layer for every target token, as the source sends them.
-  const int64_t element = static_cast<int64_t>(source_.references["ref-1"].second.kv.layers[0].k().element_size());
+  const int64_t element =
+      static_cast<int64_t>(source_.references["ref-1"].second.kv.layers[0].k().element_size());
   const int64_t fetched = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim *
                           static_cast<int64_t>(target_.size()) * element;
   const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
   using ::testing::HasSubstr;
-  EXPECT_THAT(text, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_kv_fetched_bytes_total{tenant=\"tenant-a\"} ", fetched, "\n")));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("semshare_worker_kv_fetched_bytes_total{tenant=\"tenant-a\"} ",
+                                     fetched, "\n")));
   EXPECT_THAT(text, HasSubstr("semshare_worker_kv_fetch_seconds_count 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_local_cache_hits_total 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_local_cache_references 1\n"));
-  EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_local_cache_bytes ", worker->Load().cached_bytes, "\n")));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("semshare_worker_local_cache_bytes ",
+                                           worker->Load().cached_bytes, "\n")));
   EXPECT_THAT(text, HasSubstr("semshare_worker_in_flight_requests 0\n"));
 }
 
 TEST_F(WorkerTest, TokensGoOutAsTheyAreChosenAndAGoneClientCancels) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   WorkerRequest request = HitRequest();
   std::vector<int32_t> tokens;
   std::string text;
@@ -246,7 +265,8 @@ TEST_F(WorkerTest, TokensGoOutAsTheyAreChosenAndAGoneClientCancels) {
 }
 
 TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   WorkerRequest request = HitRequest();
   request.model_fingerprint = "another-model";
   const WorkerReply reply = worker->Generate(request).value();
@@ -257,7 +277,8 @@ TEST_F(WorkerTest, FingerprintMismatchIsAMissWithoutTransfer) {
 }
 
 TEST_F(WorkerTest, UnknownReferenceOrLowSimilarityIsAMiss) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   WorkerRequest unknown = HitRequest();
   unknown.reuse->reference_id = "gone";
   const WorkerReply a = worker->Generate(unknown).value();
@@ -271,7 +292,8 @@ TEST_F(WorkerTest, UnknownReferenceOrLowSimilarityIsAMiss) {
 }
 
 TEST_F(WorkerTest, MissStoresThePromptAfterReplying) {
-  auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   WorkerRequest request = HitRequest();
   request.reuse.reset();
   request.store = StoreTarget{"shard-2", "new-ref"};

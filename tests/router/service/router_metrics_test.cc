@@ -53,8 +53,10 @@ TEST(RouterMetricsTest, CountsRequestsByTenantAndOutcome) {
   const std::string text = Scrape(registry);
   EXPECT_THAT(text, HasSubstr("semshare_router_requests_total{outcome=\"hit\",tenant=\"a\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"a\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_requests_total{outcome=\"bypass\",tenant=\"b\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_requests_total{outcome=\"error\",tenant=\"b\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_router_requests_total{outcome=\"bypass\",tenant=\"b\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_router_requests_total{outcome=\"error\",tenant=\"b\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE semshare_router_requests_total counter\n"));
 }
 
@@ -67,7 +69,8 @@ TEST(RouterMetricsTest, LatenciesByOutcomeSharesOfHitsOnlyAndStages) {
   const std::string text = Scrape(registry);
   EXPECT_THAT(text, HasSubstr("semshare_router_ttft_seconds_count{outcome=\"hit\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_ttft_seconds_sum{outcome=\"hit\"} 0.25\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_request_duration_seconds_sum{outcome=\"miss\"} 0.5\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_router_request_duration_seconds_sum{outcome=\"miss\"} 0.5\n"));
   // A failed request has no latency to report.
   EXPECT_THAT(text, Not(HasSubstr("semshare_router_ttft_seconds_count{outcome=\"error\"}")));
   EXPECT_THAT(text, HasSubstr("semshare_router_recompute_share_count 1\n"));
@@ -101,7 +104,10 @@ TEST(RouterMetricsTest, InFlightRetriesEndpointsAndRpcs) {
   EXPECT_THAT(text, HasSubstr("semshare_router_shard_up{shard=\"s1:1\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_worker_up{worker=\"w:1\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_rpcs_total{code=\"OK\",method=\"Generate\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_rpcs_total{code=\"UNAUTHENTICATED\",method=\"http_completions\"} 1\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          "semshare_router_rpcs_total{code=\"UNAUTHENTICATED\",method=\"http_completions\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_rpc_seconds_sum{method=\"Generate\"} 0.75\n"));
 }
 
@@ -113,8 +119,10 @@ TEST(RouterMetricsTest, ShareBucketsStepByFiveHundredths) {
   EXPECT_THAT(text, HasSubstr("semshare_router_similarity_bucket{le=\"0.8\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_similarity_bucket{le=\"0.85\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_similarity_bucket{le=\"1\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_ttft_seconds_bucket{outcome=\"hit\",le=\"0.1\"} 0\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_ttft_seconds_bucket{outcome=\"hit\",le=\"0.25\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_router_ttft_seconds_bucket{outcome=\"hit\",le=\"0.1\"} 0\n"));
+  EXPECT_THAT(text,
+              HasSubstr("semshare_router_ttft_seconds_bucket{outcome=\"hit\",le=\"0.25\"} 1\n"));
 }
 
 }  // namespace

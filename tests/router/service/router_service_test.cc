@@ -12,11 +12,9 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "absl/strings/str_cat.h"
-#include "semshare/v1/cache_node.grpc.pb.h"
-#include "semshare/v1/worker.grpc.pb.h"
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_server.h"
 #include "common/json.h"
@@ -33,6 +31,8 @@
 #include "router/service/shard_search.h"
 #include "router/service/target_encoder.h"
 #include "router/service/worker_pool.h"
+#include "semshare/v1/cache_node.grpc.pb.h"
+#include "semshare/v1/worker.grpc.pb.h"
 #include "tests/cache_node/rpc/node_fixture.h"
 #include "tests/common/loopback_server.h"
 #include "tests/inference_worker/service/worker_fixture.h"
@@ -61,7 +61,9 @@ Shard StartShard() {
   cache_node::CacheNodeServerOptions server_options;
   server_options.listen_address = "127.0.0.1:0";
   server_options.service.max_reference_bytes = options.capacity_bytes;
-  shard.server = cache_node::CacheNodeServer::Start(shard.node.get(), TestToken(), server_options, nullptr).value();
+  shard.server =
+      cache_node::CacheNodeServer::Start(shard.node.get(), TestToken(), server_options, nullptr)
+          .value();
   return shard;
 }
 
@@ -82,7 +84,8 @@ class FaultyShard final : public v1::CacheNode::Service {
     ++calls_;
     if (fault_ == Fault::kSlow) {
       // Held until the router's deadline cancels the call (or the test ends).
-      while (!context->IsCancelled() && !release_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+      while (!context->IsCancelled() &&
+             !release_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
       }
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "too late");
     }
@@ -118,7 +121,8 @@ class FailingWorker final : public v1::Worker::Service {
     ++generates_;
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the accelerator fell off the bus");
   }
-  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetWorkerStatusRequest*, v1::WorkerStatus* status) override {
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetWorkerStatusRequest*,
+                         v1::WorkerStatus* status) override {
     status->set_model_fingerprint(AustenModel().fingerprint());
     status->set_max_concurrency(4);
     absl::MutexLock lock(&mutex_);
@@ -158,25 +162,31 @@ class RouterServiceTest : public ::testing::Test {
     shards_.push_back(StartShard());
     shards_.push_back(StartShard());
     engine_ = Engine::Create(&AustenModel()).value();
-    source_ = std::make_unique<worker::CacheNodeReferenceSource>(TestToken(), cache_node::CacheNodeClient::Options());
-    worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), {},
-                                              &worker_metrics_)
+    source_ = std::make_unique<worker::CacheNodeReferenceSource>(
+        TestToken(), cache_node::CacheNodeClient::Options());
+    worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(),
+                                              {}, &worker_metrics_)
                   .value();
     worker::WorkerServerOptions worker_options;
     worker_options.listen_address = "127.0.0.1:0";
-    worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
+    worker_server_ =
+        worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
 
     keys_ = std::make_unique<ApiKeys>(
-        ApiKeys::Parse(absl::StrCat(kKeyA, " tenant-a 0\n", kKeyB, " tenant-b 0\n"), "test").value());
+        ApiKeys::Parse(absl::StrCat(kKeyA, " tenant-a 0\n", kKeyB, " tenant-b 0\n"), "test")
+            .value());
     health_ = EndpointHealth::Create(BackoffOptions(), &clock_, random_).value();
     ShardSearchOptions search;
     search.deadline = absl::Seconds(30);  // generous: a loaded test machine is not a slow shard
-    shard_search_ = ShardSearch::Create({shards_[0].server->address(), shards_[1].server->address()}, TestToken(),
-                                        search, health_.get())
-                        .value();
+    shard_search_ =
+        ShardSearch::Create({shards_[0].server->address(), shards_[1].server->address()},
+                            TestToken(), search, health_.get())
+            .value();
     WorkerPoolOptions pool;
     pool.status_ttl = absl::ZeroDuration();
-    pool_ = WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_).value();
+    pool_ =
+        WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
+            .value();
     encoder_ = LoadTargetEncoder(AustenDir(), "cpu").value();
     StartRouter(RouterOptions());
 
@@ -191,11 +201,14 @@ class RouterServiceTest : public ::testing::Test {
   // (Re)starts the router and its gRPC front with `options`.
   void StartRouter(const RouterOptions& options) {
     server_.reset();
-    router_ = Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), options, &router_metrics_).value();
+    router_ =
+        Router::Create(encoder_.get(), shard_search_.get(), pool_.get(), options, &router_metrics_)
+            .value();
     RouterServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_ = RouterServer::Start(router_.get(), keys_.get(), server_options).value();
-    stub_ = v1::Router::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Router::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -212,17 +225,23 @@ class RouterServiceTest : public ::testing::Test {
     return CallGenerate(stub_.get(), key, prompt, 8);
   }
 
-  std::vector<int32_t> Ids(const std::string& text) const { return encoder_->Encode(text).value().token_ids; }
+  std::vector<int32_t> Ids(const std::string& text) const {
+    return encoder_->Encode(text).value().token_ids;
+  }
 
-  std::vector<int32_t> EngineTokens(const std::vector<int32_t>& prompt, const Reference* reference) const {
+  std::vector<int32_t> EngineTokens(const std::vector<int32_t>& prompt,
+                                    const Reference* reference) const {
     SamplingOptions sampling;
     sampling.max_tokens = 8;
-    for (int64_t eos : AustenModel().config().eos_token_ids) sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+    for (int64_t eos : AustenModel().config().eos_token_ids)
+      sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
     return engine_->Generate(prompt, reference, worker::WorkerReuse(), sampling).value().tokens;
   }
 
   // The router's and the worker's metrics, in one registry (their names do not overlap).
-  std::string Metrics() const { return prometheus::TextSerializer().Serialize(registry_.Collect()); }
+  std::string Metrics() const {
+    return prometheus::TextSerializer().Serialize(registry_.Collect());
+  }
 
   prometheus::Registry registry_;
   RouterMetrics router_metrics_{registry_};
@@ -263,7 +282,8 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
   EXPECT_EQ(hit.stats.shard(), miss.stats.shard());
   EXPECT_GE(hit.stats.similarity(), 0.8);
   EXPECT_EQ(hit.stats.worker(), worker_server_->address());
-  const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+  const Reference reference =
+      engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
   EXPECT_EQ(hit.tokens, EngineTokens(Ids(paraphrase_), &reference));
 
   grpc::ClientContext context;
@@ -299,13 +319,14 @@ TEST_F(RouterServiceTest, SlowAndGarbageShardsAndADeadWorkerCostMissesNeverFailu
   router_.reset();
   ShardSearchOptions search;
   search.deadline = absl::Seconds(2);  // the slow shard is cut off here; the real ones answer in ms
-  shard_search_ = ShardSearch::Create({shards_[0].server->address(), slow.address(), garbage.address(),
-                                       shards_[1].server->address()},
+  shard_search_ = ShardSearch::Create({shards_[0].server->address(), slow.address(),
+                                       garbage.address(), shards_[1].server->address()},
                                       TestToken(), search, health_.get())
                       .value();
   WorkerPoolOptions pool;
   pool.status_ttl = absl::ZeroDuration();
-  pool_ = WorkerPool::Create({dead_worker, worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
+  pool_ = WorkerPool::Create({dead_worker, worker_server_->address()}, TestToken(), pool,
+                             health_.get(), &clock_)
               .value();
   StartRouter(RouterOptions());
 
@@ -322,7 +343,8 @@ TEST_F(RouterServiceTest, SlowAndGarbageShardsAndADeadWorkerCostMissesNeverFailu
   EXPECT_NE(paraphrase.stats.reference_id(), "ghost");
   EXPECT_EQ(paraphrase.stats.cache_hit(), stored);
   if (stored) {
-    const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+    const Reference reference =
+        engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
     EXPECT_EQ(paraphrase.tokens, EngineTokens(Ids(paraphrase_), &reference));
   } else {
     EXPECT_EQ(paraphrase.tokens, EngineTokens(Ids(paraphrase_), nullptr));
@@ -355,13 +377,16 @@ TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
   worker_server_.reset();
   worker::WorkerOptions options;
   options.local_cache_bytes = 0;
-  worker_ = worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), options).value();
+  worker_ =
+      worker::InferenceWorker::Create(engine_.get(), worker::WorkerReuse(), source_.get(), options)
+          .value();
   worker::WorkerServerOptions worker_options;
   worker_options.listen_address = "127.0.0.1:0";
   worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
   WorkerPoolOptions pool;
   pool.status_ttl = absl::ZeroDuration();
-  pool_ = WorkerPool::Create({failing.address(), worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
+  pool_ = WorkerPool::Create({failing.address(), worker_server_->address()}, TestToken(), pool,
+                             health_.get(), &clock_)
               .value();
   StartRouter(RouterOptions());
 
@@ -376,9 +401,11 @@ TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
   EXPECT_EQ(hit.stats.worker(), worker_server_->address());
   // Tried once (for the miss, or else for the hit), then down with backoff.
   EXPECT_EQ(failing.generates(), 1);
-  const Reference reference = engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
+  const Reference reference =
+      engine_->BuildReference(Ids(reference_), worker::WorkerReuse().ecache).value();
   EXPECT_EQ(hit.tokens, EngineTokens(Ids(paraphrase_), &reference));
-  EXPECT_THAT(Metrics(), ::testing::HasSubstr(absl::StrCat("semshare_router_worker_retries_total ", failing.generates(), "\n")));
+  EXPECT_THAT(Metrics(), ::testing::HasSubstr(absl::StrCat("semshare_router_worker_retries_total ",
+                                                           failing.generates(), "\n")));
 }
 
 // Workers found by discovery join and leave the pool while it serves: a listed worker that
@@ -391,7 +418,8 @@ TEST_F(RouterServiceTest, DiscoveredWorkersJoinAndLeaveThePool) {
   pool.allow_empty = true;
   pool_ = WorkerPool::Create({}, TestToken(), pool, health_.get(), &clock_).value();
   StartRouter(RouterOptions());
-  EXPECT_EQ(Generate(reference_, kKeyA).status.error_code(), grpc::StatusCode::UNAVAILABLE);  // none yet
+  EXPECT_EQ(Generate(reference_, kKeyA).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);  // none yet
 
   const std::string gone = DeadAddress();
   pool_->SetWorkers({gone, worker_server_->address()});
@@ -465,29 +493,45 @@ TEST_F(RouterServiceTest, MetricsCountEachRequestOnceByTenantAndOutcome) {
 
   using ::testing::HasSubstr;
   const std::string metrics = Metrics();
-  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-a\"} 1\n"));
-  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
-  EXPECT_THAT(metrics, HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(metrics,
+              HasSubstr("semshare_router_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("semshare_router_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
   EXPECT_THAT(metrics, ::testing::Not(HasSubstr("outcome=\"error\"")));
-  EXPECT_THAT(metrics, HasSubstr("semshare_router_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
-  EXPECT_THAT(metrics, HasSubstr("semshare_router_rpcs_total{code=\"UNAUTHENTICATED\",method=\"Generate\"} 1\n"));
+  EXPECT_THAT(metrics,
+              HasSubstr("semshare_router_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("semshare_router_rpcs_total{code=\"UNAUTHENTICATED\",method=\"Generate\"} 1\n"));
   EXPECT_THAT(metrics, HasSubstr("semshare_router_ttft_seconds_count{outcome=\"hit\"} 1\n"));
   EXPECT_THAT(metrics, HasSubstr("semshare_router_recompute_share_count 1\n"));
   EXPECT_THAT(metrics, HasSubstr("semshare_router_in_flight_requests 0\n"));
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_shard_up{shard=\"", shards_[0].server->address(), "\"} 1\n")));
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_worker_up{worker=\"", worker_server_->address(), "\"} 1\n")));
-  EXPECT_THAT(metrics, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
-  EXPECT_THAT(metrics, HasSubstr("semshare_worker_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_shard_up{shard=\"",
+                                              shards_[0].server->address(), "\"} 1\n")));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("semshare_router_worker_up{worker=\"",
+                                              worker_server_->address(), "\"} 1\n")));
+  EXPECT_THAT(metrics,
+              HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"tenant-a\"} 1\n"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr("semshare_worker_requests_total{outcome=\"miss\",tenant=\"tenant-b\"} 1\n"));
   EXPECT_THAT(metrics, HasSubstr("semshare_worker_stores_total{result=\"stored\"} 2\n"));
-  EXPECT_THAT(metrics, HasSubstr("semshare_worker_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
+  EXPECT_THAT(metrics,
+              HasSubstr("semshare_worker_rpcs_total{code=\"OK\",method=\"Generate\"} 3\n"));
   // The hit was served from the local cache (this worker stored the reference) or fetched.
-  EXPECT_THAT(metrics, HasSubstr(hit.stats.worker_local_hit() ? "semshare_worker_local_cache_hits_total 1\n"
-                                                              : "semshare_worker_kv_fetch_seconds_count 1\n"));
+  EXPECT_THAT(metrics, HasSubstr(hit.stats.worker_local_hit()
+                                     ? "semshare_worker_local_cache_hits_total 1\n"
+                                     : "semshare_worker_kv_fetch_seconds_count 1\n"));
 }
 
 TEST_F(RouterServiceTest, WrongOrMissingKeyIsUnauthenticated) {
   EXPECT_EQ(Generate(reference_, "").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Generate(reference_, "not-a-key-0123456789").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Generate(reference_, "not-a-key-0123456789").status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   grpc::ClientContext context;
   v1::RouterStats stats;
   EXPECT_EQ(stub_->GetStats(&context, v1::GetRouterStatsRequest(), &stats).error_code(),

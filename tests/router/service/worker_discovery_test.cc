@@ -21,7 +21,8 @@ TEST(WorkerDiscoveryTest, MalformedNamesAndUnknownHostsAreErrors) {
                           "dns:localhost:port", "localhost:7100"}) {
     EXPECT_EQ(ResolveWorkers(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
-  EXPECT_EQ(ResolveWorkers("dns:no-such-worker.invalid:7100").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ResolveWorkers("dns:no-such-worker.invalid:7100").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace
