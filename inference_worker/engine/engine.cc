@@ -499,11 +499,6 @@ absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target,
           absl::StrCat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
-  if (c.sliding_window > 0 && static_cast<int64_t>(target.size()) > c.sliding_window) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt of ", target.size(),
-                                                   " tokens exceeds the model's sliding window of ",
-                                                   c.sliding_window));
-  }
   return absl::OkStatus();
 }
 

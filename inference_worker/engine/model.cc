@@ -184,7 +184,8 @@ at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& row
   const int64_t hd = config_.head_dim;
   const at::Tensor q = rope_.Apply(
       at::linear(normed, w.q_weight, w.q_bias).view({s, heads, hd}).transpose(0, 1), rope);
-  const at::Tensor attended = Attend(q, kv, positions, stats_request);
+  const at::Tensor attended =
+      Attend(q, kv, positions, stats_request, AttentionWindow(pending.layer));
   const at::Tensor h = hidden + at::linear(attended, w.o_weight);
 
   const at::Tensor gate_up = at::linear(RmsNorm(h, w.post_attention_norm), w.gate_up_weight);
@@ -192,8 +193,14 @@ at::Tensor Model::FinishLayer(const PendingLayer& pending, const at::Tensor& row
   return h + at::linear(at::silu(gu[0]) * gu[1], w.down_weight);
 }
 
+int64_t Model::AttentionWindow(int64_t layer) const {
+  return config_.sliding_window > 0 && layer >= config_.sliding_window_first_layer
+             ? config_.sliding_window
+             : 0;
+}
+
 at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tensor& q_positions,
-                         const AttentionStatsRequest& stats_request) const {
+                         const AttentionStatsRequest& stats_request, int64_t window) const {
   const int64_t heads = q.size(0);
   const int64_t s = q.size(1);
   const int64_t hd = q.size(2);
@@ -250,8 +257,11 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     const at::Tensor vc = values.narrow(1, 0, upper);
     at::Tensor scores = at::matmul(qc, kc.transpose(1, 2)).to(at::kFloat).mul_(scale);
     scores = scores.view({kv_heads, group, len, upper});
-    const at::Tensor masked = key_positions.narrow(0, 0, upper).unsqueeze(0) >
-                              q_positions.narrow(0, start, len).unsqueeze(1);  // [len, upper]
+    const at::Tensor chunk_keys = key_positions.narrow(0, 0, upper).unsqueeze(0);
+    const at::Tensor chunk_queries = q_positions.narrow(0, start, len).unsqueeze(1);
+    at::Tensor masked = chunk_keys > chunk_queries;  // [len, upper]
+    // A query always sees its own key (position i > i - window), so no row is all masked.
+    if (window > 0) masked = masked.logical_or(chunk_keys <= chunk_queries - window);
     scores.masked_fill_(masked, -std::numeric_limits<float>::infinity());
     const at::Tensor probs = at::softmax(scores, -1);
     const at::Tensor attended =

@@ -122,8 +122,11 @@ class Model {
   Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype);
 
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  // `window` > 0: a query sees only keys at positions > its own - window (sliding window).
   at::Tensor Attend(const at::Tensor& q, const LayerKV& kv, const at::Tensor& q_positions,
-                    const AttentionStatsRequest& stats_request) const;
+                    const AttentionStatsRequest& stats_request, int64_t window) const;
+  // The sliding window of `layer` (0: none).
+  int64_t AttentionWindow(int64_t layer) const;
 
   ModelConfig config_;
   std::string fingerprint_;

@@ -239,6 +239,15 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const Json& json) {
       return Invalid(
           absl::StrCat("field 'sliding_window' must be >= 0 or null, got ", config.sliding_window));
     }
+    // Qwen2 windows only the layers from max_window_layers on (transformers' default 28).
+    if (config.model_type == "qwen2") {
+      SEMSHARE_ASSIGN_OR_RETURN(config.sliding_window_first_layer,
+                                OptionalInt(json, "max_window_layers", 28));
+      if (config.sliding_window_first_layer < 0) {
+        return Invalid(absl::StrCat("field 'max_window_layers' must be >= 0, got ",
+                                    config.sliding_window_first_layer));
+      }
+    }
   }
 
   SEMSHARE_ASSIGN_OR_RETURN(config.bos_token_id, OptionalInt(json, "bos_token_id", -1));
@@ -281,7 +290,10 @@ Json ModelConfig::ToJson() const {
   json["tie_word_embeddings"] = tie_word_embeddings;
   if (model_type == "llama") json["attention_bias"] = attention_bias;
   json["max_position_embeddings"] = max_position_embeddings;
-  if (model_type == "qwen2") json["use_sliding_window"] = sliding_window > 0;
+  if (model_type == "qwen2") {
+    json["use_sliding_window"] = sliding_window > 0;
+    if (sliding_window > 0) json["max_window_layers"] = sliding_window_first_layer;
+  }
   if (model_type != "llama") {
     json["sliding_window"] = sliding_window > 0 ? Json(sliding_window) : Json();
   }

@@ -36,8 +36,11 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v projections carry a bias (always true for qwen2)
   int64_t max_position_embeddings = 2048;
-  int64_t sliding_window = 0;  // 0: none; requests longer than this are refused
-  int64_t bos_token_id = -1;   // -1: none
+  // 0: none. Otherwise a query at position i sees only keys at positions > i - sliding_window
+  // (Mistral; Qwen2 with use_sliding_window), in layers >= sliding_window_first_layer.
+  int64_t sliding_window = 0;
+  int64_t sliding_window_first_layer = 0;  // qwen2: max_window_layers; mistral: 0
+  int64_t bos_token_id = -1;               // -1: none
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 

@@ -210,6 +210,21 @@ TEST(ModelConfigTest, Qwen2HasBiasAndHonoursUseSlidingWindow) {
       ParseConfig(ConfigText("qwen2", R"("use_sliding_window": true, "sliding_window": 4096)"));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->sliding_window, 4096);
+  EXPECT_EQ(config->sliding_window_first_layer, 28);  // transformers' default max_window_layers
+
+  config = ParseConfig(ConfigText(
+      "qwen2", R"("use_sliding_window": true, "sliding_window": 64, "max_window_layers": 1)"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->sliding_window_first_layer, 1);
+  const absl::StatusOr<ModelConfig> round_trip = ParseConfig(config->ToJson().Dump());
+  ASSERT_TRUE(round_trip.ok()) << round_trip.status();
+  EXPECT_EQ(round_trip->sliding_window, 64);
+  EXPECT_EQ(round_trip->sliding_window_first_layer, 1);
+
+  config = ParseConfig(ConfigText(
+      "qwen2", R"("use_sliding_window": true, "sliding_window": 64, "max_window_layers": -1)"));
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("max_window_layers"), std::string::npos);
 }
 
 TEST(ModelConfigTest, Llama3RopeScaling) {

@@ -5,6 +5,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "gtest/gtest.h"
+#include "inference_worker/engine/checkpoint.h"
 #include "tests/inference_worker/test_model_util.h"
 
 namespace semshare {
@@ -75,6 +76,82 @@ TEST(ModelTest, IncrementalDecodeMatchesPrefill) {
   for (size_t l = 0; l < full.layers.size(); ++l) {
     EXPECT_TRUE(at::allclose(full.layers[l].k(), stepwise.layers[l].k(), 1e-4, 1e-5));
   }
+}
+
+// The fixture model with a sliding window on layers >= first_layer (Mistral: 0; Qwen2: its
+// max_window_layers).
+std::unique_ptr<Model> AustenWithWindow(int64_t window, int64_t first_layer = 0) {
+  Checkpoint checkpoint = LoadCheckpoint(AustenDir()).value();
+  checkpoint.config.sliding_window = window;
+  checkpoint.config.sliding_window_first_layer = first_layer;
+  return Model::FromCheckpoint(std::move(checkpoint), ModelOptions{}).value();
+}
+
+std::vector<int32_t> LongPrompt() {
+  std::vector<int32_t> ids =
+      AustenModel()
+          .tokenizer()
+          ->Encode(
+              "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy "
+              "disposition, seemed to unite some of the best blessings of existence; and had "
+              "lived nearly twenty-one years in the world with very little to distress or vex "
+              "her. She was the youngest of the two daughters of a most affectionate, "
+              "indulgent father; and had, in consequence of her sister's marriage, been "
+              "mistress of his house from a very early period.")
+          .value();
+  ids.insert(ids.begin(), 1);
+  return ids;
+}
+
+at::Tensor LastLogits(const Model& model, const std::vector<int32_t>& ids) {
+  KVCache cache = model.NewCache(static_cast<int64_t>(ids.size()));
+  return model.Prefill(ids, &cache);
+}
+
+// Six layers with a window of 8: the last token reads at most the last 6 * 7 + 1 positions,
+// so a token further back changes nothing; without the window it changes the logits.
+TEST(ModelTest, SlidingWindowHidesTokensBeyondItsReach) {
+  const std::vector<int32_t> a = LongPrompt();
+  ASSERT_GT(a.size(), 60u);
+  std::vector<int32_t> b = a;
+  b[3] = a[3] == 100 ? 101 : 100;
+  const std::unique_ptr<Model> windowed = AustenWithWindow(8);
+  EXPECT_TRUE(at::equal(LastLogits(*windowed, a), LastLogits(*windowed, b)));
+  const at::Tensor full_a = LastLogits(AustenModel(), a);
+  EXPECT_GT((full_a - LastLogits(AustenModel(), b)).abs().max().item<float>(), 1e-4);
+  // Windowed attention really differs from full attention on this prompt.
+  EXPECT_GT((full_a - LastLogits(*windowed, a)).abs().max().item<float>(), 1e-4);
+}
+
+TEST(ModelTest, SlidingWindowAsLongAsThePromptChangesNothing) {
+  const std::vector<int32_t> ids = LongPrompt();
+  const std::unique_ptr<Model> windowed = AustenWithWindow(static_cast<int64_t>(ids.size()));
+  EXPECT_TRUE(at::equal(LastLogits(*windowed, ids), LastLogits(AustenModel(), ids)));
+}
+
+TEST(ModelTest, SlidingWindowDecodeMatchesPrefill) {
+  const std::unique_ptr<Model> windowed = AustenWithWindow(4);
+  const std::vector<int32_t> ids = {1, 671, 346, 261, 1505, 516, 4024, 1095, 664, 346, 261, 1505};
+  const at::Tensor expected = LastLogits(*windowed, ids);
+  KVCache stepwise = windowed->NewCache(16);
+  at::Tensor logits;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    logits = windowed->DecodeStep(ids[i], static_cast<int64_t>(i), &stepwise);
+  }
+  EXPECT_TRUE(at::allclose(logits, expected, 1e-4, 1e-4));
+  EXPECT_GT((expected - LastLogits(AustenModel(), ids)).abs().max().item<float>(), 1e-4);
+}
+
+// Qwen2 windows only the layers from max_window_layers on.
+TEST(ModelTest, SlidingWindowStartsAtItsFirstLayer) {
+  const std::vector<int32_t> ids = LongPrompt();
+  const at::Tensor full = LastLogits(AustenModel(), ids);
+  const std::unique_ptr<Model> none = AustenWithWindow(8, /*first_layer=*/6);
+  EXPECT_TRUE(at::equal(LastLogits(*none, ids), full));
+  const std::unique_ptr<Model> upper = AustenWithWindow(8, /*first_layer=*/3);
+  const at::Tensor upper_logits = LastLogits(*upper, ids);
+  EXPECT_GT((upper_logits - full).abs().max().item<float>(), 1e-4);
+  EXPECT_GT((upper_logits - LastLogits(*AustenWithWindow(8), ids)).abs().max().item<float>(), 1e-4);
 }
 
 TEST(ModelTest, RefusesUnknownDeviceAndDtype) {
