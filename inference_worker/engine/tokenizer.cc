@@ -1,12 +1,29 @@
 #include "inference_worker/engine/tokenizer.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "inference_worker/engine/bpe_tokenizer.h"
 #include "inference_worker/engine/sentencepiece_tokenizer.h"
 
 namespace semshare {
+
+std::string IncrementalDetokenizer::Next(int32_t token) {
+  tokens_.push_back(token);
+  const absl::Span<const int32_t> all(tokens_);
+  const std::string context =
+      tokenizer_->Decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_));
+  std::string text = tokenizer_->Decode(all.subspan(prefix_offset_));
+  constexpr absl::string_view kReplacementCharacter = "\xEF\xBF\xBD";
+  if (text.size() <= context.size() || !absl::StartsWith(text, context) ||
+      absl::EndsWith(text, kReplacementCharacter)) {
+    return "";
+  }
+  prefix_offset_ = read_offset_;
+  read_offset_ = tokens_.size();
+  return text.substr(context.size());
+}
 
 absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const Tokenizer& tokenizer,
                                                     absl::string_view text, bool add_bos) {

@@ -33,6 +33,25 @@ class Tokenizer {
 absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const Tokenizer& tokenizer,
                                                     absl::string_view text, bool add_bos);
 
+// Text for tokens as they are generated, one piece per token, decoding only a short window
+// each time (not the whole output, which would make a long stream quadratic). The window
+// starts one emitted piece back, so a tokenizer's start-of-text rules (SentencePiece drops the
+// first piece's leading space) apply to context, not to the new text. A piece is held back
+// ("") while the text ends in an incomplete character (U+FFFD) or the window's text does not
+// extend its context's; the concatenation of the pieces is a prefix of Decode(all tokens) (the
+// caller sends what is left after the last token).
+class IncrementalDetokenizer {
+ public:
+  explicit IncrementalDetokenizer(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
+  std::string Next(int32_t token);
+
+ private:
+  const Tokenizer* tokenizer_;
+  std::vector<int32_t> tokens_;
+  size_t prefix_offset_ = 0;  // window start: the tokens of the last emitted piece's context
+  size_t read_offset_ = 0;    // tokens before this are emitted
+};
+
 // Loads DIR/tokenizer.model if present, else DIR/tokenizer.json. NotFound when neither is.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
 

@@ -38,9 +38,6 @@ using Clock = std::chrono::steady_clock;
 // Niceness of a fetch thread (Linux sets it per thread).
 constexpr int kFetchThreadNice = 10;
 
-// What a tokenizer's Decode writes for bytes that are not (yet) a whole UTF-8 character.
-constexpr absl::string_view kReplacementCharacter = "\xEF\xBF\xBD";
-
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -414,22 +411,16 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
   for (int64_t eos : engine_->model().config().eos_token_ids)
     sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
   SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
-  // Tokens go out as they are chosen, with the text each adds: the decoded text grows by a
-  // suffix, held back while it ends in an incomplete character.
-  std::vector<int32_t> emitted;
-  std::string emitted_text;
+  // Tokens go out as they are chosen, with the text each adds (held back while it ends in an
+  // incomplete character; the service sends what is left after the last token).
+  const Tokenizer* tokenizer = engine_->model().tokenizer();
+  std::optional<IncrementalDetokenizer> detokenizer;
+  if (tokenizer != nullptr) detokenizer.emplace(tokenizer);
+  bool emitted_any = false;
   if (request.on_token) {
     sampling.on_token = [&](int32_t token) {
-      emitted.push_back(token);
-      std::string piece;
-      if (const Tokenizer* tokenizer = engine_->model().tokenizer(); tokenizer != nullptr) {
-        std::string text = tokenizer->Decode(emitted);
-        if (absl::StartsWith(text, emitted_text) && !absl::EndsWith(text, kReplacementCharacter)) {
-          piece = text.substr(emitted_text.size());
-          emitted_text = std::move(text);
-        }
-      }
-      return request.on_token(token, piece);
+      emitted_any = true;
+      return request.on_token(token, detokenizer.has_value() ? detokenizer->Next(token) : "");
     };
   }
 
@@ -502,7 +493,7 @@ absl::StatusOr<WorkerReply> InferenceWorker::Serve(const WorkerRequest& request)
         reply.reference_id = reuse.reference_id;
         reply.shard = reuse.shard;
         reply.similarity = reuse.mapping.similarity;
-      } else if (!emitted.empty()) {
+      } else if (emitted_any) {
         return hit.status();  // tokens already went out: a second try would repeat them
       } else {
         reply.local_hit = false;
