@@ -207,9 +207,12 @@ class CacheNodeImpl final : public CacheNode {
           GatherLayer(l, reads[l % 2].key, reads[l % 2].value, stored_shape, meta.dtype,
                       token_subsets.empty() ? all_targets : token_subsets[l], source);
       // The sink's own errors (a client gone) are returned as they are.
-      const absl::Status delivered = layer.ok() ? sink(*std::move(layer)) : absl::OkStatus();
+      if (!layer.ok()) {
+        if (prefetch.joinable()) prefetch.join();
+        return FailFetch(uid, reference_id, l, layer.status());
+      }
+      absl::Status delivered = sink(*std::move(layer));
       if (prefetch.joinable()) prefetch.join();
-      if (!layer.ok()) return FailFetch(uid, reference_id, l, layer.status());
       if (!delivered.ok()) return delivered;
     }
     return absl::OkStatus();

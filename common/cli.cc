@@ -25,6 +25,7 @@ std::vector<std::string> ParseToolFlags(int argc, char** argv, const char* usage
     storage.push_back(std::move(arg));
   }
   std::vector<char*> pointers;
+  pointers.reserve(storage.size());
   for (std::string& s : storage) pointers.push_back(s.data());
   const std::vector<char*> rest = absl::ParseCommandLine(argc, pointers.data());
   return std::vector<std::string>(rest.begin() + 1, rest.end());

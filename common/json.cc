@@ -286,7 +286,7 @@ void DumpString(const std::string& s, std::string* out) {
 void Newline(std::string* out, int indent, int depth) {
   if (indent < 0) return;
   out->push_back('\n');
-  out->append(static_cast<size_t>(indent * depth), ' ');
+  out->append(static_cast<size_t>(indent) * static_cast<size_t>(depth), ' ');
 }
 
 }  // namespace

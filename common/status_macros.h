@@ -7,7 +7,7 @@
 // Early-return helpers for absl::Status / absl::StatusOr, the project's one error model.
 #define SEMSHARE_RETURN_IF_ERROR(expr)                   \
   do {                                                   \
-    const ::absl::Status semshare_status_ = (expr);      \
+    ::absl::Status semshare_status_ = (expr);            \
     if (!semshare_status_.ok()) return semshare_status_; \
   } while (0)
 

@@ -8,10 +8,14 @@
 
 #if defined(__x86_64__)
 // GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 headers.
+#if defined(__clang__)
+#include <immintrin.h>
+#else
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 #include "absl/strings/str_cat.h"

@@ -45,16 +45,15 @@ absl::Status CacheNodeClient::Put(const ReferenceScope& scope, NewReference refe
   std::unique_ptr<grpc::ClientWriter<v1::PutReferenceRequest>> writer =
       stub_->PutReference(&context, &response);
   // A failed Write means the server already ended the call; Finish says why.
-  const absl::Status written =
-      WritePutReferenceStream(scope.model_fingerprint, std::move(reference),
-                              options_.max_chunk_bytes, [&writer](v1::PutReferenceRequest request) {
-                                if (!writer->Write(request))
-                                  return absl::AbortedError("stream closed by the server");
-                                return absl::OkStatus();
-                              });
+  absl::Status written = WritePutReferenceStream(
+      scope.model_fingerprint, std::move(reference), options_.max_chunk_bytes,
+      [&writer](const v1::PutReferenceRequest& request) {
+        if (!writer->Write(request)) return absl::AbortedError("stream closed by the server");
+        return absl::OkStatus();
+      });
   if (written.ok()) writer->WritesDone();
   if (!written.ok() && !absl::IsAborted(written)) context.TryCancel();
-  const absl::Status finished = FromGrpcStatus(writer->Finish());
+  absl::Status finished = FromGrpcStatus(writer->Finish());
   if (!written.ok() && !absl::IsAborted(written)) return written;
   return finished;
 }
@@ -100,9 +99,9 @@ absl::Status CacheNodeClient::FetchKV(const ReferenceScope& scope, const std::st
       break;
     }
   }
-  const absl::Status finished = FromGrpcStatus(reader->Finish());
+  absl::Status finished = FromGrpcStatus(reader->Finish());
   if (!streamed.ok()) return streamed;
-  SEMSHARE_RETURN_IF_ERROR(finished);
+  if (!finished.ok()) return finished;
   return assembler.Finish();
 }
 

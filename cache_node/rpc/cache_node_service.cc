@@ -34,7 +34,7 @@ grpc::Status CacheNodeService::Serve(absl::string_view method, grpc::ServerConte
                                      Body body) {
   return ToGrpcStatus(RecordedCall(metrics_, method, [&]() -> absl::Status {
     absl::StatusOr<std::string> tenant = AuthenticateCall(token_, *context);
-    const absl::Status status = tenant.ok() ? body(*tenant) : tenant.status();
+    absl::Status status = tenant.ok() ? body(*tenant) : tenant.status();
     if (status.ok()) return status;
     return absl::Status(status.code(), absl::StrCat(method, ": ", status.message()));
   }));
@@ -95,7 +95,7 @@ grpc::Status CacheNodeService::FetchKV(grpc::ServerContext* context,
     const std::vector<std::vector<int32_t>> subsets = TokenSubsetsFromProto(*request);
     int64_t sent_bytes = 0;  // KV bytes of the layers handed to the stream
     // Reading and gathering layer l+1 overlaps sending layer l.
-    const absl::Status streamed = PipelineStream<v1::FetchKVResponse>(
+    absl::Status streamed = PipelineStream<v1::FetchKVResponse>(
         kFetchQueueMessages,
         [&](const std::function<absl::Status(v1::FetchKVResponse)>& push) {
           return node_->FetchKV(

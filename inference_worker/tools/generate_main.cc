@@ -43,7 +43,7 @@ int Run() {
   sampling.temperature = absl::GetFlag(FLAGS_temperature);
   sampling.top_p = absl::GetFlag(FLAGS_top_p);
   sampling.seed = absl::GetFlag(FLAGS_seed);
-  if ((*model)->config().eos_token_ids.size() > 0) {
+  if (!(*model)->config().eos_token_ids.empty()) {
     for (int64_t eos : (*model)->config().eos_token_ids)
       sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
   }

@@ -55,7 +55,7 @@ int SendError(mg_connection* connection, const ApiError& error) {
 // The request body, or nullopt when it is longer than `limit` bytes.
 std::optional<std::string> ReadBody(mg_connection* connection, size_t limit) {
   const mg_request_info* info = mg_get_request_info(connection);
-  if (info->content_length > static_cast<long long>(limit)) return std::nullopt;
+  if (info->content_length > static_cast<int64_t>(limit)) return std::nullopt;
   std::string body;
   char buffer[16384];
   while (true) {

@@ -16,7 +16,7 @@ absl::Status ShardSearchOptions::Validate() const {
 }
 
 absl::StatusOr<std::unique_ptr<ShardSearch>> ShardSearch::Create(std::vector<std::string> shards,
-                                                                 ClusterToken token,
+                                                                 const ClusterToken& token,
                                                                  const ShardSearchOptions& options,
                                                                  EndpointHealth* health) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;

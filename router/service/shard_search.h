@@ -31,7 +31,7 @@ class ShardSearch {
  public:
   // `health` must outlive the search. InvalidArgument for no shards or a repeated address.
   static absl::StatusOr<std::unique_ptr<ShardSearch>> Create(std::vector<std::string> shards,
-                                                             ClusterToken token,
+                                                             const ClusterToken& token,
                                                              const ShardSearchOptions& options,
                                                              EndpointHealth* health);
 

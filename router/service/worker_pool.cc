@@ -22,11 +22,9 @@ absl::Status WorkerPoolOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(std::vector<std::string> workers,
-                                                               ClusterToken token,
-                                                               const WorkerPoolOptions& options,
-                                                               EndpointHealth* health,
-                                                               const Clock* clock) {
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(
+    const std::vector<std::string>& workers, ClusterToken token, const WorkerPoolOptions& options,
+    EndpointHealth* health, const Clock* clock) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   if (workers.empty() && !options.allow_empty)
     return absl::InvalidArgumentError("no workers given (--workers W,...)");

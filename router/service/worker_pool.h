@@ -37,7 +37,7 @@ struct WorkerPoolOptions {
 class WorkerPool {
  public:
   // `health` and `clock` must outlive the pool.
-  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(std::vector<std::string> workers,
+  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(const std::vector<std::string>& workers,
                                                             ClusterToken token,
                                                             const WorkerPoolOptions& options,
                                                             EndpointHealth* health,

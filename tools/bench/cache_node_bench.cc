@@ -118,7 +118,7 @@ absl::StatusOr<Served> Serve(std::unique_ptr<CacheNode> node) {
 absl::Status Shutdown(Served* served) {
   served->client.reset();
   served->server.reset();
-  const absl::Status flushed = served->node->Flush();
+  absl::Status flushed = served->node->Flush();
   served->node.reset();
   return flushed;
 }
@@ -211,12 +211,13 @@ absl::StatusOr<Json> FetchCase(const std::string& scratch, std::string* table) {
   for (int32_t r = -1; r < repeats; ++r) {
     int64_t domain_bytes = 0;
     const auto start = std::chrono::steady_clock::now();
-    SEMSHARE_RETURN_IF_ERROR(node->FetchKV(
-        ReferenceScope{kTenant, kModel}, "big", identity, {}, [&domain_bytes](FetchedLayer layer) {
-          domain_bytes +=
-              static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
-          return absl::OkStatus();
-        }));
+    SEMSHARE_RETURN_IF_ERROR(node->FetchKV(ReferenceScope{kTenant, kModel}, "big", identity, {},
+                                           [&domain_bytes](const FetchedLayer& layer) {
+                                             domain_bytes +=
+                                                 static_cast<int64_t>(layer.kv.key.data.size() +
+                                                                      layer.kv.value.data.size());
+                                             return absl::OkStatus();
+                                           }));
     const double s = Seconds(start);
     if (r >= 0) domain_gbps.push_back(static_cast<double>(domain_bytes) / s / 1e9);
   }
@@ -227,7 +228,7 @@ absl::StatusOr<Json> FetchCase(const std::string& scratch, std::string* table) {
     bytes = 0;
     const auto start = std::chrono::steady_clock::now();
     SEMSHARE_RETURN_IF_ERROR(served.client->FetchKV(
-        ReferenceScope{kTenant, kModel}, "big", identity, {}, [&bytes](FetchedLayer layer) {
+        ReferenceScope{kTenant, kModel}, "big", identity, {}, [&bytes](const FetchedLayer& layer) {
           bytes += static_cast<int64_t>(layer.kv.key.data.size() + layer.kv.value.data.size());
           return absl::OkStatus();
         }));

@@ -197,7 +197,7 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     const SyntheticPair timed =
         p == 0 ? pair
                : MakeSyntheticPair(tokens, absl::GetFlag(FLAGS_edit_share), vocab,
-                                   static_cast<uint64_t>(1000 + p), bos);
+                                   1000 + static_cast<uint64_t>(p), bos);
     const Result miss = Generate(stub.get(), key, timed.reference);
     if (!miss.status.ok())
       return absl::InternalError(absl::StrCat("the miss failed: ", miss.status.error_message()));
@@ -297,12 +297,14 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
   std::string first_failure;
   const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_duration_s));
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(clients));
   for (int32_t c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       for (int64_t k = 0; absl::Now() < deadline; ++k) {
         // The paraphrase with one more token changed a request: every request a near-duplicate hit.
         std::vector<int32_t> ids = pair.target;
-        ids[1 + static_cast<size_t>((c * 7919 + k * 104729) % (ids.size() - 1))] =
+        ids[1 + static_cast<size_t>((int64_t{c} * 7919 + k * 104729) %
+                                    static_cast<int64_t>(ids.size() - 1))] =
             16 + static_cast<int32_t>((c + k) % 64);
         const Result r = Generate(stub.get(), key, ids);
         absl::MutexLock lock(&mutex);
@@ -391,7 +393,7 @@ absl::StatusOr<Json> RunClusterBench(std::string* table) {
   absl::StatusOr<Json> result = MeasureCluster(dir, model, table);
   const absl::Status down = RunCommand(absl::StrCat("bash '", script, "' down '", dir, "' >&2"));
   if (!result.ok()) return result.status();
-  SEMSHARE_RETURN_IF_ERROR(down);
+  if (!down.ok()) return down;
   return result;
 }
 
