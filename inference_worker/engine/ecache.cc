@@ -91,25 +91,28 @@ at::Tensor TokenEncoder::RotatedEmbeddings(const at::Tensor& embeddings,
 }
 
 TokenCodes TokenEncoder::Encode(const at::Tensor& rotated) const {
-  const at::Tensor projected =
-      at::matmul(rotated.to(at::kCPU, at::kFloat), projection_).contiguous();
-  const int64_t n = projected.size(0);
+  // The projection runs where the embeddings are; only the sign bits cross to the host (a
+  // 5,120-token prompt of a 4,096-wide model is 84 MB of fp32 embeddings, 1.3 MB of signs).
+  const at::Tensor x = rotated.to(at::kFloat);
+  const at::Tensor projection = x.is_cpu() ? projection_ : projection_.to(x.device());
+  const at::Tensor positive = at::matmul(x, projection).gt(0).to(at::kCPU).contiguous();
+  const int64_t n = positive.size(0);
   TokenCodes codes;
   codes.nbits = options_.nbits;
   const int32_t words = codes.words_per_code();
   codes.words.assign(static_cast<size_t>(n * words), 0);
-  const float* p = projected.data_ptr<float>();
+  const bool* p = positive.data_ptr<bool>();
   for (int64_t t = 0; t < n; ++t) {
     uint64_t* code = codes.words.data() + t * words;
     for (int32_t b = 0; b < options_.nbits; ++b) {
-      if (p[t * options_.nbits + b] > 0.0f) code[b / 64] |= uint64_t{1} << (b % 64);
+      if (p[t * options_.nbits + b]) code[b / 64] |= uint64_t{1} << (b % 64);
     }
   }
   return codes;
 }
 
 at::Tensor TokenEncoder::Sketch(const at::Tensor& rotated) const {
-  const at::Tensor mean = rotated.to(at::kCPU, at::kFloat).mean(0);
+  const at::Tensor mean = rotated.to(at::kFloat).mean(0).to(at::kCPU);
   return mean / mean.norm().clamp_min(1e-12);
 }
 

@@ -82,18 +82,21 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse) {
   (*result)["options"] = ReuseOptionsToJson(reuse);
   (*result)["model_fingerprint"] = engine.model().fingerprint();
   (*result)["device"] = engine.model().device().str();
-  std::string table =
-      absl::StrFormat("%7s %10s %10s %12s %8s %6s %9s %10s %9s\n", "tokens", "full_ms", "prefix_ms",
-                      "semshare_ms", "speedup", "sim", "recompute", "compute", "bypassed");
+  std::string table = absl::StrFormat("%7s %10s %10s %12s %8s %6s %9s %10s %9s %9s\n", "tokens",
+                                      "full_ms", "prefix_ms", "semshare_ms", "speedup", "sim",
+                                      "recompute", "compute", "bypassed", "peak_mb");
   for (const Json& row : (*result)["rows"].array_items()) {
     const Json& s = row["semshare"];
-    table += absl::StrFormat("%7d %10.1f %10.1f %12.1f %8.2f %6.3f %9.3f %10.3f %9s\n",
+    // The GPU allocator's peak where there is one, else the process's peak RSS.
+    const double device_mb = s["peak_device_mb"].number_value();
+    table += absl::StrFormat("%7d %10.1f %10.1f %12.1f %8.2f %6.3f %9.3f %10.3f %9s %9.0f\n",
                              static_cast<int>(row["tokens"].number_value()),
                              row["full"]["ttft_ms"].number_value(),
                              row["prefix"]["ttft_ms"].number_value(), s["ttft_ms"].number_value(),
                              row["speedup"].number_value(), s["similarity"].number_value(),
                              s["recompute_share"].number_value(), s["compute_share"].number_value(),
-                             s["bypassed"].bool_value() ? "yes" : "no");
+                             s["bypassed"].bool_value() ? "yes" : "no",
+                             device_mb >= 0 ? device_mb : s["peak_rss_mb"].number_value());
   }
   return EmitResult(*result, table);
 }

@@ -3,9 +3,13 @@
 //
 //   semshare-make-model --preset bench-100m --out /tmp/bench-100m [--seed 0] [--dtype bfloat16]
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -38,6 +42,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "semshare-make-model: %s\n", config.status().ToString().c_str());
     return 1;
   }
+  // Random weights are filled in parallel (at::parallel_for); libtorch may default to one
+  // thread, which makes the llama-3-8b preset take minutes.
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   absl::StatusOr<semshare::CheckpointSummary> summary =
       semshare::WriteRandomCheckpointWithSummary(*config, seed, dtype, out);
   if (!summary.ok()) {

@@ -1,0 +1,207 @@
+// The engine on a CUDA device. These tests run only where libtorch sees a GPU (the engine-only
+// build of scripts/gpu_bench.sh on a GPU machine); on a CPU-only machine they are skipped, and
+// ctest lists them as skipped rather than passed.
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/file_util.h"
+#include "common/json.h"
+#include "gtest/gtest.h"
+#include "inference_worker/engine/device_memory.h"
+#include "inference_worker/engine/engine.h"
+#include "inference_worker/engine/evaluation.h"
+#include "tests/inference_worker/test_model_util.h"
+
+namespace semshare {
+namespace {
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device visible to libtorch"
+
+// austen-5m on the GPU in `dtype`, loaded once per dtype.
+const Model& CudaAustenModel(const std::string& dtype) {
+  static auto* const models = new std::map<std::string, std::unique_ptr<Model>>();
+  std::unique_ptr<Model>& slot = (*models)[dtype];
+  if (slot == nullptr) {
+    ModelOptions options;
+    options.device = "cuda";
+    options.dtype = dtype;
+    absl::StatusOr<std::unique_ptr<Model>> loaded = Model::Load(AustenDir(), options);
+    if (!loaded.ok()) {
+      ADD_FAILURE() << loaded.status();
+      std::abort();
+    }
+    slot = *std::move(loaded);
+  }
+  return *slot;
+}
+
+std::vector<int32_t> Ints(const Json& array) {
+  std::vector<int32_t> out;
+  for (const Json& v : array.array_items()) out.push_back(static_cast<int32_t>(v.number_value()));
+  return out;
+}
+
+Json ReferenceCases() {
+  return ParseJson(
+             ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json")
+                 .value())
+      .value()["cases"];
+}
+
+std::vector<int32_t> Encode(const Model& model, const std::string& text) {
+  std::vector<int32_t> ids = model.tokenizer()->Encode(text).value();
+  ids.insert(ids.begin(), model.tokenizer()->bos_id());
+  return ids;
+}
+
+const char* kReference =
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be on "
+    "his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+    "surrounding families, that he is considered the rightful property of some one or other of "
+    "their daughters.";
+const char* kParaphrase =
+    "It is a truth universally known, that a single man in possession of a large fortune, must be "
+    "in want of a wife. However little known the feelings or views of such a man might be on his "
+    "first entering the neighbourhood, this truth is so firmly fixed in the minds of the "
+    "surrounding families, that he is thought the rightful property of one or other of their "
+    "daughters.";
+
+ReuseOptions NoBypass() {
+  ReuseOptions options;
+  options.bypass = false;
+  options.similarity_threshold = 0.0;
+  return options;
+}
+
+// The same independent reference outputs the CPU must reproduce (ModelTest), on the GPU in fp32.
+TEST(CudaTest, Fp32ReproducesIndependentReferenceOutputs) {
+  SKIP_WITHOUT_CUDA();
+  const Model& model = CudaAustenModel("float32");
+  ASSERT_TRUE(model.device().is_cuda());
+  const Json cases = ReferenceCases();
+  for (const Json& c : cases.array_items()) {
+    const std::vector<int32_t> prompt = Ints(c["prompt_ids"]);
+    const std::vector<int32_t> expected = Ints(c["greedy_ids"]);
+    KVCache cache = model.NewCache(static_cast<int64_t>(prompt.size() + expected.size()));
+    at::Tensor logits = model.Prefill(prompt, &cache);
+    ASSERT_TRUE(logits.is_cuda());
+    const auto top = logits.topk(5);
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(std::get<1>(top)[k].item<int64_t>(), Ints(c["first_top5_ids"])[k]);
+      EXPECT_NEAR(std::get<0>(top)[k].item<double>(),
+                  c["first_top5_logits"].array_items()[k].number_value(), 5e-3);
+    }
+    std::vector<int32_t> generated;
+    for (size_t t = 0; t < expected.size(); ++t) {
+      const int32_t token = static_cast<int32_t>(logits.argmax().item<int64_t>());
+      generated.push_back(token);
+      logits = model.DecodeStep(token, static_cast<int64_t>(prompt.size() + t), &cache);
+    }
+    EXPECT_EQ(generated, expected) << c["prompt"].string_value();
+  }
+}
+
+// bf16 rounds every activation, so exact greedy agreement with fp32 is not expected over long
+// outputs; the first token's logits must stay close to the fp32 reference's.
+TEST(CudaTest, Bf16FirstLogitsStayCloseToTheReference) {
+  SKIP_WITHOUT_CUDA();
+  const Model& model = CudaAustenModel("bfloat16");
+  ASSERT_EQ(model.dtype(), at::kBFloat16);
+  int top1_agree = 0;
+  int count = 0;
+  const Json cases = ReferenceCases();
+  for (const Json& c : cases.array_items()) {
+    const std::vector<int32_t> prompt = Ints(c["prompt_ids"]);
+    KVCache cache = model.NewCache(static_cast<int64_t>(prompt.size()));
+    const at::Tensor logits = model.Prefill(prompt, &cache).to(at::kCPU, at::kFloat);
+    const auto top = logits.topk(5);
+    ++count;
+    top1_agree += std::get<1>(top)[0].item<int64_t>() == Ints(c["first_top5_ids"])[0];
+    EXPECT_NEAR(std::get<0>(top)[0].item<double>(),
+                c["first_top5_logits"].array_items()[0].number_value(), 0.25);
+  }
+  EXPECT_GE(top1_agree, count - 1);
+}
+
+// Selective recompute of every token on the GPU serves what full prefill serves.
+TEST(CudaTest, FullRecomputeEqualsFullPrefill) {
+  SKIP_WITHOUT_CUDA();
+  const Model& model = CudaAustenModel("float32");
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(model, kReference)).value();
+  const std::vector<int32_t> target = Encode(model, kParaphrase);
+  SamplingOptions sampling;
+  sampling.max_tokens = 24;
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  ReuseOptions all = NoBypass();
+  all.recompute.hd_share = 1.0;
+  all.recompute.decay = 1.0;
+  const GenerateResult expected = engine->Generate(target, nullptr, full, sampling).value();
+  const GenerateResult got = engine->Generate(target, &reference, all, sampling).value();
+  EXPECT_TRUE(got.prefill.hit);
+  EXPECT_DOUBLE_EQ(got.prefill.recompute_share, 1.0);
+  EXPECT_EQ(got.tokens, expected.tokens);
+  EXPECT_TRUE(at::allclose(got.prefill.logits, expected.prefill.logits, 1e-4, 1e-3));
+}
+
+// A paraphrase hit on the GPU (bf16, the default there) matches, rearranges, recomputes and
+// prunes as on the CPU: the same similarity (the E-cache codes come from the same embeddings),
+// a similar recompute share, and the same first token as full prefill on the GPU.
+TEST(CudaTest, Bf16ParaphraseHitMatchesTheCpuEngine) {
+  SKIP_WITHOUT_CUDA();
+  const Model& gpu = CudaAustenModel("auto");
+  ASSERT_EQ(gpu.dtype(), at::kBFloat16);
+  auto gpu_engine = Engine::Create(&gpu).value();
+  auto cpu_engine = Engine::Create(&AustenModel()).value();
+  ReuseOptions options = NoBypass();
+  options.similarity_threshold = 0.8;
+  SamplingOptions sampling;
+  sampling.max_tokens = 16;
+
+  const std::vector<int32_t> target = Encode(gpu, kParaphrase);
+  const Reference gpu_ref = gpu_engine->BuildReference(Encode(gpu, kReference)).value();
+  const Reference cpu_ref = cpu_engine->BuildReference(Encode(gpu, kReference)).value();
+  const GenerateResult on_gpu = gpu_engine->Generate(target, &gpu_ref, options, sampling).value();
+  const GenerateResult on_cpu = cpu_engine->Generate(target, &cpu_ref, options, sampling).value();
+  ASSERT_TRUE(on_gpu.prefill.hit) << on_gpu.prefill.similarity;
+  EXPECT_NEAR(on_gpu.prefill.similarity, on_cpu.prefill.similarity, 0.02);
+  EXPECT_NEAR(on_gpu.prefill.recompute_share, on_cpu.prefill.recompute_share, 0.05);
+  EXPECT_EQ(on_gpu.prefill.unmatched_tokens, on_cpu.prefill.unmatched_tokens);
+  EXPECT_NEAR(on_gpu.kv_kept_share, on_cpu.kv_kept_share, 0.02);  // the same retention
+
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  const GenerateResult expected = gpu_engine->Generate(target, nullptr, full, sampling).value();
+  EXPECT_EQ(on_gpu.tokens.front(), expected.tokens.front());
+  EXPECT_GT(RougeLF1(on_gpu.tokens, expected.tokens), 0.5);
+}
+
+// The allocator's peak is what the ttft benchmark reports on a GPU; it must move with use.
+TEST(CudaTest, PeakDeviceMemoryTracksAllocations) {
+  SKIP_WITHOUT_CUDA();
+  const at::Device device(at::kCUDA, 0);
+  ResetPeakDeviceMemory(device);
+  const double before = PeakDeviceMemoryMb(device);
+  ASSERT_GE(before, 0.0) << "a CUDA libtorch must report its allocator's peak";
+  {
+    const at::Tensor big = at::empty({64, 1024, 1024}, at::TensorOptions().device(device));
+    EXPECT_GE(PeakDeviceMemoryMb(device), before + 255.0);
+  }
+  ResetPeakDeviceMemory(device);
+  EXPECT_LT(PeakDeviceMemoryMb(device), before + 255.0);
+}
+
+TEST(DeviceMemoryTest, CpuPeakIsUnknown) {
+  EXPECT_LT(PeakDeviceMemoryMb(at::Device(at::kCPU)), 0.0);
+  ResetPeakDeviceMemory(at::Device(at::kCPU));  // does nothing, and does not fail
+}
+
+}  // namespace
+}  // namespace semshare
