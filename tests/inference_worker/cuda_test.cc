@@ -40,12 +40,6 @@ const Model& CudaAustenModel(const std::string& dtype) {
   return *slot;
 }
 
-std::vector<int32_t> Ints(const Json& array) {
-  std::vector<int32_t> out;
-  for (const Json& v : array.array_items()) out.push_back(static_cast<int32_t>(v.number_value()));
-  return out;
-}
-
 Json ReferenceCases() {
   return ParseJson(
              ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json")
@@ -57,26 +51,6 @@ std::vector<int32_t> Encode(const Model& model, const std::string& text) {
   std::vector<int32_t> ids = model.tokenizer()->Encode(text).value();
   ids.insert(ids.begin(), model.tokenizer()->bos_id());
   return ids;
-}
-
-const char* kReference =
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be on "
-    "his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-    "surrounding families, that he is considered the rightful property of some one or other of "
-    "their daughters.";
-const char* kParaphrase =
-    "It is a truth universally known, that a single man in possession of a large fortune, must be "
-    "in want of a wife. However little known the feelings or views of such a man might be on his "
-    "first entering the neighbourhood, this truth is so firmly fixed in the minds of the "
-    "surrounding families, that he is thought the rightful property of one or other of their "
-    "daughters.";
-
-ReuseOptions NoBypass() {
-  ReuseOptions options;
-  options.bypass = false;
-  options.similarity_threshold = 0.0;
-  return options;
 }
 
 // The same independent reference outputs the CPU must reproduce (ModelTest), on the GPU in fp32.

@@ -15,28 +15,6 @@ std::vector<int32_t> Encode(const std::string& text) {
   return ids;
 }
 
-const char* kReference =
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be on "
-    "his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-    "surrounding "
-    "families, that he is considered the rightful property of some one or other of their "
-    "daughters.";
-const char* kParaphrase =
-    "It is a truth universally known, that a single man in possession of a large fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man might be "
-    "on "
-    "his first entering the neighbourhood, this truth is so firmly fixed in the minds of the "
-    "surrounding "
-    "families, that he is thought the rightful property of one or other of their daughters.";
-
-ReuseOptions NoBypass() {
-  ReuseOptions options;
-  options.bypass = false;
-  options.similarity_threshold = 0.0;
-  return options;
-}
-
 TEST(RearrangeTest, ReRotationMovesKeysToTargetPositions) {
   const Rope rope(32, 10000.0, std::nullopt);
   const at::Tensor raw = at::randn({4, 10, 32});

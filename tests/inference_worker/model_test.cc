@@ -11,12 +11,6 @@
 namespace semshare {
 namespace {
 
-std::vector<int32_t> Ints(const Json& array) {
-  std::vector<int32_t> out;
-  for (const Json& v : array.array_items()) out.push_back(static_cast<int32_t>(v.number_value()));
-  return out;
-}
-
 // Full prefill and greedy decode must reproduce an independent fp32 implementation's output.
 TEST(ModelTest, ReproducesIndependentReferenceOutputs) {
   const Model& model = AustenModel();

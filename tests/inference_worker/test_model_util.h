@@ -3,8 +3,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "common/json.h"
 #include "gtest/gtest.h"
+#include "inference_worker/engine/engine.h"
 #include "inference_worker/engine/model.h"
 
 namespace semshare {
@@ -22,6 +25,35 @@ inline const Model& AustenModel() {
     return loaded->release();
   }();
   return *model;
+}
+
+// The opening of Pride and Prejudice and a paraphrase of it (a few words changed): a hit.
+inline constexpr const char* kReference =
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be on "
+    "his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+    "surrounding families, that he is considered the rightful property of some one or other of "
+    "their daughters.";
+inline constexpr const char* kParaphrase =
+    "It is a truth universally known, that a single man in possession of a large fortune, must be "
+    "in want of a wife. However little known the feelings or views of such a man might be on his "
+    "first entering the neighbourhood, this truth is so firmly fixed in the minds of the "
+    "surrounding families, that he is thought the rightful property of one or other of their "
+    "daughters.";
+
+// Reuse with neither the bypass nor the similarity threshold in the way.
+inline ReuseOptions NoBypass() {
+  ReuseOptions options;
+  options.bypass = false;
+  options.similarity_threshold = 0.0;
+  return options;
+}
+
+// A JSON array of numbers as token ids.
+inline std::vector<int32_t> Ints(const Json& array) {
+  std::vector<int32_t> out;
+  for (const Json& v : array.array_items()) out.push_back(static_cast<int32_t>(v.number_value()));
+  return out;
 }
 
 }  // namespace semshare
