@@ -33,8 +33,11 @@ struct ECacheOptions {
 // the seed with our own RNG and orthonormalised in double precision.
 class TokenEncoder {
  public:
+  // The projection is drawn on the CPU (the same bits everywhere: codes must agree
+  // cluster-wide) and kept on `device`, where the embeddings it projects live.
   static absl::StatusOr<TokenEncoder> Create(const ModelConfig& config,
-                                             const ECacheOptions& options);
+                                             const ECacheOptions& options,
+                                             const at::Device& device = at::kCPU);
 
   // Rotated embeddings, float32 [N, hidden] on the embeddings' device, for tokens at prompt
   // positions first_position .. first_position + N - 1.
@@ -56,7 +59,7 @@ class TokenEncoder {
 
   ECacheOptions options_;
   Rope rope_;
-  at::Tensor projection_;  // float32 [hidden, nbits], CPU
+  at::Tensor projection_;  // float32 [hidden, nbits], on the device given to Create
 };
 
 }  // namespace semshare

@@ -81,7 +81,8 @@ absl::StatusOr<const TokenEncoder*> Engine::EncoderFor(const ECacheOptions& opti
       std::make_tuple(options.use_rope, options.position_divisor, options.nbits, options.seed);
   auto it = encoders_.find(key);
   if (it != encoders_.end()) return it->second.get();
-  SEMSHARE_ASSIGN_OR_RETURN(TokenEncoder encoder, TokenEncoder::Create(model_->config(), options));
+  SEMSHARE_ASSIGN_OR_RETURN(TokenEncoder encoder,
+                            TokenEncoder::Create(model_->config(), options, model_->device()));
   auto inserted = encoders_.emplace(key, std::make_unique<TokenEncoder>(std::move(encoder)));
   return inserted.first->second.get();
 }
