@@ -8,8 +8,6 @@
 #include <memory>
 #include <string>
 
-#include "common/file_util.h"
-#include "common/json.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/device_memory.h"
 #include "inference_worker/engine/engine.h"
@@ -40,45 +38,12 @@ const Model& CudaAustenModel(const std::string& dtype) {
   return *slot;
 }
 
-Json ReferenceCases() {
-  return ParseJson(
-             ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json")
-                 .value())
-      .value()["cases"];
-}
-
-std::vector<int32_t> Encode(const Model& model, const std::string& text) {
-  std::vector<int32_t> ids = model.tokenizer()->Encode(text).value();
-  ids.insert(ids.begin(), model.tokenizer()->bos_id());
-  return ids;
-}
-
 // The same independent reference outputs the CPU must reproduce (ModelTest), on the GPU in fp32.
 TEST(CudaTest, Fp32ReproducesIndependentReferenceOutputs) {
   SKIP_WITHOUT_CUDA();
   const Model& model = CudaAustenModel("float32");
   ASSERT_TRUE(model.device().is_cuda());
-  const Json cases = ReferenceCases();
-  for (const Json& c : cases.array_items()) {
-    const std::vector<int32_t> prompt = Ints(c["prompt_ids"]);
-    const std::vector<int32_t> expected = Ints(c["greedy_ids"]);
-    KVCache cache = model.NewCache(static_cast<int64_t>(prompt.size() + expected.size()));
-    at::Tensor logits = model.Prefill(prompt, &cache);
-    ASSERT_TRUE(logits.is_cuda());
-    const auto top = logits.topk(5);
-    for (int k = 0; k < 5; ++k) {
-      EXPECT_EQ(std::get<1>(top)[k].item<int64_t>(), Ints(c["first_top5_ids"])[k]);
-      EXPECT_NEAR(std::get<0>(top)[k].item<double>(),
-                  c["first_top5_logits"].array_items()[k].number_value(), 5e-3);
-    }
-    std::vector<int32_t> generated;
-    for (size_t t = 0; t < expected.size(); ++t) {
-      const int32_t token = static_cast<int32_t>(logits.argmax().item<int64_t>());
-      generated.push_back(token);
-      logits = model.DecodeStep(token, static_cast<int64_t>(prompt.size() + t), &cache);
-    }
-    EXPECT_EQ(generated, expected) << c["prompt"].string_value();
-  }
+  ExpectReproducesReferenceOutputs(model, 5e-3);
 }
 
 // bf16 rounds every activation, so exact greedy agreement with fp32 is not expected over long
@@ -106,23 +71,12 @@ TEST(CudaTest, Bf16FirstLogitsStayCloseToTheReference) {
 // Selective recompute of every token on the GPU serves what full prefill serves.
 TEST(CudaTest, FullRecomputeEqualsFullPrefill) {
   SKIP_WITHOUT_CUDA();
-  const Model& model = CudaAustenModel("float32");
-  auto engine = Engine::Create(&model).value();
-  const Reference reference = engine->BuildReference(Encode(model, kReference)).value();
-  const std::vector<int32_t> target = Encode(model, kParaphrase);
-  SamplingOptions sampling;
-  sampling.max_tokens = 24;
-  ReuseOptions full = NoBypass();
-  full.method = ReuseMethod::kFull;
-  ReuseOptions all = NoBypass();
-  all.recompute.hd_share = 1.0;
-  all.recompute.decay = 1.0;
-  const GenerateResult expected = engine->Generate(target, nullptr, full, sampling).value();
-  const GenerateResult got = engine->Generate(target, &reference, all, sampling).value();
-  EXPECT_TRUE(got.prefill.hit);
-  EXPECT_DOUBLE_EQ(got.prefill.recompute_share, 1.0);
-  EXPECT_EQ(got.tokens, expected.tokens);
-  EXPECT_TRUE(at::allclose(got.prefill.logits, expected.prefill.logits, 1e-4, 1e-3));
+  const FullAndFullyRecomputed served = ServeFullAndFullyRecomputed(CudaAustenModel("float32"));
+  EXPECT_TRUE(served.recomputed.prefill.hit);
+  EXPECT_DOUBLE_EQ(served.recomputed.prefill.recompute_share, 1.0);
+  EXPECT_EQ(served.recomputed.tokens, served.full.tokens);
+  EXPECT_TRUE(
+      at::allclose(served.recomputed.prefill.logits, served.full.prefill.logits, 1e-4, 1e-3));
 }
 
 // A paraphrase hit on the GPU (bf16, the default there) matches, rearranges, recomputes and
@@ -139,9 +93,9 @@ TEST(CudaTest, Bf16ParaphraseHitMatchesTheCpuEngine) {
   SamplingOptions sampling;
   sampling.max_tokens = 16;
 
-  const std::vector<int32_t> target = Encode(gpu, kParaphrase);
-  const Reference gpu_ref = gpu_engine->BuildReference(Encode(gpu, kReference)).value();
-  const Reference cpu_ref = cpu_engine->BuildReference(Encode(gpu, kReference)).value();
+  const std::vector<int32_t> target = EncodeWithBos(gpu, kParaphrase);
+  const Reference gpu_ref = gpu_engine->BuildReference(EncodeWithBos(gpu, kReference)).value();
+  const Reference cpu_ref = cpu_engine->BuildReference(EncodeWithBos(gpu, kReference)).value();
   const GenerateResult on_gpu = gpu_engine->Generate(target, &gpu_ref, options, sampling).value();
   const GenerateResult on_cpu = cpu_engine->Generate(target, &cpu_ref, options, sampling).value();
   ASSERT_TRUE(on_gpu.prefill.hit) << on_gpu.prefill.similarity;

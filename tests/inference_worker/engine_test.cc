@@ -9,11 +9,7 @@
 namespace semshare {
 namespace {
 
-std::vector<int32_t> Encode(const std::string& text) {
-  std::vector<int32_t> ids = AustenModel().tokenizer()->Encode(text).value();
-  ids.insert(ids.begin(), 1);
-  return ids;
-}
+std::vector<int32_t> Encode(const std::string& text) { return EncodeWithBos(AustenModel(), text); }
 
 TEST(RearrangeTest, ReRotationMovesKeysToTargetPositions) {
   const Rope rope(32, 10000.0, std::nullopt);
@@ -66,24 +62,11 @@ TEST(EngineTest, IdenticalTargetRearrangesToReferenceKvBitForBit) {
 }
 
 TEST(EngineTest, FullRecomputeEqualsFullPrefill) {
-  const Model& model = AustenModel();
-  auto engine = Engine::Create(&model).value();
-  const Reference reference = engine->BuildReference(Encode(kReference)).value();
-  const std::vector<int32_t> target = Encode(kParaphrase);
-  SamplingOptions sampling;
-  sampling.max_tokens = 24;
-
-  ReuseOptions full = NoBypass();
-  full.method = ReuseMethod::kFull;
-  ReuseOptions all = NoBypass();
-  all.recompute.hd_share = 1.0;
-  all.recompute.decay = 1.0;
-  const GenerateResult expected = engine->Generate(target, nullptr, full, sampling).value();
-  const GenerateResult got = engine->Generate(target, &reference, all, sampling).value();
-  EXPECT_TRUE(got.prefill.hit);
-  EXPECT_DOUBLE_EQ(got.prefill.recompute_share, 1.0);
-  EXPECT_EQ(got.tokens, expected.tokens);
-  EXPECT_TRUE(at::equal(got.prefill.logits, expected.prefill.logits));
+  const FullAndFullyRecomputed served = ServeFullAndFullyRecomputed(AustenModel());
+  EXPECT_TRUE(served.recomputed.prefill.hit);
+  EXPECT_DOUBLE_EQ(served.recomputed.prefill.recompute_share, 1.0);
+  EXPECT_EQ(served.recomputed.tokens, served.full.tokens);
+  EXPECT_TRUE(at::equal(served.recomputed.prefill.logits, served.full.prefill.logits));
 }
 
 TEST(EngineTest, ParaphraseHitKeepsGreedyOutputClose) {

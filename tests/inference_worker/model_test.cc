@@ -13,43 +13,14 @@ namespace {
 
 // Full prefill and greedy decode must reproduce an independent fp32 implementation's output.
 TEST(ModelTest, ReproducesIndependentReferenceOutputs) {
-  const Model& model = AustenModel();
-  absl::StatusOr<std::string> text =
-      ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json");
-  ASSERT_TRUE(text.ok());
-  absl::StatusOr<Json> doc = ParseJson(*text);
-  ASSERT_TRUE(doc.ok());
-  ASSERT_GE((*doc)["cases"].array_items().size(), 6u);
-  for (const Json& c : (*doc)["cases"].array_items()) {
-    const std::vector<int32_t> prompt = Ints(c["prompt_ids"]);
-    const std::vector<int32_t> expected = Ints(c["greedy_ids"]);
-    KVCache cache = model.NewCache(static_cast<int64_t>(prompt.size() + expected.size()));
-    at::Tensor logits = model.Prefill(prompt, &cache);
-
-    const std::vector<int32_t> top5 = Ints(c["first_top5_ids"]);
-    const auto top = logits.topk(5);
-    for (int k = 0; k < 5; ++k) {
-      EXPECT_EQ(std::get<1>(top)[k].item<int64_t>(), top5[k]) << c["prompt"].string_value();
-      EXPECT_NEAR(std::get<0>(top)[k].item<double>(),
-                  c["first_top5_logits"].array_items()[k].number_value(), 2e-3);
-    }
-    std::vector<int32_t> generated;
-    for (size_t t = 0; t < expected.size(); ++t) {
-      const int32_t token = static_cast<int32_t>(logits.argmax().item<int64_t>());
-      generated.push_back(token);
-      logits = model.DecodeStep(token, static_cast<int64_t>(prompt.size() + t), &cache);
-    }
-    EXPECT_EQ(generated, expected) << c["prompt"].string_value();
-  }
+  ExpectReproducesReferenceOutputs(AustenModel(), 2e-3);
 }
 
 TEST(ModelTest, TokenizerMatchesReferencePromptIds) {
   const Model& model = AustenModel();
   ASSERT_NE(model.tokenizer(), nullptr);
-  absl::StatusOr<Json> doc = ParseJson(
-      ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json").value());
-  ASSERT_TRUE(doc.ok());
-  for (const Json& c : (*doc)["cases"].array_items()) {
+  const Json cases = ReferenceCases();
+  for (const Json& c : cases.array_items()) {
     std::vector<int32_t> ids = model.tokenizer()->Encode(c["prompt"].string_value()).value();
     ids.insert(ids.begin(), model.tokenizer()->bos_id());
     EXPECT_EQ(ids, Ints(c["prompt_ids"]));

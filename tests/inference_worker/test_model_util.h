@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/json.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/engine.h"
@@ -54,6 +55,71 @@ inline std::vector<int32_t> Ints(const Json& array) {
   std::vector<int32_t> out;
   for (const Json& v : array.array_items()) out.push_back(static_cast<int32_t>(v.number_value()));
   return out;
+}
+
+// The cases of austen-5m-reference.json, computed by an independent fp32 implementation.
+inline Json ReferenceCases() {
+  return ParseJson(
+             ReadFileToString(std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m-reference.json")
+                 .value())
+      .value()["cases"];
+}
+
+// `text` as token ids after the tokenizer's BOS.
+inline std::vector<int32_t> EncodeWithBos(const Model& model, const std::string& text) {
+  std::vector<int32_t> ids = model.tokenizer()->Encode(text).value();
+  ids.insert(ids.begin(), model.tokenizer()->bos_id());
+  return ids;
+}
+
+// Full prefill and greedy decode on `model`'s device reproduce the reference cases: the first
+// top-5 ids exactly, their logits within `logit_tolerance`, every greedy token.
+inline void ExpectReproducesReferenceOutputs(const Model& model, double logit_tolerance) {
+  const Json cases = ReferenceCases();
+  ASSERT_GE(cases.array_items().size(), 6u);
+  for (const Json& c : cases.array_items()) {
+    const std::vector<int32_t> prompt = Ints(c["prompt_ids"]);
+    const std::vector<int32_t> expected = Ints(c["greedy_ids"]);
+    KVCache cache = model.NewCache(static_cast<int64_t>(prompt.size() + expected.size()));
+    at::Tensor logits = model.Prefill(prompt, &cache);
+    ASSERT_EQ(logits.device().type(), model.device().type());  // "cuda" names no index
+
+    const std::vector<int32_t> top5 = Ints(c["first_top5_ids"]);
+    const auto top = logits.topk(5);
+    for (int k = 0; k < 5; ++k) {
+      EXPECT_EQ(std::get<1>(top)[k].item<int64_t>(), top5[k]) << c["prompt"].string_value();
+      EXPECT_NEAR(std::get<0>(top)[k].item<double>(),
+                  c["first_top5_logits"].array_items()[k].number_value(), logit_tolerance);
+    }
+    std::vector<int32_t> generated;
+    for (size_t t = 0; t < expected.size(); ++t) {
+      const int32_t token = static_cast<int32_t>(logits.argmax().item<int64_t>());
+      generated.push_back(token);
+      logits = model.DecodeStep(token, static_cast<int64_t>(prompt.size() + t), &cache);
+    }
+    EXPECT_EQ(generated, expected) << c["prompt"].string_value();
+  }
+}
+
+// kParaphrase served on `model` twice, 24 greedy tokens each: by full prefill, and by
+// SemShareKV from kReference recomputing every token in every layer.
+struct FullAndFullyRecomputed {
+  GenerateResult full;
+  GenerateResult recomputed;
+};
+inline FullAndFullyRecomputed ServeFullAndFullyRecomputed(const Model& model) {
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(EncodeWithBos(model, kReference)).value();
+  const std::vector<int32_t> target = EncodeWithBos(model, kParaphrase);
+  SamplingOptions sampling;
+  sampling.max_tokens = 24;
+  ReuseOptions full = NoBypass();
+  full.method = ReuseMethod::kFull;
+  ReuseOptions all = NoBypass();
+  all.recompute.hd_share = 1.0;
+  all.recompute.decay = 1.0;
+  return {engine->Generate(target, nullptr, full, sampling).value(),
+          engine->Generate(target, &reference, all, sampling).value()};
 }
 
 }  // namespace semshare
