@@ -55,7 +55,7 @@ run() {
     -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -Dabsl_DIR="$lib/cmake/absl" -DGTest_DIR="$lib/cmake/GTest" \
     -DCMAKE_CXX_FLAGS="-include cstdint" \
-    -DCMAKE_EXE_LINKER_FLAGS="-Wl,--no-as-needed -Wl,-rpath,$lib" >"$out/cmake.log" 2>&1 ||
+    -DCMAKE_EXE_LINKER_FLAGS="-rdynamic -Wl,--no-as-needed -Wl,-rpath,$lib" >"$out/cmake.log" 2>&1 ||
     { tail -50 "$out/cmake.log"; exit 1; }
   cmake --build build-gpu -j"$(nproc)" --target semshare-eval semshare-make-model \
     semshare-generate engine_tests >"$out/build.log" 2>&1 ||
@@ -68,7 +68,7 @@ run() {
   grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/cuda_tests.log" || tail -20 "$out/cuda_tests.log"
 
   local models=/tmp/semshare-models
-  for preset in llama-3.2-1b llama-3-8b; do
+  for preset in ${GPU_PRESETS-llama-3.2-1b llama-3-8b}; do
     local started=$SECONDS
     build-gpu/bin/semshare-make-model --preset "$preset" --seed 1 --out "$models/$preset" \
       >/dev/null || { echo "make-model $preset failed"; continue; }
@@ -80,10 +80,27 @@ run() {
     rm -rf "${models:?}/$preset"
   done
 
-  timeout "${CPU_TESTS_SECONDS:-240}" build-gpu/bin/engine_tests \
+  # A crash there prints its stack (the machine has no debugger).
+  cat >build-gpu/segv_backtrace.c <<'EOF'
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+static void on_signal(int sig) {
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+  _exit(128 + sig);
+}
+__attribute__((constructor)) static void install(void) {
+  signal(SIGSEGV, on_signal);
+  signal(SIGABRT, on_signal);
+}
+EOF
+  gcc -shared -fPIC -o build-gpu/segv_backtrace.so build-gpu/segv_backtrace.c
+  LD_PRELOAD="$PWD/build-gpu/segv_backtrace.so" timeout "${CPU_TESTS_SECONDS:-240}" \
+    build-gpu/bin/engine_tests \
     --gtest_filter="${CPU_TESTS_FILTER:--CudaTest.*}" >"$out/engine_tests.log" 2>&1 ||
     echo "engine_tests exited with $?"
-  grep -E "^\[  (PASSED|FAILED) " "$out/engine_tests.log" || tail -5 "$out/engine_tests.log"
+  grep -E "^\[  (PASSED|FAILED) " "$out/engine_tests.log" || tail -40 "$out/engine_tests.log"
 }
 
 case "$mode" in

@@ -115,11 +115,32 @@ class GatheredLayerSource {
   virtual absl::StatusOr<LayerKV> Layer(int64_t l) = 0;
 };
 
+// What the bypass predicts a request costs, milliseconds.
+struct ReusePrediction {
+  double full_ms = 0;   // a full prefill
+  double reuse_ms = 0;  // a semshare hit: encode, match, rearrange, selective recompute
+  // The parts of the above that do not grow with the prompt (kernel launches, host round
+  // trips, per-layer bookkeeping), measured on a short prompt; zero when not measured.
+  double full_fixed_ms = 0;
+  double reuse_fixed_ms = 0;
+};
+
+struct EngineOptions {
+  // Whether the bypass measures the fixed costs of a full prefill and of a hit, once, on first
+  // use, by serving a short synthetic pair both ways. Unset: on a GPU only. There a short prompt
+  // costs several times its flops, and a hit has more small steps per layer than a full
+  // prefill, so counting flops alone reuses where it loses. On the CPU short prompts cost their
+  // flops (the ttft sweep never loses down to 32 tokens), and the bypass stays a deterministic
+  // ratio of counted work.
+  std::optional<bool> measure_fixed_costs;
+};
+
 // Serves prompts with the model, reusing a reference's KV by the chosen method. Thread-safe:
 // requests share the model read-only.
 class Engine {
  public:
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model* model);
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model* model,
+                                                        const EngineOptions& options = {});
 
   // Full prefill of a prompt and its codes: what a miss stores as a new reference.
   absl::StatusOr<Reference> BuildReference(const std::vector<int32_t>& ids,
@@ -174,6 +195,11 @@ class Engine {
   // `options.bypass` is off. Prefill applies it; a caller of PrefillGathered applies it itself.
   std::optional<std::string> BypassReason(int64_t target_tokens, int64_t reference_tokens,
                                           const ReuseOptions& options) const;
+  // The prediction the bypass decides by: counted flops and code-scan work at the speed
+  // measured on this device (once, on first use), plus the fixed costs when they are measured
+  // (EngineOptions::measure_fixed_costs; the first call then serves a short pair both ways).
+  ReusePrediction Predict(int64_t target_tokens, int64_t reference_tokens,
+                          const ReuseOptions& options) const;
 
   // Mean negative log-likelihood of `continuation` following the prompt, decoding from the
   // prefilled cache (with decode-time eviction when the retention options ask for it). When
@@ -192,7 +218,8 @@ class Engine {
   const Model& model() const { return *model_; }
 
  private:
-  explicit Engine(const Model* model) : model_(model) {}
+  Engine(const Model* model, bool measure_fixed_costs)
+      : model_(model), measure_fixed_costs_(measure_fixed_costs) {}
 
   absl::StatusOr<const TokenEncoder*> EncoderFor(const ECacheOptions& options) const;
   absl::Status FullPrefill(const std::vector<int32_t>& target, const ReuseOptions& options,
@@ -222,11 +249,19 @@ class Engine {
   void ApplyRetention(const ReuseOptions& options, const std::vector<std::vector<uint8_t>>& protect,
                       PrefillOutcome* out) const;
   void EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const;
-  // Predicted seconds of a full prefill and of a semshare hit for these lengths.
-  std::pair<double, double> PredictSeconds(int64_t target_tokens, int64_t reference_tokens,
-                                           const ReuseOptions& options) const;
+  // Predicted milliseconds of a full prefill and of a semshare hit from counted work alone.
+  ReusePrediction PredictWork(int64_t target_tokens, int64_t reference_tokens,
+                              const ReuseOptions& options) const;
+  // Serves a short synthetic pair with full prefill and with semshare (no bypass, no
+  // threshold) and returns what each took beyond its predicted work, milliseconds.
+  absl::StatusOr<std::pair<double, double>> MeasureFixedCosts(const ReuseOptions& options) const;
 
   const Model* model_;
+  const bool measure_fixed_costs_;
+  // Held while the fixed costs are measured, which serves requests (and so takes mutex_).
+  mutable absl::Mutex fixed_costs_mutex_ ABSL_ACQUIRED_BEFORE(mutex_);
+  mutable std::optional<std::pair<double, double>> fixed_costs_ms_
+      ABSL_GUARDED_BY(fixed_costs_mutex_);
   mutable absl::Mutex mutex_;
   mutable std::map<std::tuple<bool, double, int32_t, uint64_t>, std::unique_ptr<TokenEncoder>>
       encoders_ ABSL_GUARDED_BY(mutex_);

@@ -210,6 +210,13 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
                               engine.BuildReference(pair.reference, reuse.ecache));
     Json row;
     row["tokens"] = length;
+    // What the bypass predicts, to check its cost model against the measured times (asked
+    // first, so that measuring its fixed costs, when it does, is not timed).
+    const ReusePrediction p = engine.Predict(length, length, reuse);
+    row["predicted_ms"]["full"] = p.full_ms;
+    row["predicted_ms"]["semshare"] = p.reuse_ms;
+    row["predicted_ms"]["full_fixed"] = p.full_fixed_ms;
+    row["predicted_ms"]["semshare_fixed"] = p.reuse_fixed_ms;
     double full_ms = 0;
     for (ReuseMethod method : {ReuseMethod::kFull, ReuseMethod::kPrefix, ReuseMethod::kSemShare}) {
       ReuseOptions options_for_method = reuse;

@@ -64,7 +64,7 @@ int Run() {
 
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
   if (!engine.ok()) return Fail(engine.status());
   CacheNodeReferenceSource source(*token, cache_node::CacheNodeClient::Options());
   auto registry = std::make_shared<prometheus::Registry>();

@@ -82,21 +82,24 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse) {
   (*result)["options"] = ReuseOptionsToJson(reuse);
   (*result)["model_fingerprint"] = engine.model().fingerprint();
   (*result)["device"] = engine.model().device().str();
-  std::string table = absl::StrFormat("%7s %10s %10s %12s %8s %6s %9s %10s %9s %9s\n", "tokens",
-                                      "full_ms", "prefix_ms", "semshare_ms", "speedup", "sim",
-                                      "recompute", "compute", "bypassed", "peak_mb");
+  std::string table = absl::StrFormat(
+      "%7s %10s %10s %12s %8s %6s %9s %10s %9s %9s %11s\n", "tokens", "full_ms", "prefix_ms",
+      "semshare_ms", "speedup", "sim", "recompute", "compute", "bypassed", "peak_mb", "predicted");
   for (const Json& row : (*result)["rows"].array_items()) {
     const Json& s = row["semshare"];
     // The GPU allocator's peak where there is one, else the process's peak RSS.
     const double device_mb = s["peak_device_mb"].number_value();
-    table += absl::StrFormat("%7d %10.1f %10.1f %12.1f %8.2f %6.3f %9.3f %10.3f %9s %9.0f\n",
+    const Json& predicted = row["predicted_ms"];
+    table += absl::StrFormat("%7d %10.1f %10.1f %12.1f %8.2f %6.3f %9.3f %10.3f %9s %9.0f %11s\n",
                              static_cast<int>(row["tokens"].number_value()),
                              row["full"]["ttft_ms"].number_value(),
                              row["prefix"]["ttft_ms"].number_value(), s["ttft_ms"].number_value(),
                              row["speedup"].number_value(), s["similarity"].number_value(),
                              s["recompute_share"].number_value(), s["compute_share"].number_value(),
                              s["bypassed"].bool_value() ? "yes" : "no",
-                             device_mb >= 0 ? device_mb : s["peak_rss_mb"].number_value());
+                             device_mb >= 0 ? device_mb : s["peak_rss_mb"].number_value(),
+                             absl::StrFormat("%.0f/%.0f", predicted["full"].number_value(),
+                                             predicted["semshare"].number_value()));
   }
   return EmitResult(*result, table);
 }
@@ -125,7 +128,7 @@ int Run(const std::vector<std::string>& args) {
   if (!reuse.ok()) return Fail(reuse.status());
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
   if (!engine.ok()) return Fail(engine.status());
   if (args[0] == "fidelity") return Fidelity(**engine, *reuse);
   if (args[0] == "ttft") return Ttft(**engine, *reuse);

@@ -23,7 +23,7 @@ int Run() {
     return Fail(absl::InvalidArgumentError("--prompt is required"));
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
   if (!engine.ok()) return Fail(engine.status());
 
   absl::StatusOr<std::vector<int32_t>> target =

@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, mapping, "nearest", "nearest or random (ablation)");
 ABSL_FLAG(double, distance_norm, 30.0, "similarity = 1 - mean(min(d / distance_norm, 1))");
 ABSL_FLAG(int32_t, unmatched_radius, 24, "tokens farther than this many bits are unmatched");
 ABSL_FLAG(bool, bypass, true, "skip reuse when it is predicted not to pay");
+ABSL_FLAG(std::string, bypass_fixed_costs, "auto",
+          "auto, on or off: the bypass measures fixed per-request costs on a short pair at first "
+          "use (auto: on a GPU only)");
 ABSL_FLAG(double, r0, 1.0, "exp_decay: share kept by layer 0");
 ABSL_FLAG(double, gamma, 0.75, "exp_decay: per-layer decay of the kept share");
 ABSL_FLAG(double, r_min, 0.1, "exp_decay: floor of the kept share");
@@ -71,6 +74,20 @@ absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags() {
   options.bypass = absl::GetFlag(FLAGS_bypass);
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   return options;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> EngineFromFlags(const Model* model) {
+  EngineOptions options;
+  const std::string fixed = absl::GetFlag(FLAGS_bypass_fixed_costs);
+  if (fixed == "on") {
+    options.measure_fixed_costs = true;
+  } else if (fixed == "off") {
+    options.measure_fixed_costs = false;
+  } else if (fixed != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bypass_fixed_costs: '", fixed, "' is not auto, on or off"));
+  }
+  return Engine::Create(model, options);
 }
 
 absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags() {

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 #include "inference_worker/engine/kv_rearrange.h"
 #include "tests/inference_worker/test_model_util.h"
@@ -287,6 +289,43 @@ TEST(EngineTest, ExpDecayRetentionPrunesDeeperLayersMore) {
   SamplingOptions sampling;
   sampling.max_tokens = 8;
   EXPECT_EQ(engine->Generate(Encode(kReference), nullptr, options, sampling)->tokens.size(), 8u);
+}
+
+TEST(EngineTest, BypassAddsMeasuredFixedCostsOnlyWhenAsked) {
+  const Model& model = AustenModel();
+  const ReuseOptions options;  // the defaults, bypass on
+  // On the CPU the default is counted work alone.
+  auto counted = Engine::Create(&model).value();
+  const ReusePrediction plain = counted->Predict(300, 300, options);
+  EXPECT_EQ(plain.full_fixed_ms, 0);
+  EXPECT_EQ(plain.reuse_fixed_ms, 0);
+  EXPECT_GT(plain.full_ms, 0);
+  EXPECT_GT(plain.reuse_ms, 0);
+
+  EngineOptions measure;
+  measure.measure_fixed_costs = true;
+  auto measured = Engine::Create(&model, measure).value();
+  const ReusePrediction p = measured->Predict(300, 300, options);
+  for (double v : {p.full_fixed_ms, p.reuse_fixed_ms}) {
+    EXPECT_TRUE(std::isfinite(v));
+    EXPECT_GE(v, 0);
+  }
+  EXPECT_GE(p.full_ms, p.full_fixed_ms);
+  EXPECT_GE(p.reuse_ms, p.reuse_fixed_ms);
+  // Measured once: every later prediction carries the same fixed costs, and grows with length
+  // only by its counted work.
+  const ReusePrediction longer = measured->Predict(600, 600, options);
+  EXPECT_EQ(longer.full_fixed_ms, p.full_fixed_ms);
+  EXPECT_EQ(longer.reuse_fixed_ms, p.reuse_fixed_ms);
+  EXPECT_GT(longer.full_ms, p.full_ms);
+  // The bypass decides by this prediction: reuse must cost under 90% of a full prefill.
+  const bool expect_bypass = p.reuse_ms >= 0.9 * p.full_ms;
+  EXPECT_EQ(measured->BypassReason(300, 300, options).has_value(), expect_bypass);
+
+  // Measuring served requests on the engine; it still serves a hit as before.
+  const Reference reference = measured->BuildReference(Encode(kReference)).value();
+  const PrefillOutcome hit = measured->Prefill(Encode(kParaphrase), &reference, NoBypass()).value();
+  EXPECT_TRUE(hit.hit);
 }
 
 TEST(EngineTest, BadRequestsGetClearErrors) {
