@@ -82,7 +82,7 @@ absl::StatusOr<TokenEncoder> TokenEncoder::Create(const ModelConfig& config,
 
 at::Tensor TokenEncoder::RotatedEmbeddings(const at::Tensor& embeddings,
                                            int64_t first_position) const {
-  const at::Tensor x = embeddings.to(at::kFloat);
+  at::Tensor x = embeddings.to(at::kFloat);
   if (!options_.use_rope) return x;
   const int64_t n = x.size(0);
   const at::Tensor positions =

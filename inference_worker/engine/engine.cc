@@ -188,7 +188,7 @@ ReusePrediction Engine::PredictWork(int64_t target_tokens, int64_t reference_tok
       TokenCodes codes;
       codes.nbits = options.ecache.nbits;
       std::mt19937_64 rng(1);
-      codes.words.resize(static_cast<size_t>(512 * codes.words_per_code()));
+      codes.words.resize(512 * static_cast<size_t>(codes.words_per_code()));
       for (uint64_t& w : codes.words) w = rng();
       const auto t1 = Clock::now();
       (void)MapTokens(codes, codes, MappingOptions{});
@@ -216,8 +216,9 @@ ReusePrediction Engine::PredictWork(int64_t target_tokens, int64_t reference_tok
     if (l > 0) share_sum += shares[l];
   }
   const double kv_projection_flops = 2.0 * n * static_cast<double>(c.hidden_size * 2 * c.kv_dim());
+  const int64_t words_per_code = (options.ecache.nbits + 63) / 64;
   const double scan = n * static_cast<double>(reference_tokens) *
-                      ((options.ecache.nbits + 63) / 64) / hamming_per_second;
+                      static_cast<double>(words_per_code) / hamming_per_second;
   // Gather + re-rotation touch every reused K/V element a few times; count it as flops.
   const double rearrange = 8.0 * n * static_cast<double>(c.kv_dim()) *
                            static_cast<double>(c.num_hidden_layers) / flops_per_second;

@@ -6,7 +6,7 @@
 
 namespace semshare {
 
-LayerKV::LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions)
+LayerKV::LayerKV(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions)
     : k_(k.contiguous()),
       v_(v.contiguous()),
       positions_(positions.to(k.device(), at::kLong).contiguous()),

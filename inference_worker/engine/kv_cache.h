@@ -16,7 +16,7 @@ class LayerKV {
  public:
   LayerKV() = default;
   // Takes k, v [kv_heads, n, head_dim] and positions int64 [n] as the initial contents.
-  LayerKV(at::Tensor k, at::Tensor v, at::Tensor positions);
+  LayerKV(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions);
   // An empty cache of `capacity` tokens.
   static LayerKV Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity, at::ScalarType dtype,
                        at::Device device);

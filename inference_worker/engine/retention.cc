@@ -136,6 +136,7 @@ absl::StatusOr<RetentionPolicy> ParseRetentionPolicy(const std::string& name) {
     if (name == policy_name) return policy;
   }
   std::vector<std::string> valid;
+  valid.reserve(kPolicyNames.size());
   for (const auto& entry : kPolicyNames) valid.emplace_back(entry.second);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown retention policy \"", name, "\"; valid: ", absl::StrJoin(valid, ", ")));
