@@ -155,7 +155,8 @@ absl::Status Engine::PrefixPrefill(const std::vector<int32_t>& target, const Ref
   out->stats.assign(static_cast<size_t>(model_->num_layers()), LayerAttentionStats{});
   for (int64_t l = 0; l < model_->num_layers(); ++l) {
     AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)],
-                                  n - options.observation_window};
+                                  n - options.observation_window,
+                                  options.retention.policy == RetentionPolicy::kH2O};
     hidden = model_->ForwardLayer(l, hidden, positions, &out->cache.layers[static_cast<size_t>(l)],
                                   at::Tensor(), request);
   }
@@ -420,7 +421,8 @@ absl::Status Engine::RecomputeRearranged(const at::Tensor& embeddings, const Tok
       if (stays) next_rows.push_back(static_cast<int64_t>(rows.size()));
       rows.push_back(static_cast<int64_t>(k));
     }
-    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], window_start};
+    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)], window_start,
+                                  stats_from_every_query};
     const at::Tensor finished = model_->FinishLayer(
         pending, rows.size() == current.size() ? at::Tensor() : IndexTensor(rows, device), layer,
         request);

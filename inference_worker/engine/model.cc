@@ -233,8 +233,11 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     stats->last_query_mass.zero_();
   }
 
+  // In fp32 the scale goes on the queries, a pass over [S, hd] instead of over every score; in
+  // bf16/fp16 it stays on the fp32 scores, where it costs no rounding.
+  const bool scale_queries = q.scalar_type() == at::kFloat;
   // [h, S, hd] -> [kv_heads, group * S, hd]: head h reads kv head h / group, as HF repeat_kv.
-  const at::Tensor grouped = q.reshape({kv_heads, group, s, hd});
+  const at::Tensor grouped = (scale_queries ? q * scale : q).reshape({kv_heads, group, s, hd});
   at::Tensor out = at::empty({kv_heads, group, s, hd}, q.options());
   const int64_t block_bytes =
       device_.is_cuda() ? kCudaAttentionBlockBytes : kCpuAttentionBlockBytes;
@@ -247,6 +250,8 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
   const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
   const int64_t* kpos = key_positions_cpu.data_ptr<int64_t>();
   const at::Tensor last_query_position = q_max_cpu.max();
+  const int64_t first_stats_position =
+      std::min(stats_request.window_start_position, last_query_position.item<int64_t>());
   for (int64_t start = 0, len = 0; start < s; start += len) {
     // A chunk computes every query against the keys up to its largest position and masks the
     // rest; when the queries are a sparse recompute set their positions spread, so end the
@@ -257,28 +262,43 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     len = 1;
     while (len < chunk && start + len < s && qpos[start + len] - qpos[start] <= span_limit) ++len;
     int64_t chunk_max = qpos[start];
-    for (int64_t i = start; i < start + len; ++i) chunk_max = std::max(chunk_max, qpos[i]);
-    // Keys at positions <= chunk_max (found on the host: no device round trip per chunk).
+    int64_t chunk_min = qpos[start];
+    for (int64_t i = start; i < start + len; ++i) {
+      chunk_max = std::max(chunk_max, qpos[i]);
+      chunk_min = std::min(chunk_min, qpos[i]);
+    }
+    // Keys at positions <= chunk_max (found on the host: no device round trip per chunk); the
+    // first `lower` of them, at positions <= chunk_min, are visible to every query of the chunk.
     const int64_t upper = std::upper_bound(kpos, kpos + n, chunk_max) - kpos;
+    const int64_t lower = std::upper_bound(kpos, kpos + upper, chunk_min) - kpos;
     const at::Tensor qc = grouped.narrow(2, start, len).reshape({kv_heads, group * len, hd});
     const at::Tensor kc = keys.narrow(1, 0, upper);
     const at::Tensor vc = values.narrow(1, 0, upper);
-    at::Tensor scores = at::matmul(qc, kc.transpose(1, 2)).to(at::kFloat).mul_(scale);
+    at::Tensor scores = at::matmul(qc, kc.transpose(1, 2)).to(at::kFloat);
+    if (!scale_queries) scores.mul_(scale);
     scores = scores.view({kv_heads, group, len, upper});
-    const at::Tensor chunk_keys = key_positions.narrow(0, 0, upper).unsqueeze(0);
     const at::Tensor chunk_queries = q_positions.narrow(0, start, len).unsqueeze(1);
-    at::Tensor masked = chunk_keys > chunk_queries;  // [len, upper]
     // A query always sees its own key (position i > i - window), so no row is all masked.
-    if (window > 0) masked = masked.logical_or(chunk_keys <= chunk_queries - window);
-    scores.masked_fill_(masked, -std::numeric_limits<float>::infinity());
+    if (window > 0) {
+      const at::Tensor chunk_keys = key_positions.narrow(0, 0, upper).unsqueeze(0);
+      const at::Tensor masked =
+          (chunk_keys > chunk_queries).logical_or(chunk_keys <= chunk_queries - window);
+      scores.masked_fill_(masked, -std::numeric_limits<float>::infinity());
+    } else if (upper > lower) {
+      // Causal: only keys after the chunk's first query can be masked.
+      const at::Tensor late_keys = key_positions.narrow(0, lower, upper - lower).unsqueeze(0);
+      scores.narrow(3, lower, upper - lower)
+          .masked_fill_(late_keys > chunk_queries, -std::numeric_limits<float>::infinity());
+    }
     const at::Tensor probs = at::softmax(scores, -1);
     const at::Tensor attended =
         at::matmul(probs.to(values.scalar_type()).view({kv_heads, group * len, upper}), vc);
     out.narrow(2, start, len).copy_(attended.view({kv_heads, group, len, hd}));
 
-    if (stats != nullptr) {
+    if (stats != nullptr && (stats_request.every_query || chunk_max >= first_stats_position)) {
       const at::Tensor per_query = probs.sum(at::IntArrayRef{0, 1});  // [len, upper]
-      stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
+      if (stats_request.every_query)
+        stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
       const at::Tensor chunk_positions = q_positions.narrow(0, start, len);
       const at::Tensor in_window =
           (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
@@ -318,6 +338,7 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
     if (stats != nullptr) {
       request.stats = &(*stats)[static_cast<size_t>(l)];
       request.window_start_position = n - observation_window;
+      request.every_query = stats_from_every_query;
     }
     const int64_t base = layer.size();
     layer.Resize(base + n);

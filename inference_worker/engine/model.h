@@ -32,6 +32,10 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::D
 struct AttentionStatsRequest {
   LayerAttentionStats* stats = nullptr;  // accumulated into; sized to the layer's cache
   int64_t window_start_position = 0;
+  // accumulated_mass sums every query's attention (H2O reads it). Without it only the queries
+  // from window_start_position on and the last one are gathered, and accumulated_mass is left
+  // as it was: a prefill skips the stats of every chunk of queries before the window.
+  bool every_query = true;
 };
 
 // A Llama-family decoder (llama, mistral, qwen2) with explicit per-layer KV caches and
