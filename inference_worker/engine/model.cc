@@ -245,13 +245,13 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
       16, block_bytes / std::max<int64_t>(1, heads * n * static_cast<int64_t>(sizeof(float))));
   // Query positions ascend and key positions ascend, so a chunk only needs keys up to its
   // largest position: this skips the upper triangle of a causal prefill.
-  const at::Tensor q_max_cpu = q_positions.to(at::kCPU);
+  const at::Tensor q_max_cpu = q_positions.to(at::kCPU).contiguous();
   const at::Tensor key_positions_cpu = key_positions.to(at::kCPU).contiguous();
   const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
   const int64_t* kpos = key_positions_cpu.data_ptr<int64_t>();
-  const at::Tensor last_query_position = q_max_cpu.max();
+  const int64_t last_query_position = *std::max_element(qpos, qpos + s);
   const int64_t first_stats_position =
-      std::min(stats_request.window_start_position, last_query_position.item<int64_t>());
+      std::min(stats_request.window_start_position, last_query_position);
   for (int64_t start = 0, len = 0; start < s; start += len) {
     // A chunk computes every query against the keys up to its largest position and masks the
     // rest; when the queries are a sparse recompute set their positions spread, so end the
@@ -303,8 +303,7 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
       const at::Tensor in_window =
           (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
       stats->window_mass.narrow(0, 0, upper).add_(at::matmul(in_window, per_query));
-      const at::Tensor is_last =
-          (chunk_positions == last_query_position.to(device_)).to(at::kFloat);
+      const at::Tensor is_last = (chunk_positions == last_query_position).to(at::kFloat);
       stats->last_query_mass.narrow(0, 0, upper).add_(at::matmul(is_last, per_query));
     }
   }
