@@ -33,12 +33,24 @@ at::Tensor IndexTensor(const std::vector<int64_t>& indices, at::Device device) {
 
 // Keeps a layer's attention stats in step with LayerKV::Keep(keep) on its cache.
 void KeepStats(const at::Tensor& keep, LayerAttentionStats* stats) {
-  for (at::Tensor* t : {&stats->window_mass, &stats->accumulated_mass, &stats->last_query_mass}) {
+  for (at::Tensor* t : stats->tensors()) {
     if (t->defined()) *t = t->index_select(0, keep);
   }
 }
 
 }  // namespace
+
+PrefillOutcome PrefillOutcome::Clone() const {
+  PrefillOutcome copy = *this;  // the scalars and strings; the tensors are replaced below
+  copy.cache = cache.Clone();
+  if (logits.defined()) copy.logits = logits.clone();
+  for (LayerAttentionStats& layer : copy.stats) {
+    for (at::Tensor* t : layer.tensors()) {
+      if (t->defined()) *t = t->clone();
+    }
+  }
+  return copy;
+}
 
 absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name) {
   if (name == "full") return ReuseMethod::kFull;
@@ -597,10 +609,7 @@ absl::StatusOr<PrefillOutcome> Engine::PrefillKeeping(const std::vector<int32_t>
       SEMSHARE_RETURN_IF_ERROR(FullPrefill(target, options, &out));
       if (full_prefill_kv != nullptr) {
         // Retention and decode replace or grow the cache's tensors; the copy keeps them whole.
-        for (const LayerKV& layer : out.cache.layers) {
-          full_prefill_kv->layers.emplace_back(layer.k().clone(), layer.v().clone(),
-                                               layer.positions().clone());
-        }
+        *full_prefill_kv = out.cache.Clone();
       }
     } else if (options.method == ReuseMethod::kPrefix) {
       SEMSHARE_RETURN_IF_ERROR(PrefixPrefill(target, *reference, options, &out));
@@ -655,6 +664,13 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
   const auto start = Clock::now();
   SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, Prefill(target, reference, options));
   return Decode(std::move(prefill), options, sampling, start);
+}
+
+absl::StatusOr<GenerateResult> Engine::GenerateFrom(PrefillOutcome prefill,
+                                                    const ReuseOptions& options,
+                                                    const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  return Decode(std::move(prefill), options, sampling, Clock::now());
 }
 
 absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(

@@ -94,6 +94,10 @@ struct PrefillOutcome {
   double compute_share = 1.0;
   double kv_kept_share = 1.0;  // token-layers kept after retention / full
   StageTimes times;
+
+  // A deep copy (cache, logits and stats): decoding or scoring from one leaves the other as it
+  // was, so one prefill can serve several decodes.
+  PrefillOutcome Clone() const;
 };
 
 struct GenerateResult {
@@ -155,6 +159,11 @@ class Engine {
   absl::StatusOr<GenerateResult> Generate(const std::vector<int32_t>& target,
                                           const Reference* reference, const ReuseOptions& options,
                                           const SamplingOptions& sampling) const;
+
+  // Decode from a prefill already made (by Prefill or PrefillGathered with the same options).
+  // ttft_ms and latency_ms count from this call, so they exclude the prefill.
+  absl::StatusOr<GenerateResult> GenerateFrom(PrefillOutcome prefill, const ReuseOptions& options,
+                                              const SamplingOptions& sampling) const;
 
   // A miss: full prefill then decode, as Generate with no reference, that also returns the
   // prompt as a reference (BuildReference's result: codes under options.ecache, the KV before

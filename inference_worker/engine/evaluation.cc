@@ -118,24 +118,22 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     }
     SEMSHARE_ASSIGN_OR_RETURN(Reference reference, engine.BuildReference(ref_ids, reuse.ecache));
 
-    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult baseline,
-                              engine.Generate(target_ids, nullptr, full, greedy));
-    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served,
-                              engine.Generate(target_ids, &reference, reuse, greedy));
+    // One prefill per method; decoding changes a cache, so each use after the first gets a copy.
     SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome full_prefill,
                               engine.Prefill(target_ids, nullptr, full));
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult baseline,
+                              engine.GenerateFrom(full_prefill.Clone(), full, greedy));
     SEMSHARE_ASSIGN_OR_RETURN(double full_nll,
                               engine.ContinuationNll(&full_prefill, continuation, full));
     SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome method_prefill,
                               engine.Prefill(target_ids, &reference, reuse));
-    SEMSHARE_ASSIGN_OR_RETURN(double method_nll,
-                              engine.ContinuationNll(&method_prefill, continuation, reuse));
+    SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served,
+                              engine.GenerateFrom(method_prefill.Clone(), reuse, greedy));
 
-    // Teacher-forced along full's greedy tokens, from a fresh prefill (decoding changes a cache).
+    // Teacher-forced along full's greedy tokens.
     double top1_agree = 1.0;
     if (!baseline.tokens.empty()) {
-      SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome forced_prefill,
-                                engine.Prefill(target_ids, &reference, reuse));
+      PrefillOutcome forced_prefill = method_prefill.Clone();
       std::vector<int32_t> top1;
       SEMSHARE_RETURN_IF_ERROR(
           engine.ContinuationNll(&forced_prefill, baseline.tokens, reuse, &top1).status());
@@ -143,6 +141,8 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
       for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == baseline.tokens[t] ? 1 : 0;
       top1_agree = static_cast<double>(same) / static_cast<double>(baseline.tokens.size());
     }
+    SEMSHARE_ASSIGN_OR_RETURN(double method_nll,
+                              engine.ContinuationNll(&method_prefill, continuation, reuse));
     const double rouge_l = RougeLF1(served.tokens, baseline.tokens);
     const double ppl_ratio = std::exp(method_nll - full_nll);
     const bool hit = served.prefill.hit;

@@ -88,4 +88,13 @@ int64_t KVCache::token_layers() const {
   return total;
 }
 
+KVCache KVCache::Clone() const {
+  KVCache copy;
+  copy.layers.reserve(layers.size());
+  for (const LayerKV& layer : layers) {
+    copy.layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
+  }
+  return copy;
+}
+
 }  // namespace semshare

@@ -55,6 +55,8 @@ struct KVCache {
   int64_t bytes() const;
   // Tokens held summed over layers (the denominator of "KV kept" shares).
   int64_t token_layers() const;
+  // A deep copy of the live tokens (no spare capacity): decoding from it leaves this unchanged.
+  KVCache Clone() const;
 };
 
 }  // namespace semshare

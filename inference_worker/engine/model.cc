@@ -221,7 +221,7 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
   LayerAttentionStats* stats = stats_request.stats;
   if (stats != nullptr) {
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device_);
-    for (at::Tensor* t : {&stats->window_mass, &stats->accumulated_mass, &stats->last_query_mass}) {
+    for (at::Tensor* t : stats->tensors()) {
       if (!t->defined() || t->size(0) != n) {
         at::Tensor grown = at::zeros({n}, f32);
         if (t->defined())

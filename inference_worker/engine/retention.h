@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,6 +58,11 @@ struct LayerAttentionStats {
   at::Tensor window_mass;       // sum over heads and the last observation-window queries
   at::Tensor accumulated_mass;  // sum over heads and every query computed so far (H2O)
   at::Tensor last_query_mass;   // sum over heads, the most recent query only (TOVA)
+
+  // The three tensors, for code that treats them alike (growing, pruning, copying).
+  std::array<at::Tensor*, 3> tensors() {
+    return {&window_mass, &accumulated_mass, &last_query_mass};
+  }
 };
 
 // The per-layer share of tokens a policy keeps after a prefill of `num_tokens` tokens in a

@@ -291,6 +291,56 @@ TEST(EngineTest, ExpDecayRetentionPrunesDeeperLayersMore) {
   EXPECT_EQ(engine->Generate(Encode(kReference), nullptr, options, sampling)->tokens.size(), 8u);
 }
 
+// One prefill serving several decodes (as the fidelity evaluation does): each copy decodes as a
+// fresh prefill would, and decoding a copy, with decode-time eviction, leaves the original as
+// it was.
+TEST(EngineTest, ClonedPrefillDecodesAsAFreshOneAndLeavesTheOriginalWhole) {
+  const Model& model = AustenModel();
+  auto engine = Engine::Create(&model).value();
+  const Reference reference = engine->BuildReference(Encode(kReference)).value();
+  const std::vector<int32_t> target = Encode(kParaphrase);
+  ReuseOptions options = NoBypass();
+  options.similarity_threshold = 0.8;
+  options.retention.policy = RetentionPolicy::kExpDecay;
+  options.retention.recent_window = 4;  // a short prompt: leave room to evict during decode
+  options.retention.decode_eviction = true;
+  SamplingOptions sampling;
+  sampling.max_tokens = 12;
+  const GenerateResult fresh = engine->Generate(target, &reference, options, sampling).value();
+  ASSERT_TRUE(fresh.prefill.hit);
+
+  const PrefillOutcome prefill = engine->Prefill(target, &reference, options).value();
+  std::vector<int64_t> sizes;
+  std::vector<at::Tensor> keys;
+  for (const LayerKV& layer : prefill.cache.layers) {
+    sizes.push_back(layer.size());
+    keys.push_back(layer.k().clone());
+  }
+  {
+    // Deep: no tensor of the copy shares memory with the original.
+    const PrefillOutcome copy = prefill.Clone();
+    EXPECT_NE(copy.logits.data_ptr(), prefill.logits.data_ptr());
+    for (size_t l = 0; l < sizes.size(); ++l) {
+      EXPECT_NE(copy.cache.layers[l].k().data_ptr(), prefill.cache.layers[l].k().data_ptr());
+      EXPECT_NE(copy.cache.layers[l].v().data_ptr(), prefill.cache.layers[l].v().data_ptr());
+      EXPECT_NE(copy.stats[l].window_mass.data_ptr(), prefill.stats[l].window_mass.data_ptr());
+    }
+  }
+  for (int copy = 0; copy < 2; ++copy) {
+    const GenerateResult decoded = engine->GenerateFrom(prefill.Clone(), options, sampling).value();
+    EXPECT_EQ(decoded.tokens, fresh.tokens) << "copy " << copy;
+    EXPECT_EQ(decoded.kv_kept_share, fresh.kv_kept_share);
+  }
+  ASSERT_EQ(prefill.cache.layers.size(), sizes.size());
+  for (size_t l = 0; l < sizes.size(); ++l) {
+    EXPECT_EQ(prefill.cache.layers[l].size(), sizes[l]) << "layer " << l;
+    EXPECT_TRUE(at::equal(prefill.cache.layers[l].k(), keys[l])) << "layer " << l;
+  }
+  // Decode eviction really ran: 11 decode steps appended to every layer, yet fewer were kept.
+  const int64_t appended = 11 * static_cast<int64_t>(sizes.size());
+  EXPECT_LT(fresh.prefill.cache.token_layers(), prefill.cache.token_layers() + appended);
+}
+
 TEST(EngineTest, BypassAddsMeasuredFixedCostsOnlyWhenAsked) {
   const Model& model = AustenModel();
   const ReuseOptions options;  // the defaults, bypass on
