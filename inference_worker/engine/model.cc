@@ -249,7 +249,8 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
   const at::Tensor key_positions_cpu = key_positions.to(at::kCPU).contiguous();
   const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
   const int64_t* kpos = key_positions_cpu.data_ptr<int64_t>();
-  const int64_t last_query_position = *std::max_element(qpos, qpos + s);
+  TORCH_CHECK(std::is_sorted(qpos, qpos + s), "attention queries must be in position order");
+  const int64_t last_query_position = s > 0 ? qpos[s - 1] : 0;
   const int64_t first_stats_position =
       std::min(stats_request.window_start_position, last_query_position);
   for (int64_t start = 0, len = 0; start < s; start += len) {
@@ -296,10 +297,20 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     out.narrow(2, start, len).copy_(attended.view({kv_heads, group, len, hd}));
 
     if (stats != nullptr && (stats_request.every_query || chunk_max >= first_stats_position)) {
-      const at::Tensor per_query = probs.sum(at::IntArrayRef{0, 1});  // [len, upper]
+      // Without every_query only the chunk's queries from first_stats_position on count (the
+      // window and the last query); positions ascend, so they are its last rows. Reducing only
+      // those saves most of the stats' cost: a chunk holds ~136 queries, a window 32.
+      const int64_t first_row =
+          stats_request.every_query
+              ? 0
+              : std::lower_bound(qpos + start, qpos + start + len, first_stats_position) -
+                    (qpos + start);
+      const int64_t rows = len - first_row;
+      const at::Tensor per_query =
+          probs.narrow(2, first_row, rows).sum(at::IntArrayRef{0, 1});  // [rows, upper]
       if (stats_request.every_query)
         stats->accumulated_mass.narrow(0, 0, upper).add_(per_query.sum(0));
-      const at::Tensor chunk_positions = q_positions.narrow(0, start, len);
+      const at::Tensor chunk_positions = q_positions.narrow(0, start + first_row, rows);
       const at::Tensor in_window =
           (chunk_positions >= stats_request.window_start_position).to(at::kFloat);
       stats->window_mass.narrow(0, 0, upper).add_(at::matmul(in_window, per_query));
