@@ -60,8 +60,13 @@ at::Tensor Rope::Apply(const at::Tensor& x, const Table& table) const {
   const int64_t half = dim_ / 2;
   const at::Tensor x1 = x.narrow(-1, 0, half);
   const at::Tensor x2 = x.narrow(-1, half, half);
-  const at::Tensor rotated_half = at::cat({-x2, x1}, -1);
-  return x * cos + rotated_half * sin;
+  // x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1], in place on one output:
+  // the textbook form without its four temporaries (addcmul may fuse a multiply-add, so the
+  // result can differ from it in the last bit).
+  at::Tensor out = x * cos;
+  out.narrow(-1, 0, half).addcmul_(x2, sin.narrow(-1, 0, half), /*value=*/-1);
+  out.narrow(-1, half, half).addcmul_(x1, sin.narrow(-1, half, half));
+  return out;
 }
 
 }  // namespace semshare
