@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <queue>
 
 #include "absl/status/status.h"
@@ -89,10 +90,11 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromSerializedProto(
     absl::string_view serialized) {
   SEMSHARE_ASSIGN_OR_RETURN(SentencePieceModel model, ParseSentencePieceModel(serialized));
-  if (model.model_type != SentencePieceModel::ModelType::kBpe) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sentencepiece model: trainer_spec.model_type is ",
-                     ModelTypeName(model.model_type), "; only BPE models are supported"));
+  if (model.model_type != SentencePieceModel::ModelType::kBpe &&
+      model.model_type != SentencePieceModel::ModelType::kUnigram) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sentencepiece model: trainer_spec.model_type is ", ModelTypeName(model.model_type),
+        "; only BPE and UNIGRAM models are supported"));
   }
   if (model.treat_whitespace_as_suffix) {
     return absl::InvalidArgumentError(
@@ -101,6 +103,8 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 
   std::unique_ptr<SentencePieceTokenizer> tokenizer(new SentencePieceTokenizer());
   tokenizer->byte_ids_.fill(-1);
+  tokenizer->min_score_ = std::numeric_limits<float>::max();
+  tokenizer->max_score_ = std::numeric_limits<float>::min();  // the smallest positive float
   std::vector<std::string> user_defined_symbols;
   for (size_t i = 0; i < model.pieces.size(); ++i) {
     const SentencePieceModel::Piece& piece = model.pieces[i];
@@ -123,6 +127,12 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
           absl::StrCat("sentencepiece model: piece '", piece.piece, "' is defined twice"));
     }
     if (piece.type == PieceType::kUserDefined) user_defined_symbols.push_back(piece.piece);
+    if (piece.type == PieceType::kNormal) {
+      tokenizer->min_score_ = std::min(tokenizer->min_score_, piece.score);
+      tokenizer->max_score_ = std::max(tokenizer->max_score_, piece.score);
+    }
+    if (mergeable)
+      tokenizer->max_piece_bytes_ = std::max(tokenizer->max_piece_bytes_, piece.piece.size());
     if (piece.type == PieceType::kUnknown) {
       if (tokenizer->unk_id_ >= 0) {
         return absl::InvalidArgumentError("sentencepiece model: more than one unknown piece");
@@ -193,12 +203,8 @@ void SentencePieceTokenizer::Resegment(
   Resegment(it->second.second, reverse_merges, pieces);
 }
 
-absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string_view text) const {
-  const std::string normalized = normalizer_->Normalize(text);
-  const absl::string_view normalized_view(normalized);
-  std::vector<int32_t> ids;
-  if (normalized.empty()) return ids;
-
+SentencePieceTokenizer::Segmentation SentencePieceTokenizer::SegmentBpe(
+    absl::string_view normalized_view) const {
   // Symbols form a doubly linked list over `normalized`; a merge grows the left symbol and
   // empties the right one, so stale queue entries are recognised by their size.
   struct Symbol {
@@ -209,15 +215,15 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string
     bool frozen;  // User-defined symbols never merge.
   };
   std::vector<Symbol> symbols;
-  symbols.reserve(normalized.size());
-  for (size_t pos = 0; pos < normalized.size();) {
+  symbols.reserve(normalized_view.size());
+  for (size_t pos = 0; pos < normalized_view.size();) {
     const absl::string_view rest = normalized_view.substr(pos);
     size_t length = normalizer_->MatchUserDefinedSymbol(rest);
     const bool frozen = length > 0;
     if (!frozen) length = OneCharLength(rest);
     const int index = static_cast<int>(symbols.size());
     symbols.push_back(
-        {index - 1, pos + length < normalized.size() ? index + 1 : -1, pos, length, frozen});
+        {index - 1, pos + length < normalized_view.size() ? index + 1 : -1, pos, length, frozen});
     pos += length;
   }
 
@@ -273,10 +279,75 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string
     Resegment(normalized_view.substr(symbols[index].begin, symbols[index].length), reverse_merges,
               &pieces);
   }
+  Segmentation segmentation;
+  segmentation.reserve(pieces.size());
+  for (const absl::string_view piece : pieces) segmentation.emplace_back(piece, PieceToId(piece));
+  return segmentation;
+}
+
+SentencePieceTokenizer::Segmentation SentencePieceTokenizer::SegmentUnigram(
+    absl::string_view normalized) const {
+  // libsentencepiece's EncodeOptimized: best[e] is the best path over the first e bytes; every
+  // piece starting at a reachable character boundary extends it, and a character no
+  // single-character piece covers becomes an unknown node. A candidate replaces the best only
+  // when strictly better, so ties keep the path found first (the earliest start). The scores
+  // are summed in double and stored in float, as there.
+  constexpr float kUnkPenalty = 10.0F;
+  struct Node {
+    int32_t id = -1;
+    float score = 0;
+    int64_t starts_at = -1;
+  };
+  const size_t size = normalized.size();
+  const float unk_score = min_score_ - kUnkPenalty;
+  std::vector<Node> best(size + 1);
+  const auto offer = [&best](size_t end, size_t start, int32_t id, double score) {
+    Node& node = best[end];
+    if (node.starts_at == -1 || score > node.score) {
+      node = {id, static_cast<float>(score), static_cast<int64_t>(start)};
+    }
+  };
+  for (size_t start = 0; start < size;) {
+    const float here = best[start].score;
+    const size_t char_length = OneCharLength(normalized.substr(start));
+    bool has_single_character = false;
+    const size_t longest = std::min(size - start, max_piece_bytes_);
+    for (size_t length = 1; length <= longest; ++length) {
+      const auto it = mergeable_pieces_.find(normalized.substr(start, length));
+      if (it == mergeable_pieces_.end()) continue;
+      const SentencePieceModel::Piece& piece = model_.pieces[it->second];
+      if (piece.type == PieceType::kUnused) continue;
+      // User-defined pieces get a bonus so that they are always chosen.
+      const double score = piece.type == PieceType::kUserDefined
+                               ? static_cast<float>(length) * max_score_ - 0.1
+                               : static_cast<double>(piece.score);
+      offer(start + length, start, it->second, score + here);
+      has_single_character = has_single_character || length == char_length;
+    }
+    if (!has_single_character) offer(start + char_length, start, unk_id_, unk_score + here);
+    start += char_length;
+  }
+  Segmentation segmentation;
+  for (size_t end = size; end > 0;) {
+    const Node& node = best[end];
+    const auto start = static_cast<size_t>(node.starts_at);
+    segmentation.emplace_back(normalized.substr(start, end - start), node.id);
+    end = start;
+  }
+  std::reverse(segmentation.begin(), segmentation.end());
+  return segmentation;
+}
+
+absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string_view text) const {
+  const std::string normalized = normalizer_->Normalize(text);
+  std::vector<int32_t> ids;
+  if (normalized.empty()) return ids;
+  const Segmentation pieces = model_.model_type == SentencePieceModel::ModelType::kUnigram
+                                  ? SegmentUnigram(normalized)
+                                  : SegmentBpe(normalized);
   ids.reserve(pieces.size());
   bool previous_is_unk = false;
-  for (const absl::string_view piece : pieces) {
-    const int32_t id = PieceToId(piece);
+  for (const auto& [piece, id] : pieces) {
     const bool is_unk = id == unk_id_;
     if (is_unk && model_.byte_fallback) {
       for (const char c : piece) {

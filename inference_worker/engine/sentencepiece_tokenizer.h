@@ -18,15 +18,17 @@
 
 namespace semshare {
 
-// A SentencePiece BPE tokenizer (Llama-2 style tokenizer.model) that reproduces
-// libsentencepiece's Encode/Decode without linking it: normalization, highest-score-first
-// pair merging, resegmentation of unused pieces, and byte fallback.
+// A SentencePiece tokenizer (tokenizer.model) that reproduces libsentencepiece's Encode/Decode
+// without linking it: normalization; for BPE models (Llama-2, Mistral) highest-score-first pair
+// merging and resegmentation of unused pieces, for unigram models the best-scoring
+// segmentation (Viterbi, as libsentencepiece's optimized encoder, ties included); then byte
+// fallback and the merging of unknown runs.
 class SentencePieceTokenizer : public Tokenizer {
  public:
   // Reads and parses a tokenizer.model file.
   static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> Open(const std::string& path);
   // From the serialized ModelProto bytes. InvalidArgument for models this cannot encode
-  // (unigram, word, char; inconsistent pieces), DataLoss for corrupt bytes.
+  // (word, char; inconsistent pieces), DataLoss for corrupt bytes.
   static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> FromSerializedProto(
       absl::string_view serialized);
 
@@ -46,6 +48,10 @@ class SentencePieceTokenizer : public Tokenizer {
   // Id of a final piece: reserved (control/unknown/byte) pieces first, then mergeable ones,
   // else unk -- the order libsentencepiece's PieceToId uses.
   int32_t PieceToId(absl::string_view piece) const;
+  // A normalized text cut into pieces, each with its id (unk for unknown text).
+  using Segmentation = std::vector<std::pair<absl::string_view, int32_t>>;
+  Segmentation SegmentBpe(absl::string_view normalized) const;
+  Segmentation SegmentUnigram(absl::string_view normalized) const;
   // Appends `piece`, splitting it back into its parts while it is an UNUSED piece.
   void Resegment(
       absl::string_view piece,
@@ -64,6 +70,12 @@ class SentencePieceTokenizer : public Tokenizer {
   absl::flat_hash_map<std::string, int32_t> reserved_pieces_;
   std::array<int32_t, 256> byte_ids_{};  // -1 where the byte has no <0xXX> piece.
   int32_t unk_id_ = -1;
+  // Unigram: the lowest and highest NORMAL scores (the highest starts from FLT_MIN, as in
+  // libsentencepiece, so with all scores negative a user-defined piece scores -0.1), and the
+  // longest piece in bytes.
+  float min_score_ = 0;
+  float max_score_ = 0;
+  size_t max_piece_bytes_ = 0;
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
 };

@@ -229,12 +229,69 @@ TEST(SentencePieceTokenizerTest, HandBuiltModelMatchesLibsentencepiece) {
   EXPECT_EQ((*tokenizer)->eos_id(), 2);
 }
 
-TEST(SentencePieceTokenizerTest, RefusesUnigramModels) {
+// Two hand-built UNIGRAM models and what libsentencepiece 0.1.97 encodes and decodes for 139
+// strings each (scripts/make_unigram_fixture.py): ties between a piece and its parts, an
+// UNUSED piece that would win, a user-defined piece inside a better NORMAL piece, multi-byte
+// characters, unknown runs and byte fallback.
+TEST(SentencePieceTokenizerTest, UnigramMatchesLibsentencepiece) {
+  const std::string dir = JoinPath(SEMSHARE_TEST_DATA_DIR, "sentencepiece-unigram");
+  absl::StatusOr<std::string> text = ReadFileToString(JoinPath(dir, "expected.json"));
+  ASSERT_TRUE(text.ok()) << text.status();
+  absl::StatusOr<Json> expected = ParseJson(*text);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  int models = 0;
+  for (const char* name : {"plain", "byte_fallback"}) {
+    absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
+        SentencePieceTokenizer::Open(JoinPath(dir, absl::StrCat(name, ".model")));
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    const Json::Array& cases = (*expected)["models"][name].array_items();
+    ASSERT_GT(cases.size(), 100u) << name;
+    for (const Json& test_case : cases) {
+      const std::string& input = test_case["text"].string_value();
+      std::vector<int32_t> ids;
+      for (const Json& id : test_case["ids"].array_items()) {
+        ids.push_back(static_cast<int32_t>(id.number_value()));
+      }
+      absl::StatusOr<std::vector<int32_t>> encoded = (*tokenizer)->Encode(input);
+      ASSERT_TRUE(encoded.ok()) << encoded.status();
+      EXPECT_EQ(*encoded, ids) << name << ": '" << input << "'";
+      EXPECT_EQ((*tokenizer)->Decode(ids), test_case["decoded"].string_value())
+          << name << ": '" << input << "'";
+    }
+    ++models;
+  }
+  EXPECT_EQ(models, 2);
+}
+
+// The 13-piece model read as UNIGRAM; expected ids from libsentencepiece 0.1.97.
+TEST(SentencePieceTokenizerTest, UnigramPicksTheBestScoringSegmentation) {
   absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
-      SentencePieceTokenizer::FromSerializedProto(TinyModel().Build(kUnigram, false, true, true));
-  ASSERT_FALSE(tokenizer.ok());
-  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(tokenizer.status().message(), HasSubstr("UNIGRAM"));
+      SentencePieceTokenizer::FromSerializedProto(
+          TinyModel().Build(kUnigram, /*byte_fallback=*/false, /*add_dummy_prefix=*/true,
+                            /*remove_extra_whitespaces=*/false));
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const auto encode = [&](absl::string_view text) { return (*tokenizer)->Encode(text).value(); };
+  // "▁" "abc" (-1 - 7 = -8) beats "▁" "ab" "c" (-10) and "▁a" "bc" (-11).
+  EXPECT_THAT(encode("abc"), ElementsAre(3, 10));
+  // A tie: "▁" "bc" "ab" and "▁" "bc" "a" "b" both score -11; the longer last piece stays.
+  EXPECT_THAT(encode("bcab"), ElementsAre(3, 8, 7));
+  // "ca" would score best but is UNUSED: "c" "a".
+  EXPECT_THAT(encode("ca"), ElementsAre(3, 6, 4));
+  // A run of unknown characters is one <unk>.
+  EXPECT_THAT(encode("xy"), ElementsAre(3, 0));
+  // "▁a" (-6) loses to "▁" "a" (-3); the user-defined piece stays whole.
+  EXPECT_THAT(encode("a<sep>b"), ElementsAre(3, 4, 11, 5));
+}
+
+TEST(SentencePieceTokenizerTest, RefusesWordAndCharModels) {
+  constexpr int kWord = 3, kChar = 4;
+  for (const auto& [type, name] : {std::pair<int, const char*>{kWord, "WORD"}, {kChar, "CHAR"}}) {
+    absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
+        SentencePieceTokenizer::FromSerializedProto(TinyModel().Build(type, false, true, true));
+    ASSERT_FALSE(tokenizer.ok()) << name;
+    EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(tokenizer.status().message(), HasSubstr(name));
+  }
 }
 
 TEST(SentencePieceTokenizerTest, RefusesModelsWithoutUnknownPiece) {
