@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """Writes tests/data/sentencepiece-unigram/: two hand-built SentencePiece UNIGRAM models and
 the ids and text libsentencepiece gives for a set of strings (the reference our tokenizer is
-tested against). Needs Debian's python3-sentencepiece (run with /usr/bin/python3); the test
-itself does not.
+tested against), and the same for trained.model on the lines of sample.txt. Needs Debian's
+python3-sentencepiece (run with /usr/bin/python3); the test itself does not.
+
+trained.model was made once with Debian's spm_train 0.1.97 from the first 100,000 bytes of
+../shared/data/heldout-dev.txt (Austen): --model_type=unigram --vocab_size=800
+--byte_fallback=true --character_coverage=0.9995 --user_defined_symbols='<sep>' (the default
+nmt_nfkc normalization). sample.txt holds later paragraphs of that file plus lines for NFKC,
+byte fallback, whitespace and the user-defined symbol.
 
 The models are small on purpose: ties between a piece and its parts, an UNUSED piece that
 would win, a user-defined piece inside a better NORMAL piece, multi-byte characters, unknown
@@ -81,6 +87,12 @@ def main():
             ids = processor.encode(text)
             cases.append({'text': text, 'ids': ids, 'decoded': processor.decode(ids)})
         expected['models'][name] = cases
+    processor = spm.SentencePieceProcessor(model_file=os.path.join(OUT, 'trained.model'))
+    with open(os.path.join(OUT, 'sample.txt'), encoding='utf-8') as f:
+        lines = f.read().split('\n')[:-1]
+    expected['models']['trained'] = [
+        {'text': line, 'ids': processor.encode(line), 'decoded': processor.decode(processor.encode(line))}
+        for line in lines]
     # One case per line, so that a change to the fixture reads as a diff of cases.
     models = ',\n'.join(
         '%s: [\n%s\n]' % (json.dumps(name),
