@@ -262,12 +262,8 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
                                                  : std::max<int64_t>(256, qpos[start] / 4);
     len = 1;
     while (len < chunk && start + len < s && qpos[start + len] - qpos[start] <= span_limit) ++len;
-    int64_t chunk_max = qpos[start];
-    int64_t chunk_min = qpos[start];
-    for (int64_t i = start; i < start + len; ++i) {
-      chunk_max = std::max(chunk_max, qpos[i]);
-      chunk_min = std::min(chunk_min, qpos[i]);
-    }
+    const int64_t chunk_min = qpos[start];
+    const int64_t chunk_max = qpos[start + len - 1];
     // Keys at positions <= chunk_max (found on the host: no device round trip per chunk); the
     // first `lower` of them, at positions <= chunk_min, are visible to every query of the chunk.
     const int64_t upper = std::upper_bound(kpos, kpos + n, chunk_max) - kpos;
