@@ -61,13 +61,21 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
   SEMSHARE_ASSIGN_OR_RETURN(Checkpoint checkpoint, LoadCheckpoint(dir));
   SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                             FromCheckpoint(std::move(checkpoint), options));
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(dir);
-  if (tokenizer.ok()) {
-    model->tokenizer_ = std::move(tokenizer).value();
-  } else if (!absl::IsNotFound(tokenizer.status())) {
-    return tokenizer.status();
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(model->tokenizer_, LoadModelTokenizer(dir, model->config()));
   return model;
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
+                                                              const ModelConfig& config) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(dir);
+  if (absl::IsNotFound(tokenizer.status())) return std::unique_ptr<Tokenizer>();
+  if (!tokenizer.ok()) return tokenizer.status();
+  if ((*tokenizer)->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", dir, ": the tokenizer has ", (*tokenizer)->vocab_size(),
+                     " tokens, more than config.json's vocab_size ", config.vocab_size));
+  }
+  return tokenizer;
 }
 
 absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoint,

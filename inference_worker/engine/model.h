@@ -27,6 +27,12 @@ struct ModelOptions {
 // The compute dtype `name` (a ModelOptions::dtype) stands for on `device`.
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::Device& device);
 
+// The tokenizer of the checkpoint in `dir` (LoadTokenizer), or null when it has none.
+// InvalidArgument when the tokenizer has more tokens than the model's vocab_size: its ids
+// would index past the embedding matrix.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
+                                                              const ModelConfig& config);
+
 // Optional attention bookkeeping for retention: which queries count as the observation
 // window (prompt positions >= window_start_position).
 struct AttentionStatsRequest {

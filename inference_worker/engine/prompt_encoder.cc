@@ -56,13 +56,7 @@ absl::StatusOr<std::unique_ptr<PromptEncoder>> PromptEncoder::Load(
   at::Tensor embeddings = stored.to(dtype).contiguous();
   tensors.clear();
 
-  std::unique_ptr<Tokenizer> tokenizer;
-  absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = LoadTokenizer(dir);
-  if (loaded.ok()) {
-    tokenizer = std::move(loaded).value();
-  } else if (!absl::IsNotFound(loaded.status())) {
-    return loaded.status();
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadModelTokenizer(dir, config));
   return std::unique_ptr<PromptEncoder>(new PromptEncoder(
       std::move(config), std::move(tokenizer), std::move(embeddings), std::move(encoder)));
 }

@@ -128,5 +128,48 @@ TEST(ModelTest, RefusesUnknownDeviceAndDtype) {
   EXPECT_FALSE(Model::Load(AustenDir(), options).ok());
 }
 
+// A random-weight checkpoint of `vocab_size` tokens with the unigram tokenizer.model of the
+// SentencePiece fixture (800 pieces) beside it.
+std::string CheckpointWithUnigramTokenizer(const std::string& name, int64_t vocab_size) {
+  const std::string dir = JoinPath(::testing::TempDir(), "semshare_model_test_" + name);
+  EXPECT_TRUE(MakeDirectories(dir).ok());
+  ModelConfig config = *PresetConfig("tiny");
+  config.vocab_size = vocab_size;
+  EXPECT_TRUE(WriteRandomCheckpoint(config, 3, "float32", dir).ok());
+  const absl::StatusOr<std::string> tokenizer =
+      ReadFileToString(JoinPath(SEMSHARE_TEST_DATA_DIR, "sentencepiece-unigram/trained.model"));
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_TRUE(WriteStringToFile(JoinPath(dir, "tokenizer.model"), tokenizer.value_or("")).ok());
+  return dir;
+}
+
+TEST(ModelTest, LoadsACheckpointWithAUnigramTokenizer) {
+  const std::string dir = CheckpointWithUnigramTokenizer("unigram", 4096);
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(dir, ModelOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_NE((*model)->tokenizer(), nullptr);
+  EXPECT_EQ((*model)->tokenizer()->vocab_size(), 800);
+  const std::string text = "The carriage stopped at the door of Mansfield Park.";
+  absl::StatusOr<std::vector<int32_t>> ids = (*model)->Tokenize(text, /*add_bos=*/true);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  ASSERT_GT(ids->size(), 2u);
+  EXPECT_EQ(ids->front(), (*model)->tokenizer()->bos_id());
+  EXPECT_EQ((*model)->tokenizer()->Decode(*ids), text);
+  const at::Tensor logits = LastLogits(**model, *ids);
+  EXPECT_EQ(logits.size(0), 4096);
+  EXPECT_TRUE(logits.isfinite().all().item<bool>());
+}
+
+// Token ids past the embedding matrix would fail deep inside a forward pass; the load refuses
+// them with the two sizes.
+TEST(ModelTest, RefusesATokenizerLargerThanTheVocabulary) {
+  const std::string dir = CheckpointWithUnigramTokenizer("small_vocab", 512);
+  const absl::Status status = Model::Load(dir, ModelOptions{}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_NE(status.message().find("800 tokens, more than config.json's vocab_size 512"),
+            absl::string_view::npos)
+      << status;
+}
+
 }  // namespace
 }  // namespace semshare

@@ -202,5 +202,20 @@ TEST(PromptEncoderTest, BadCheckpointsAndOptionsAreClearErrors) {
   fs::remove_all(dir);
 }
 
+// As Model::Load: a tokenizer with more tokens than the model's vocabulary is refused.
+TEST(PromptEncoderTest, RefusesATokenizerLargerThanTheVocabulary) {
+  const std::string dir = FreshDir("small_vocab");
+  ModelConfig config = *PresetConfig("tiny");
+  config.vocab_size = 512;
+  ASSERT_TRUE(WriteRandomCheckpoint(config, 5, "float32", dir).ok());
+  ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "tokenizer.model"),
+                                *ReadFileToString(JoinPath(AustenDir(), "tokenizer.model")))
+                  .ok());
+  const absl::Status status = PromptEncoder::Load(dir, {}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("4096 tokens, more than config.json's vocab_size 512"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace semshare
