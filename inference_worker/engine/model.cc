@@ -253,9 +253,9 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
       16, block_bytes / std::max<int64_t>(1, heads * n * static_cast<int64_t>(sizeof(float))));
   // Query positions ascend and key positions ascend, so a chunk only needs keys up to its
   // largest position: this skips the upper triangle of a causal prefill.
-  const at::Tensor q_max_cpu = q_positions.to(at::kCPU).contiguous();
+  const at::Tensor q_positions_cpu = q_positions.to(at::kCPU).contiguous();
   const at::Tensor key_positions_cpu = key_positions.to(at::kCPU).contiguous();
-  const int64_t* qpos = q_max_cpu.data_ptr<int64_t>();
+  const int64_t* qpos = q_positions_cpu.data_ptr<int64_t>();
   const int64_t* kpos = key_positions_cpu.data_ptr<int64_t>();
   TORCH_CHECK(std::is_sorted(qpos, qpos + s), "attention queries must be in position order");
   const int64_t last_query_position = s > 0 ? qpos[s - 1] : 0;

@@ -131,8 +131,7 @@ TEST(ModelTest, RefusesUnknownDeviceAndDtype) {
 // A random-weight checkpoint of `vocab_size` tokens with the unigram tokenizer.model of the
 // SentencePiece fixture (800 pieces) beside it.
 std::string CheckpointWithUnigramTokenizer(const std::string& name, int64_t vocab_size) {
-  const std::string dir = JoinPath(::testing::TempDir(), "semshare_model_test_" + name);
-  EXPECT_TRUE(MakeDirectories(dir).ok());
+  const std::string dir = FreshTestDir("model_" + name);
   ModelConfig config = *PresetConfig("tiny");
   config.vocab_size = vocab_size;
   EXPECT_TRUE(WriteRandomCheckpoint(config, 3, "float32", dir).ok());

@@ -138,15 +138,8 @@ TEST(PromptEncoderTest, RejectsEmptyAndOutOfVocabularyPrompts) {
   EXPECT_TRUE(absl::IsInvalidArgument(encoder->EncodeIds({-1}).status()));
 }
 
-std::string FreshDir(const std::string& tag) {
-  const std::string dir = JoinPath(::testing::TempDir(), "prompt_encoder_test_" + tag);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 TEST(PromptEncoderTest, CheckpointWithoutTokenizerEncodesIdsOnly) {
-  const std::string dir = FreshDir("random");
+  const std::string dir = FreshTestDir("prompt_encoder_random");
   ModelConfig config = *PresetConfig("tiny");
   ASSERT_TRUE(WriteRandomCheckpoint(config, 5, "bfloat16", dir).ok());
   std::unique_ptr<PromptEncoder> encoder = LoadOrDie(dir);
@@ -182,7 +175,7 @@ TEST(PromptEncoderTest, BadCheckpointsAndOptionsAreClearErrors) {
   EXPECT_THAT(PromptEncoder::Load(AustenDir(), bad_bits).status().message(), HasSubstr("nbits"));
 
   // A checkpoint whose weights lack the embedding.
-  const std::string dir = FreshDir("no_embedding");
+  const std::string dir = FreshTestDir("prompt_encoder_no_embedding");
   ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "config.json"),
                                 *ReadFileToString(JoinPath(AustenDir(), "config.json")))
                   .ok());
@@ -204,7 +197,7 @@ TEST(PromptEncoderTest, BadCheckpointsAndOptionsAreClearErrors) {
 
 // As Model::Load: a tokenizer with more tokens than the model's vocabulary is refused.
 TEST(PromptEncoderTest, RefusesATokenizerLargerThanTheVocabulary) {
-  const std::string dir = FreshDir("small_vocab");
+  const std::string dir = FreshTestDir("prompt_encoder_small_vocab");
   ModelConfig config = *PresetConfig("tiny");
   config.vocab_size = 512;
   ASSERT_TRUE(WriteRandomCheckpoint(config, 5, "float32", dir).ok());

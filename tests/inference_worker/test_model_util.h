@@ -1,6 +1,7 @@
 #ifndef SEMSHARE_TESTS_INFERENCE_WORKER_TEST_MODEL_UTIL_H_
 #define SEMSHARE_TESTS_INFERENCE_WORKER_TEST_MODEL_UTIL_H_
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,14 @@
 namespace semshare {
 
 inline std::string AustenDir() { return std::string(SEMSHARE_TEST_DATA_DIR) + "/austen-5m"; }
+
+// An empty directory under the test temp dir, named by `tag` (emptied if it exists).
+inline std::string FreshTestDir(const std::string& tag) {
+  const std::string dir = JoinPath(::testing::TempDir(), "semshare_test_" + tag);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
 
 // The trained fixture model, loaded once per test binary (read-only after loading).
 inline const Model& AustenModel() {
