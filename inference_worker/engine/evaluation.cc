@@ -93,8 +93,39 @@ absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
   return pairs;
 }
 
+absl::Status FidelityOptions::Validate() const {
+  if (generate_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("generate_tokens must be >= 1, not ", generate_tokens));
+  }
+  if (continuation_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("continuation_tokens must be >= 1, not ", continuation_tokens));
+  }
+  if (max_pairs < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_pairs must be >= 0 (0: all), not ", max_pairs));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TtftOptions::Validate() const {
+  if (lengths.empty()) return absl::InvalidArgumentError("no prompt lengths");
+  for (int64_t length : lengths) {
+    if (length < 2) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt length ", length, " is not >= 2"));
+    }
+  }
+  if (repeats < 1) return absl::InvalidArgumentError("repeats must be >= 1");
+  if (!(edit_share >= 0 && edit_share < 1)) {
+    return absl::InvalidArgumentError("edit_share must be in [0, 1)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPair>& pairs,
                                  const ReuseOptions& reuse, const FidelityOptions& options) {
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
   const Model& model = engine.model();
   SamplingOptions greedy;
   greedy.max_tokens = options.generate_tokens;
@@ -197,6 +228,7 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
 
 absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reuse,
                                   const TtftOptions& options) {
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
   const Model& model = engine.model();
   const ModelConfig& c = model.config();
   SamplingOptions one;
@@ -270,6 +302,10 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
 
 absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
                                      const ReuseOptions& reuse, int64_t max_pairs) {
+  if (max_pairs < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_pairs must be >= 0 (0: all), not ", max_pairs));
+  }
   const Model& model = engine.model();
   struct Config {
     const char* name;

@@ -32,6 +32,8 @@ struct FidelityOptions {
   int32_t generate_tokens = 64;
   int32_t continuation_tokens = 128;  // continuation is cut to this many tokens
   int64_t max_pairs = 0;              // 0: all
+
+  absl::Status Validate() const;  // both token counts >= 1, max_pairs >= 0
 };
 
 // For every pair: prefill the reference, serve the target with `reuse`, compare 64 greedy
@@ -49,6 +51,8 @@ struct TtftOptions {
   int32_t repeats = 3;
   double edit_share = 0.1;
   uint64_t seed = 1;
+
+  absl::Status Validate() const;  // lengths non-empty and >= 2, repeats >= 1, edit_share in [0, 1)
 };
 
 // Median time to first token of full, prefix and semshare (with `reuse`'s settings) on a
@@ -57,7 +61,7 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
                                   const TtftOptions& options);
 
 // Relative L2 deviation of rearranged KV from the target's true KV, per configuration (E-cache
-// RoPE on/off, key re-rotation on/off), averaged over pairs and layers.
+// RoPE on/off, key re-rotation on/off), averaged over pairs and layers. max_pairs: 0 for all.
 absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
                                      const ReuseOptions& reuse, int64_t max_pairs);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "inference_worker/engine/evaluation.h"
 #include "inference_worker/tools/reuse_flags.h"
 
@@ -24,14 +25,47 @@ ABSL_FLAG(uint64_t, seed, 1, "ttft: synthetic pair seed");
 namespace semshare {
 namespace {
 
-int Fidelity(const Engine& engine, const ReuseOptions& reuse) {
-  absl::StatusOr<std::vector<EvalPair>> pairs = ReadEvalPairs(absl::GetFlag(FLAGS_pairs));
-  if (!pairs.ok()) return Fail(pairs.status());
+// The pairs of --pairs, read before the model loads so that a bad file fails fast.
+absl::StatusOr<std::vector<EvalPair>> PairsFromFlags() {
+  const std::string path = absl::GetFlag(FLAGS_pairs);
+  if (path.empty()) return absl::InvalidArgumentError("--pairs FILE.jsonl is required");
+  if (absl::GetFlag(FLAGS_max_pairs) < 0) {
+    return absl::InvalidArgumentError("--max-pairs must be >= 0 (0: all)");
+  }
+  return ReadEvalPairs(path);
+}
+
+absl::StatusOr<FidelityOptions> FidelityOptionsFromFlags() {
   FidelityOptions options;
   options.generate_tokens = absl::GetFlag(FLAGS_generate_tokens);
   options.continuation_tokens = absl::GetFlag(FLAGS_continuation_tokens);
   options.max_pairs = absl::GetFlag(FLAGS_max_pairs);
-  absl::StatusOr<Json> result = RunFidelity(engine, *pairs, reuse, options);
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
+absl::StatusOr<TtftOptions> TtftOptionsFromFlags() {
+  TtftOptions options;
+  options.lengths.clear();
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',', absl::SkipEmpty())) {
+    int64_t length = 0;
+    if (!absl::SimpleAtoi(part, &length) || length < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--lengths: '", part, "' is not a length >= 2"));
+    }
+    options.lengths.push_back(length);
+  }
+  options.repeats = absl::GetFlag(FLAGS_repeats);
+  options.edit_share = absl::GetFlag(FLAGS_edit_share);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
+int Fidelity(const Engine& engine, const ReuseOptions& reuse, const std::vector<EvalPair>& pairs,
+             const FidelityOptions& options) {
+  absl::StatusOr<Json> result = RunFidelity(engine, pairs, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
   std::string table =
@@ -58,25 +92,7 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse) {
   return EmitResult(*result, table);
 }
 
-int Ttft(const Engine& engine, const ReuseOptions& reuse) {
-  TtftOptions options;
-  options.lengths.clear();
-  for (absl::string_view part :
-       absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',', absl::SkipEmpty())) {
-    int64_t length = 0;
-    if (!absl::SimpleAtoi(part, &length) || length < 2) {
-      return Fail(
-          absl::InvalidArgumentError(absl::StrCat("--lengths: '", part, "' is not a length >= 2")));
-    }
-    options.lengths.push_back(length);
-  }
-  options.repeats = absl::GetFlag(FLAGS_repeats);
-  options.edit_share = absl::GetFlag(FLAGS_edit_share);
-  options.seed = absl::GetFlag(FLAGS_seed);
-  if (options.repeats < 1) return Fail(absl::InvalidArgumentError("--repeats must be >= 1"));
-  if (!(options.edit_share >= 0 && options.edit_share < 1)) {
-    return Fail(absl::InvalidArgumentError("--edit-share must be in [0, 1)"));
-  }
+int Ttft(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options) {
   absl::StatusOr<Json> result = RunTtftSweep(engine, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
@@ -104,12 +120,12 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse) {
   return EmitResult(*result, table);
 }
 
-int RopeAblation(const Engine& engine, const ReuseOptions& reuse) {
-  absl::StatusOr<std::vector<EvalPair>> pairs = ReadEvalPairs(absl::GetFlag(FLAGS_pairs));
-  if (!pairs.ok()) return Fail(pairs.status());
+int RopeAblation(const Engine& engine, const ReuseOptions& reuse,
+                 const std::vector<EvalPair>& pairs) {
   absl::StatusOr<Json> result =
-      RunRopeAblation(engine, *pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
+      RunRopeAblation(engine, pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
   if (!result.ok()) return Fail(result.status());
+  (*result)["options"] = ReuseOptionsToJson(reuse);
   std::string table = absl::StrFormat("%-22s %12s %12s\n", "config", "rel_l2_dev", "similarity");
   for (const Json& row : (*result)["rows"].array_items()) {
     table += absl::StrFormat("%-22s %12.4f %12.3f\n", row["config"].string_value(),
@@ -120,20 +136,40 @@ int RopeAblation(const Engine& engine, const ReuseOptions& reuse) {
 }
 
 int Run(const std::vector<std::string>& args) {
-  if (args.size() != 1) {
+  const std::string command = args.size() == 1 ? args[0] : "";
+  if (command != "fidelity" && command != "ttft" && command != "rope-ablation") {
     return Fail(absl::InvalidArgumentError(
-        "usage: semshare-eval fidelity|ttft|rope-ablation --model DIR ..."));
+        args.size() == 1 ? absl::StrCat("unknown command '", command,
+                                        "'; expected fidelity, ttft or rope-ablation")
+                         : "usage: semshare-eval fidelity|ttft|rope-ablation --model DIR ..."));
   }
+  // Every flag is checked before the model loads.
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
+  std::vector<EvalPair> pairs;
+  FidelityOptions fidelity;
+  TtftOptions ttft;
+  if (command == "ttft") {
+    absl::StatusOr<TtftOptions> options = TtftOptionsFromFlags();
+    if (!options.ok()) return Fail(options.status());
+    ttft = *std::move(options);
+  } else {
+    absl::StatusOr<std::vector<EvalPair>> read = PairsFromFlags();
+    if (!read.ok()) return Fail(read.status());
+    pairs = *std::move(read);
+    if (command == "fidelity") {
+      absl::StatusOr<FidelityOptions> options = FidelityOptionsFromFlags();
+      if (!options.ok()) return Fail(options.status());
+      fidelity = *options;
+    }
+  }
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
   absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
   if (!engine.ok()) return Fail(engine.status());
-  if (args[0] == "fidelity") return Fidelity(**engine, *reuse);
-  if (args[0] == "ttft") return Ttft(**engine, *reuse);
-  if (args[0] == "rope-ablation") return RopeAblation(**engine, *reuse);
-  return Fail(absl::InvalidArgumentError(absl::StrCat("unknown command '", args[0], "'")));
+  if (command == "fidelity") return Fidelity(**engine, *reuse, pairs, fidelity);
+  if (command == "ttft") return Ttft(**engine, *reuse, ttft);
+  return RopeAblation(**engine, *reuse, pairs);
 }
 
 }  // namespace

@@ -21,6 +21,13 @@ int Run() {
   if (!reuse.ok()) return Fail(reuse.status());
   if (absl::GetFlag(FLAGS_prompt).empty())
     return Fail(absl::InvalidArgumentError("--prompt is required"));
+  SamplingOptions sampling;
+  sampling.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  sampling.seed = absl::GetFlag(FLAGS_seed);
+  // Every flag is checked before the model loads.
+  if (absl::Status valid = sampling.Validate(); !valid.ok()) return Fail(valid);
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
   absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
@@ -38,11 +45,6 @@ int Run() {
     if (!built.ok()) return Fail(built.status());
     reference = std::move(built).value();
   }
-  SamplingOptions sampling;
-  sampling.max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  sampling.temperature = absl::GetFlag(FLAGS_temperature);
-  sampling.top_p = absl::GetFlag(FLAGS_top_p);
-  sampling.seed = absl::GetFlag(FLAGS_seed);
   if (!(*model)->config().eos_token_ids.empty()) {
     for (int64_t eos : (*model)->config().eos_token_ids)
       sampling.stop_tokens.push_back(static_cast<int32_t>(eos));

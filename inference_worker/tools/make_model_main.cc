@@ -7,14 +7,14 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cli.h"
 #include "common/json.h"
 #include "inference_worker/engine/checkpoint.h"
 
@@ -22,37 +22,33 @@ ABSL_FLAG(std::string, preset, "", "model preset: tiny, bench-100m, llama-3.2-1b
 ABSL_FLAG(uint64_t, seed, 0, "random seed; the same seed gives the same weights");
 ABSL_FLAG(std::string, out, "", "output directory (created if missing)");
 ABSL_FLAG(std::string, dtype, "bfloat16", "weight dtype: bfloat16, float16 or float32");
+ABSL_FLAG(std::string, json, "", "write the JSON report to this file (default: stdout)");
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Writes a random-weight Hugging Face checkpoint of a model preset.\n"
-      "  semshare-make-model --preset NAME --out DIR [--seed S] [--dtype bfloat16]");
-  absl::ParseCommandLine(argc, argv);
+namespace semshare {
+namespace {
+
+int Run(const std::vector<std::string>& args) {
+  if (!args.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", args[0], "'; every option is a --flag")));
+  }
   const std::string preset = absl::GetFlag(FLAGS_preset);
   const std::string out = absl::GetFlag(FLAGS_out);
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  if (preset.empty() || out.empty()) {
-    std::fprintf(stderr, "semshare-make-model: --preset and --out are required\n");
-    return 1;
+  if (absl::Status required = RequireFlags({{"preset", preset}, {"out", out}}); !required.ok()) {
+    return Fail(required);
   }
-
-  absl::StatusOr<semshare::ModelConfig> config = semshare::PresetConfig(preset);
-  if (!config.ok()) {
-    std::fprintf(stderr, "semshare-make-model: %s\n", config.status().ToString().c_str());
-    return 1;
-  }
+  absl::StatusOr<ModelConfig> config = PresetConfig(preset);
+  if (!config.ok()) return Fail(config.status());
   // Random weights are filled in parallel (at::parallel_for); libtorch may default to one
   // thread, which makes the llama-3-8b preset take minutes.
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  absl::StatusOr<semshare::CheckpointSummary> summary =
-      semshare::WriteRandomCheckpointWithSummary(*config, seed, dtype, out);
-  if (!summary.ok()) {
-    std::fprintf(stderr, "semshare-make-model: %s\n", summary.status().ToString().c_str());
-    return 1;
-  }
+  absl::StatusOr<CheckpointSummary> summary =
+      WriteRandomCheckpointWithSummary(*config, seed, dtype, out);
+  if (!summary.ok()) return Fail(summary.status());
 
-  semshare::Json report = semshare::Json::MakeObject();
+  Json report = Json::MakeObject();
   report["preset"] = preset;
   report["seed"] = seed;
   report["dtype"] = dtype;
@@ -60,10 +56,21 @@ int main(int argc, char** argv) {
   report["parameters"] = summary->parameters;
   report["bytes"] = summary->bytes;
   report["fingerprint"] = summary->fingerprint;
-  std::printf("%s\n", report.Dump().c_str());
-  std::printf("wrote %s: %.1fM parameters, %.1f MB of %s weights, fingerprint %s, in %s\n",
-              preset.c_str(), static_cast<double>(summary->parameters) / 1e6,
-              static_cast<double>(summary->bytes) / 1e6, dtype.c_str(),
-              summary->fingerprint.c_str(), out.c_str());
-  return 0;
+  return EmitResultTo(
+      report,
+      absl::StrFormat("wrote %s: %.1fM parameters, %.1f MB of %s weights, "
+                      "fingerprint %s, in %s\n",
+                      preset, static_cast<double>(summary->parameters) / 1e6,
+                      static_cast<double>(summary->bytes) / 1e6, dtype, summary->fingerprint, out),
+      absl::GetFlag(FLAGS_json));
+}
+
+}  // namespace
+}  // namespace semshare
+
+int main(int argc, char** argv) {
+  return semshare::Run(semshare::ParseToolFlags(
+      argc, argv,
+      "Writes a random-weight Hugging Face checkpoint of a model preset.\n"
+      "  semshare-make-model --preset NAME --out DIR [--seed S] [--dtype bfloat16] [--json FILE]"));
 }

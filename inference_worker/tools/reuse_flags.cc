@@ -94,7 +94,8 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags() {
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
   int threads = absl::GetFlag(FLAGS_threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads < 0) return absl::InvalidArgumentError("--threads must be >= 0 (0: all cores)");
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Debian's libtorch defaults to one thread here; be explicit.
   at::set_num_threads(threads);
   ModelOptions options;
@@ -122,6 +123,12 @@ Json ReuseOptionsToJson(const ReuseOptions& o) {
   j["gamma"] = o.retention.gamma;
   j["r_min"] = o.retention.r_min;
   j["kv_budget"] = o.retention.budget_share;
+  j["sink_tokens"] = o.retention.sink_tokens;
+  j["recent_window"] = o.retention.recent_window;
+  j["observation_window"] = o.observation_window;
+  j["last_tokens"] = o.recompute.last_tokens;
+  j["distance_norm"] = o.mapping.distance_norm;
+  j["unmatched_radius"] = o.mapping.unmatched_radius;
   return j;
 }
 

@@ -6,11 +6,14 @@
 #include <fstream>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/inference_worker/test_model_util.h"
 
 namespace semshare {
 namespace {
+
+using ::testing::HasSubstr;
 
 // A JSONL file in the test's temporary directory, removed with the object.
 class PairsFile {
@@ -113,6 +116,44 @@ TEST(EvaluationTest, HeavyPruningLowersTeacherForcedAgreement) {
     EXPECT_LE(row["same_prefix_tokens"].number_value(), 16);
     EXPECT_LT(row["kv_kept_share"].number_value(), 0.5);
   }
+}
+
+// Bad options are clear errors before any work: a negative continuation length used to abort
+// the process in std::vector::resize.
+TEST(EvaluationTest, BadOptionsAreClearErrors) {
+  auto engine = Engine::Create(&AustenModel()).value();
+  const PairsFile file(kPairs);
+  const std::vector<EvalPair> pairs = ReadEvalPairs(file.path()).value();
+  const ReuseOptions reuse;
+  FidelityOptions fidelity;
+  fidelity.continuation_tokens = -1;
+  absl::Status status = RunFidelity(*engine, pairs, reuse, fidelity).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("continuation_tokens"));
+  fidelity = FidelityOptions{};
+  fidelity.generate_tokens = 0;
+  EXPECT_THAT(RunFidelity(*engine, pairs, reuse, fidelity).status().message(),
+              HasSubstr("generate_tokens"));
+  fidelity = FidelityOptions{};
+  fidelity.max_pairs = -1;
+  EXPECT_THAT(RunFidelity(*engine, pairs, reuse, fidelity).status().message(),
+              HasSubstr("max_pairs"));
+  EXPECT_THAT(RunRopeAblation(*engine, pairs, reuse, -1).status().message(),
+              HasSubstr("max_pairs"));
+
+  TtftOptions ttft;
+  ttft.lengths = {64};
+  ttft.repeats = 0;
+  EXPECT_THAT(RunTtftSweep(*engine, reuse, ttft).status().message(), HasSubstr("repeats"));
+  ttft.repeats = 1;
+  ttft.lengths = {};
+  EXPECT_THAT(RunTtftSweep(*engine, reuse, ttft).status().message(),
+              HasSubstr("no prompt lengths"));
+  ttft.lengths = {64, 1};
+  EXPECT_THAT(RunTtftSweep(*engine, reuse, ttft).status().message(), HasSubstr("length 1"));
+  ttft.lengths = {64};
+  ttft.edit_share = 1.0;
+  EXPECT_THAT(RunTtftSweep(*engine, reuse, ttft).status().message(), HasSubstr("edit_share"));
 }
 
 }  // namespace
