@@ -154,25 +154,15 @@ absl::Status Engine::PrefixPrefill(const std::vector<int32_t>& target, const Ref
   out->hit = true;
   out->reused_prefix_tokens = prefix;
   out->cache = model_->NewCache(n);
-  const at::Device device = model_->device();
   for (size_t l = 0; l < out->cache.layers.size(); ++l) {
     const LayerKV& source = reference.kv.layers[l];
     out->cache.layers[l].Append(source.k().narrow(1, 0, prefix), source.v().narrow(1, 0, prefix),
                                 source.positions().narrow(0, 0, prefix));
   }
   const std::vector<int32_t> rest(target.begin() + prefix, target.end());
-  const at::Tensor positions =
-      at::arange(prefix, n, at::TensorOptions().dtype(at::kLong).device(device));
-  at::Tensor hidden = model_->Embed(model_->IdsTensor(rest));
-  out->stats.assign(static_cast<size_t>(model_->num_layers()), LayerAttentionStats{});
-  for (int64_t l = 0; l < model_->num_layers(); ++l) {
-    AttentionStatsRequest request{&out->stats[static_cast<size_t>(l)],
-                                  n - options.observation_window,
-                                  options.retention.policy == RetentionPolicy::kH2O};
-    hidden = model_->ForwardLayer(l, hidden, positions, &out->cache.layers[static_cast<size_t>(l)],
-                                  at::Tensor(), request);
-  }
-  out->logits = model_->Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
+  // As a full prefill of the rest (its last layer runs only the rows read after it).
+  out->logits = model_->Prefill(rest, &out->cache, &out->stats, options.observation_window,
+                                options.retention.policy == RetentionPolicy::kH2O);
   Sync(out->logits);
   out->times.prefill_ms = MillisSince(start);
   out->recompute_share = static_cast<double>(n - prefix) / static_cast<double>(n);

@@ -343,18 +343,22 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
                           std::vector<LayerAttentionStats>* stats, int64_t observation_window,
                           bool stats_from_every_query) const {
   const int64_t n = static_cast<int64_t>(ids.size());
-  const at::Tensor positions = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device_));
+  // The new tokens follow the ones already cached (a reused prefix), at positions base.. .
+  const int64_t base = cache->layers.empty() ? 0 : cache->layers.front().size();
+  const at::Tensor positions =
+      at::arange(base, base + n, at::TensorOptions().dtype(at::kLong).device(device_));
   if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
   at::Tensor hidden = Embed(IdsTensor(ids));
   for (int64_t l = 0; l < num_layers(); ++l) {
     LayerKV& layer = cache->layers[static_cast<size_t>(l)];
+    TORCH_CHECK(layer.size() == base, "prefill: layer ", l, " holds ", layer.size(),
+                " tokens, layer 0 ", base);
     AttentionStatsRequest request;
     if (stats != nullptr) {
       request.stats = &(*stats)[static_cast<size_t>(l)];
-      request.window_start_position = n - observation_window;
+      request.window_start_position = base + n - observation_window;
       request.every_query = stats_from_every_query;
     }
-    const int64_t base = layer.size();
     layer.Resize(base + n);
     const PendingLayer pending =
         WriteLayerKV(l, hidden, positions, &layer, at::arange(base, base + n, positions.options()));

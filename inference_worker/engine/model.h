@@ -98,7 +98,8 @@ class Model {
   // An empty cache with room for `capacity` tokens per layer.
   KVCache NewCache(int64_t capacity) const;
 
-  // Full prefill of `ids` at positions 0..N-1 into an empty `cache`; returns float32 logits
+  // Prefill of `ids` into `cache`: at positions 0..N-1 into an empty cache, or after the P
+  // tokens (positions 0..P-1) every layer already holds, at P..P+N-1. Returns float32 logits
   // of the last token [vocab]. `stats` (may be null) receives per-layer attention stats: in
   // the last layer from the observation window's queries only, unless `stats_from_every_query`
   // (H2O's accumulated mass needs them all).

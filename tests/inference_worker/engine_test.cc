@@ -263,16 +263,35 @@ TEST(EngineTest, PrefixReusesTheCommonPrefixExactly) {
   const std::vector<int32_t> ref_ids = Encode(kReference);
   const Reference reference = engine->BuildReference(ref_ids).value();
   std::vector<int32_t> target(ref_ids.begin(), ref_ids.begin() + 30);
-  const std::vector<int32_t> tail = Encode(" and so it was.");
+  // A tail longer than the observation window, so that full prefill's window queries are all
+  // computed by prefix reuse too.
+  const std::vector<int32_t> tail = Encode(
+      " and so it was, for she had never been in the habit of thinking of herself as one "
+      "who could be made happy by so little, and she was not sorry to find it so.");
   target.insert(target.end(), tail.begin() + 1, tail.end());
   ReuseOptions prefix = NoBypass();
   prefix.method = ReuseMethod::kPrefix;
-  ReuseOptions full = NoBypass();
+  prefix.retention.policy = RetentionPolicy::kExpDecay;
+  prefix.retention.recent_window = 8;
+  ReuseOptions full = prefix;
   full.method = ReuseMethod::kFull;
   const PrefillOutcome a = engine->Prefill(target, &reference, prefix).value();
   const PrefillOutcome b = engine->Prefill(target, &reference, full).value();
   EXPECT_EQ(a.reused_prefix_tokens, 30);
   EXPECT_TRUE(at::allclose(a.logits, b.logits, 1e-4, 1e-4));
+  // The same cache after retention: the same tokens kept (the window's attention agrees) with
+  // the same keys and values.
+  ASSERT_EQ(a.cache.layers.size(), b.cache.layers.size());
+  ASSERT_GT(target.size() - 30, static_cast<size_t>(prefix.observation_window));
+  EXPECT_LT(a.cache.layers.back().size(), static_cast<int64_t>(target.size()));
+  for (size_t l = 0; l < a.cache.layers.size(); ++l) {
+    const LayerKV& x = a.cache.layers[l];
+    const LayerKV& y = b.cache.layers[l];
+    ASSERT_EQ(x.size(), y.size()) << "layer " << l;
+    EXPECT_TRUE(at::equal(x.positions(), y.positions())) << "layer " << l;
+    EXPECT_TRUE(at::allclose(x.k(), y.k(), 1e-4, 1e-4)) << "layer " << l;
+    EXPECT_TRUE(at::allclose(x.v(), y.v(), 1e-4, 1e-4)) << "layer " << l;
+  }
 }
 
 TEST(EngineTest, ExpDecayRetentionPrunesDeeperLayersMore) {
