@@ -55,6 +55,8 @@ int Run() {
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
+  absl::StatusOr<EngineOptions> engine_options = EngineOptionsFromFlags();
+  if (!engine_options.ok()) return Fail(engine_options.status());
   absl::StatusOr<ClusterToken> token =
       ClusterToken::FromFile(absl::GetFlag(FLAGS_cluster_token_file));
   if (!token.ok()) return Fail(token.status());
@@ -64,7 +66,7 @@ int Run() {
 
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get(), *engine_options);
   if (!engine.ok()) return Fail(engine.status());
   CacheNodeReferenceSource source(*token, cache_node::CacheNodeClient::Options());
   auto registry = std::make_shared<prometheus::Registry>();

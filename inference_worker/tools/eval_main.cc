@@ -146,6 +146,8 @@ int Run(const std::vector<std::string>& args) {
   // Every flag is checked before the model loads.
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
   if (!reuse.ok()) return Fail(reuse.status());
+  absl::StatusOr<EngineOptions> engine_options = EngineOptionsFromFlags();
+  if (!engine_options.ok()) return Fail(engine_options.status());
   std::vector<EvalPair> pairs;
   FidelityOptions fidelity;
   TtftOptions ttft;
@@ -165,7 +167,7 @@ int Run(const std::vector<std::string>& args) {
   }
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get(), *engine_options);
   if (!engine.ok()) return Fail(engine.status());
   if (command == "fidelity") return Fidelity(**engine, *reuse, pairs, fidelity);
   if (command == "ttft") return Ttft(**engine, *reuse, ttft);

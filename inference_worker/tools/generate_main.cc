@@ -28,9 +28,11 @@ int Run() {
   sampling.seed = absl::GetFlag(FLAGS_seed);
   // Every flag is checked before the model loads.
   if (absl::Status valid = sampling.Validate(); !valid.ok()) return Fail(valid);
+  absl::StatusOr<EngineOptions> engine_options = EngineOptionsFromFlags();
+  if (!engine_options.ok()) return Fail(engine_options.status());
   absl::StatusOr<std::unique_ptr<Model>> model = LoadModelFromFlags();
   if (!model.ok()) return Fail(model.status());
-  absl::StatusOr<std::unique_ptr<Engine>> engine = EngineFromFlags(model->get());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(model->get(), *engine_options);
   if (!engine.ok()) return Fail(engine.status());
 
   absl::StatusOr<std::vector<int32_t>> target =

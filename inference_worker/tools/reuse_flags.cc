@@ -76,7 +76,7 @@ absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags() {
   return options;
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> EngineFromFlags(const Model* model) {
+absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   EngineOptions options;
   const std::string fixed = absl::GetFlag(FLAGS_bypass_fixed_costs);
   if (fixed == "on") {
@@ -87,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Engine>> EngineFromFlags(const Model* model) {
     return absl::InvalidArgumentError(
         absl::StrCat("--bypass_fixed_costs: '", fixed, "' is not auto, on or off"));
   }
-  return Engine::Create(model, options);
+  return options;
 }
 
 absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags() {

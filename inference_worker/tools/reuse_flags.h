@@ -17,8 +17,8 @@ namespace semshare {
 // into validated options. Defaults are the README's recommended configuration.
 absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags();
 absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags();
-// An engine on `model` per --bypass_fixed_costs.
-absl::StatusOr<std::unique_ptr<Engine>> EngineFromFlags(const Model* model);
+// The engine's options (--bypass_fixed_costs), validated: parse them before loading the model.
+absl::StatusOr<EngineOptions> EngineOptionsFromFlags();
 Json ReuseOptionsToJson(const ReuseOptions& options);
 
 // Writes JSON to --json FILE (and the table to stdout), or the JSON to stdout and the table

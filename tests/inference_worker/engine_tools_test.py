@@ -183,6 +183,9 @@ class EngineToolsTest(unittest.TestCase):
          "max_tokens"),
         (["semshare-generate", "--model", model, "--prompt", "x", "--threads", "-1"], "--threads"),
         (["semshare-generate", "--model", model, "--prompt", "x", "--device", "tpu"], "tpu"),
+        # Checked before the model loads: the flag is named, not the missing directory.
+        (["semshare-eval", "ttft", "--model", "/nonexistent/model", "--bypass-fixed-costs",
+          "maybe"], "'maybe' is not auto, on or off"),
         (["semshare-eval"], "usage"),
         (["semshare-eval", "bogus", "--model", model], "unknown command 'bogus'"),
         (["semshare-eval", "fidelity", "--model", model], "--pairs FILE.jsonl is required"),
