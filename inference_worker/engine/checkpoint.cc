@@ -296,7 +296,7 @@ absl::StatusOr<ModelConfig> PresetConfig(const std::string& preset) {
     config.bos_token_id = 128000;
     config.eos_token_ids = {128001};
   } else {
-    return absl::NotFoundError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         "unknown model preset '", preset, "'; known: tiny, bench-100m, llama-3.2-1b, llama-3-8b"));
   }
   return config;

@@ -596,7 +596,7 @@ TEST(CheckpointTest, Presets) {
 
   absl::StatusOr<ModelConfig> unknown = PresetConfig("gpt-5");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("bench-100m"));
 }
 

@@ -2,7 +2,8 @@
 
 semshare-generate, semshare-eval (fidelity, ttft, rope-ablation) and semshare-make-model write
 JSON to stdout (or --json FILE) and a readable table; bad flags and bad files end in a clear
-message and a non-zero exit, never a crash.
+message and a non-zero exit, never a crash: 2 for a bad flag or bad input, 1 for a file that
+cannot be read.
 
 Usage: engine_tools_test.py SOURCE_DIR BIN_DIR [unittest args] (Python 3 standard library).
 """
@@ -205,10 +206,13 @@ class EngineToolsTest(unittest.TestCase):
           os.path.join(self.work, "nope")], "unknown model preset 'nope'"),
         (["semshare-make-model", "--preset", "tiny"], "--out"),
     ]
+    # Files that are missing or cannot be read exit 1; everything else is the caller's mistake.
+    unreadable = {"/nonexistent/model", "model.safetensors", "/nonexistent.jsonl"}
     for args, message in cases:
       with self.subTest(args=" ".join(args)):
         rc, _, stderr = run_tool(*args)
-        self.assertGreater(rc, 0, stderr)  # negative: killed by a signal
+        # A negative code means killed by a signal.
+        self.assertEqual(rc, 1 if message in unreadable else 2, stderr)
         self.assertNotIn("terminate called", stderr)
         self.assertIn(message, stderr)
 
