@@ -21,7 +21,7 @@ namespace {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device visible to libtorch"
 
 // austen-5m on the GPU in `dtype`, loaded once per dtype.
-const Model& CudaAustenModel(const std::string& dtype) {
+const Model& CudaAustenModel(const char* dtype) {
   static auto* const models = new std::map<std::string, std::unique_ptr<Model>>();
   std::unique_ptr<Model>& slot = (*models)[dtype];
   if (slot == nullptr) {
