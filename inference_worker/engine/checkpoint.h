@@ -35,7 +35,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir);
 std::string ComputeModelFingerprint(const ModelConfig& config, const TensorMap& tensors);
 
 // Shapes of the model presets for speed measurements ("tiny", "bench-100m",
-// "llama-3.2-1b", "llama-3-8b"). NotFound lists the known names.
+// "llama-3.2-1b", "llama-3-8b"). An unknown name is InvalidArgument, listing the known ones.
 absl::StatusOr<ModelConfig> PresetConfig(const std::string& preset);
 
 // Writes a random-weight checkpoint of that config (config.json + model.safetensors in

@@ -1,5 +1,6 @@
 #include "inference_worker/engine/bpe_tokenizer.h"
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -259,6 +260,33 @@ TEST(BpeTokenizerTest, MalformedOrUnsupportedDocumentsNameTheProblem) {
   doc = MakeTokenizerJson();
   doc["added_tokens"].array_items()[0]["content"] = "";
   ExpectLoadError(doc.Dump(), "added_tokens[0].content");
+}
+
+// Random bytes overwritten anywhere in a tokenizer.json: loading either fails with a message
+// or gives a tokenizer that encodes and decodes text, never a crash.
+TEST(BpeTokenizerTest, CorruptedDocumentsNeverCrash) {
+  const std::string text = MakeTokenizerJson().Dump();
+  std::mt19937 rng(11);
+  int refused = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    std::string corrupted = text;
+    for (int flips = 0; flips < 1 + trial % 4; ++flips) {
+      // Mostly printable bytes, which more often keep the JSON parsable.
+      corrupted[rng() % corrupted.size()] =
+          static_cast<char>(trial % 3 == 0 ? rng() : ' ' + static_cast<int>(rng() % 95));
+    }
+    absl::StatusOr<std::unique_ptr<BpeTokenizer>> tokenizer = BpeTokenizer::FromJson(corrupted);
+    if (!tokenizer.ok()) {
+      ++refused;
+      EXPECT_FALSE(tokenizer.status().message().empty()) << "trial " << trial;
+      continue;
+    }
+    absl::StatusOr<std::vector<int32_t>> ids =
+        (*tokenizer)->Encode("the 123 hello <|end_of_text|> caf\xC3\xA9 \xF0\x9F\x99\x82\n");
+    ASSERT_TRUE(ids.ok()) << "trial " << trial << ": " << ids.status();
+    (*tokenizer)->Decode(*ids);
+  }
+  EXPECT_GT(refused, 100);
 }
 
 std::vector<std::string> Split(absl::string_view text, PreTokenizerPattern pattern) {

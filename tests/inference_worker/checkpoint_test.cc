@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -752,6 +753,48 @@ TEST(CheckpointTest, TruncatedAustenFails) {
     EXPECT_EQ(checkpoint.status().code(), absl::StatusCode::kDataLoss) << "cut at " << cut;
     EXPECT_THAT(std::string(checkpoint.status().message()), HasSubstr(path)) << "cut at " << cut;
   }
+}
+
+// Random bytes overwritten in the safetensors header (its length prefix and JSON) or in
+// config.json: every load either succeeds with the shapes the config asks for or returns an
+// error naming the problem, never a crash or an allocation the file cannot back.
+TEST(CheckpointTest, CorruptedHeadersAndConfigsNeverCrash) {
+  const std::string source = FreshDir("source");
+  WriteTiny(source);
+  absl::StatusOr<std::string> weights = ReadFileToString(JoinPath(source, "model.safetensors"));
+  absl::StatusOr<std::string> config = ReadFileToString(JoinPath(source, "config.json"));
+  ASSERT_TRUE(weights.ok() && config.ok());
+  const size_t header_end = 8 + HeaderLength(JoinPath(source, "model.safetensors"));
+  const std::string dir = FreshDir("corrupted");
+  std::mt19937 rng(7);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string corrupted_weights = *weights;
+    std::string corrupted_config = *config;
+    std::string& target = trial % 2 == 0 ? corrupted_weights : corrupted_config;
+    const size_t span = trial % 2 == 0 ? header_end : target.size();
+    for (int flips = 0; flips < 1 + trial % 4; ++flips) {
+      // Half the time a printable byte, which more often keeps the JSON parsable.
+      const char byte =
+          static_cast<char>(trial % 3 == 0 ? rng() : ' ' + static_cast<int>(rng() % 95));
+      target[rng() % span] = byte;
+    }
+    ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "model.safetensors"), corrupted_weights).ok());
+    ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "config.json"), corrupted_config).ok());
+    absl::StatusOr<Checkpoint> checkpoint = LoadCheckpoint(dir);
+    if (!checkpoint.ok()) {
+      ++refused;
+      EXPECT_FALSE(checkpoint.status().message().empty()) << "trial " << trial;
+      continue;
+    }
+    for (const auto& [name, shape] : ExpectedTensorShapes(checkpoint->config)) {
+      ASSERT_EQ(checkpoint->tensors.count(name), 1u) << "trial " << trial << ": " << name;
+      EXPECT_EQ(checkpoint->tensors.at(name).sizes().vec(), shape) << "trial " << trial;
+    }
+  }
+  // Most corruptions must be caught; a few (a digit of rope_theta, a key's spelling in an
+  // unused field) leave a valid checkpoint.
+  EXPECT_GT(refused, 150);
 }
 
 TEST(CheckpointTest, CorruptHeaderInAustenCopyFails) {
