@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/byte_level_pretokenizer.h"
+#include "tests/inference_worker/corrupt_bytes.h"
 
 namespace semshare {
 namespace {
@@ -270,11 +271,7 @@ TEST(BpeTokenizerTest, CorruptedDocumentsNeverCrash) {
   int refused = 0;
   for (int trial = 0; trial < 400; ++trial) {
     std::string corrupted = text;
-    for (int flips = 0; flips < 1 + trial % 4; ++flips) {
-      // Mostly printable bytes, which more often keep the JSON parsable.
-      corrupted[rng() % corrupted.size()] =
-          static_cast<char>(trial % 3 == 0 ? rng() : ' ' + static_cast<int>(rng() % 95));
-    }
+    CorruptBytes(trial, corrupted.size(), &rng, &corrupted);
     absl::StatusOr<std::unique_ptr<BpeTokenizer>> tokenizer = BpeTokenizer::FromJson(corrupted);
     if (!tokenizer.ok()) {
       ++refused;

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "inference_worker/engine/model_config.h"
 #include "inference_worker/engine/safetensors.h"
+#include "tests/inference_worker/corrupt_bytes.h"
 
 namespace semshare {
 namespace {
@@ -772,13 +773,7 @@ TEST(CheckpointTest, CorruptedHeadersAndConfigsNeverCrash) {
     std::string corrupted_weights = *weights;
     std::string corrupted_config = *config;
     std::string& target = trial % 2 == 0 ? corrupted_weights : corrupted_config;
-    const size_t span = trial % 2 == 0 ? header_end : target.size();
-    for (int flips = 0; flips < 1 + trial % 4; ++flips) {
-      // Half the time a printable byte, which more often keeps the JSON parsable.
-      const char byte =
-          static_cast<char>(trial % 3 == 0 ? rng() : ' ' + static_cast<int>(rng() % 95));
-      target[rng() % span] = byte;
-    }
+    CorruptBytes(trial, trial % 2 == 0 ? header_end : target.size(), &rng, &target);
     ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "model.safetensors"), corrupted_weights).ok());
     ASSERT_TRUE(WriteStringToFile(JoinPath(dir, "config.json"), corrupted_config).ok());
     absl::StatusOr<Checkpoint> checkpoint = LoadCheckpoint(dir);
