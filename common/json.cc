@@ -77,7 +77,10 @@ class Parser {
       return absl::OkStatus();
     }
     if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber(out);
-    return Error(absl::StrCat("unexpected character '", std::string(1, c), "'"));
+    // Printable ASCII is quoted; any other byte is named in hex, so the message stays UTF-8.
+    if (c >= ' ' && c <= '~')
+      return Error(absl::StrCat("unexpected character '", std::string(1, c), "'"));
+    return Error(absl::StrFormat("unexpected byte 0x%02x", static_cast<unsigned char>(c)));
   }
 
   absl::Status ParseNumber(Json* out) {
@@ -129,6 +132,18 @@ class Parser {
       const char c = text_[pos_++];
       if (c == '"') return absl::OkStatus();
       if (static_cast<unsigned char>(c) < 0x20) return Error("control character in string");
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        // JSON text is UTF-8 (RFC 8259, 8.1): a string never carries bytes that are not.
+        --pos_;
+        char32_t code_point = 0;
+        int length = 1;
+        if (!DecodeUtf8Char(text_.substr(pos_), &code_point, &length)) {
+          return Error("invalid UTF-8 in string");
+        }
+        out->append(text_.data() + pos_, static_cast<size_t>(length));
+        pos_ += static_cast<size_t>(length);
+        continue;
+      }
       if (c != '\\') {
         out->push_back(c);
         continue;
@@ -171,6 +186,8 @@ class Parser {
             if (!status.ok()) return status;
             if (low < 0xDC00 || low >= 0xE000) return Error("bad low surrogate");
             code_point = 0x10000 + ((code_point - 0xD800) << 10) + (low - 0xDC00);
+          } else if (code_point >= 0xDC00 && code_point < 0xE000) {
+            return Error("unpaired surrogate");
           }
           AppendUtf8(static_cast<char32_t>(code_point), out);
           break;

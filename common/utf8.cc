@@ -42,6 +42,16 @@ bool DecodeUtf8Char(absl::string_view text, char32_t* code_point, int* length) {
   return true;
 }
 
+size_t FindInvalidUtf8(absl::string_view text) {
+  for (size_t at = 0; at < text.size();) {
+    char32_t code_point = 0;
+    int length = 1;
+    if (!DecodeUtf8Char(text.substr(at), &code_point, &length)) return at;
+    at += static_cast<size_t>(length);
+  }
+  return absl::string_view::npos;
+}
+
 void AppendUtf8(char32_t code_point, std::string* out) {
   if (code_point < 0x80) {
     out->push_back(static_cast<char>(code_point));

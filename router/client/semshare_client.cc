@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "semshare/v1/router.grpc.pb.h"
 
 namespace semshare::client {
@@ -112,6 +113,11 @@ absl::StatusOr<GenerateResult> SemshareClient::Generate(const std::string& promp
                                                         const GenerateOptions& options,
                                                         const ChunkCallback& on_chunk) {
   SEMSHARE_RETURN_IF_ERROR(ValidateGenerateOptions(options));
+  // Protobuf strings must be UTF-8; the router could only answer "failed to parse".
+  if (const size_t bad = FindInvalidUtf8(prompt); bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt is not valid UTF-8 (byte ", bad, "); convert it to UTF-8 first"));
+  }
   v1::GenerateRequest request;
   request.set_prompt(prompt);
   request.set_max_tokens(options.max_tokens);

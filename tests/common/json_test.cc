@@ -1,5 +1,6 @@
 #include "common/json.h"
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace semshare {
@@ -21,6 +22,30 @@ TEST(JsonTest, SurrogatePairsDecodeToUtf8) {
   absl::StatusOr<Json> doc = ParseJson(R"("\ud83d\ude00")");
   ASSERT_TRUE(doc.ok());
   EXPECT_EQ(doc->string_value(), "\xf0\x9f\x98\x80");
+}
+
+// JSON text is UTF-8 (RFC 8259, 8.1): strings keep valid UTF-8 as it is and refuse bytes or
+// escapes that would make them invalid.
+TEST(JsonTest, StringsAreValidUtf8) {
+  absl::StatusOr<Json> doc = ParseJson("\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  EXPECT_EQ(doc->string_value(), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  for (const char* bad : {"\"\xff\"", "\"a\xc3\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+                          "\"\xf4\x90\x80\x80\"", "\"\\udc00\"", "\"\\ud800\\u0041\""}) {
+    absl::StatusOr<Json> rejected = ParseJson(bad);
+    ASSERT_FALSE(rejected.ok()) << bad;
+    EXPECT_THAT(std::string(rejected.status().message()),
+                ::testing::AnyOf(::testing::HasSubstr("UTF-8"), ::testing::HasSubstr("surrogate")))
+        << bad;
+  }
+}
+
+// Errors quote printable ASCII and name other bytes in hex: a message never carries the bad
+// bytes themselves (it may end up in a JSON error body).
+TEST(JsonTest, ErrorsNameUnexpectedBytesInHex) {
+  EXPECT_EQ(ParseJson("[x]").status().message(), "JSON: unexpected character 'x' at byte 1");
+  EXPECT_EQ(ParseJson("[\xff]").status().message(), "JSON: unexpected byte 0xff at byte 1");
+  EXPECT_EQ(ParseJson("[\x01]").status().message(), "JSON: unexpected byte 0x01 at byte 1");
 }
 
 TEST(JsonTest, RejectsMalformedInputWithOffset) {

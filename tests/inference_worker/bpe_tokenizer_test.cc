@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/byte_level_pretokenizer.h"
-#include "tests/inference_worker/corrupt_bytes.h"
+#include "tests/common/corrupt_bytes.h"
 
 namespace semshare {
 namespace {

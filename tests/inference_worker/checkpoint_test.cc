@@ -15,7 +15,7 @@
 #include "common/json.h"
 #include "inference_worker/engine/model_config.h"
 #include "inference_worker/engine/safetensors.h"
-#include "tests/inference_worker/corrupt_bytes.h"
+#include "tests/common/corrupt_bytes.h"
 
 namespace semshare {
 namespace {

@@ -236,6 +236,18 @@ TEST_F(SemshareClientTest, BadGenerateOptionsFailBeforeTheCall) {
   EXPECT_TRUE(router_.authorizations().empty());
 }
 
+// Protobuf strings must be UTF-8: a prompt that is not (a Latin-1 file, say) is refused here
+// with the offset of its first bad byte, instead of failing to parse on the router.
+TEST_F(SemshareClientTest, PromptThatIsNotUtf8FailsBeforeTheCall) {
+  std::unique_ptr<SemshareClient> client = Connect();
+  const absl::Status status =
+      client->Generate("Mansfield Park, caf\xe9", GenerateOptions()).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not valid UTF-8 (byte 19)"));
+  EXPECT_TRUE(router_.authorizations().empty());
+  EXPECT_TRUE(client->Generate("Mansfield Park, caf\xc3\xa9", GenerateOptions()).ok());
+}
+
 TEST(ClientOutputTest, JsonHasEveryStat) {
   GenerateResult result;
   result.text = "hi";

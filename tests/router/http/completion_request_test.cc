@@ -1,10 +1,13 @@
 #include "router/http/completion_request.h"
 
+#include <random>
 #include <string>
 
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/http/api_error.h"
+#include "tests/common/corrupt_bytes.h"
 
 namespace semshare::router::http {
 namespace {
@@ -127,6 +130,50 @@ TEST(CompletionRequestTest, AnotherModelIsNotFound) {
   EXPECT_EQ(error.http_status, 404);
   EXPECT_THAT(error.message, HasSubstr("gpt-4"));
   EXPECT_THAT(error.message, HasSubstr(kModel));
+}
+
+// Random bytes overwritten anywhere in a request body that uses every accepted field: each
+// parse either refuses with a 400 or 404 that says why, or gives a request within the ranges
+// the router relies on (the prompt valid UTF-8, as protobuf requires of a string field).
+// A refusal's message is UTF-8 too.
+TEST(CompletionRequestTest, CorruptedBodiesNeverCrash) {
+  const std::string body =
+      R"({"model": "austen-5m", "prompt": ["It is a truth, caf\u00e9 \u20ac"], "max_tokens": 12, )"
+      R"("temperature": 0.7, "top_p": 0.9, "seed": 42, "stream": false, "n": 1, )"
+      R"("semshare": {"similarity_threshold": 0.8}, "user": "u1"})";
+  ASSERT_TRUE(Parse(body).ok());
+  std::mt19937 rng(11);
+  int refused = 0;
+  int accepted = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string corrupted = body;
+    CorruptBytes(trial, corrupted.size(), &rng, &corrupted);
+    absl::StatusOr<CompletionRequest> request = Parse(corrupted);
+    if (!request.ok()) {
+      ++refused;
+      const ApiError error = ApiErrorFromStatus(request.status());
+      EXPECT_TRUE(error.http_status == 400 || error.http_status == 404) << corrupted;
+      EXPECT_FALSE(error.message.empty()) << corrupted;
+      // The message goes out in a JSON error body, so it must be UTF-8 whatever came in.
+      EXPECT_EQ(FindInvalidUtf8(error.message), absl::string_view::npos) << corrupted;
+      continue;
+    }
+    ++accepted;
+    const v1::GenerateRequest& generate = request->generate;
+    EXPECT_EQ(request->model, kModel);
+    EXPECT_NE(generate.prompt().empty(), generate.prompt_token_ids().empty()) << corrupted;
+    EXPECT_EQ(FindInvalidUtf8(generate.prompt()), absl::string_view::npos) << corrupted;
+    EXPECT_GE(generate.max_tokens(), 1);
+    EXPECT_TRUE(generate.temperature() >= 0 && generate.temperature() <= 2) << corrupted;
+    EXPECT_TRUE(generate.top_p() > 0 && generate.top_p() <= 1) << corrupted;
+    if (generate.has_similarity_threshold()) {
+      EXPECT_TRUE(generate.similarity_threshold() >= 0 && generate.similarity_threshold() <= 1)
+          << corrupted;
+    }
+  }
+  // Both outcomes are common: a byte in the prompt or the user usually keeps a valid request.
+  EXPECT_GT(refused, 500);
+  EXPECT_GT(accepted, 200);
 }
 
 }  // namespace

@@ -338,6 +338,11 @@ TEST_F(HttpServerTest, BadRequestsAre400) {
                    R"({"model": "austen-5m", "prompt": "x", "top_p": 7})");
   EXPECT_EQ(reply.status, 400);
   EXPECT_EQ(BodyJson(reply)["error"]["param"].string_value(), "top_p");
+  // JSON is UTF-8: a Latin-1 prompt is refused, never passed on to the tokenizer.
+  reply = Exchange(port(), "POST", "/v1/completions",
+                   "{\"model\": \"austen-5m\", \"prompt\": \"caf\xe9\"}");
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_THAT(BodyJson(reply)["error"]["message"].string_value(), HasSubstr("invalid UTF-8"));
   EXPECT_EQ(
       Exchange(port(), "POST", "/v1/completions", R"({"model": "other", "prompt": "x"})").status,
       404);

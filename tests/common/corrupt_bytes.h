@@ -1,5 +1,5 @@
-#ifndef SEMSHARE_TESTS_INFERENCE_WORKER_CORRUPT_BYTES_H_
-#define SEMSHARE_TESTS_INFERENCE_WORKER_CORRUPT_BYTES_H_
+#ifndef SEMSHARE_TESTS_COMMON_CORRUPT_BYTES_H_
+#define SEMSHARE_TESTS_COMMON_CORRUPT_BYTES_H_
 
 #include <cstddef>
 #include <random>
@@ -20,4 +20,4 @@ inline void CorruptBytes(int trial, size_t span, std::mt19937* rng, std::string*
 
 }  // namespace semshare
 
-#endif  // SEMSHARE_TESTS_INFERENCE_WORKER_CORRUPT_BYTES_H_
+#endif  // SEMSHARE_TESTS_COMMON_CORRUPT_BYTES_H_
