@@ -93,6 +93,19 @@ absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
   return pairs;
 }
 
+namespace {
+
+// max_pairs of fidelity and rope-ablation: 0 means every pair.
+absl::Status ValidateMaxPairs(int64_t max_pairs) {
+  if (max_pairs < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_pairs must be >= 0 (0: all), not ", max_pairs));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status FidelityOptions::Validate() const {
   if (generate_tokens < 1) {
     return absl::InvalidArgumentError(
@@ -102,11 +115,7 @@ absl::Status FidelityOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("continuation_tokens must be >= 1, not ", continuation_tokens));
   }
-  if (max_pairs < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_pairs must be >= 0 (0: all), not ", max_pairs));
-  }
-  return absl::OkStatus();
+  return ValidateMaxPairs(max_pairs);
 }
 
 absl::Status TtftOptions::Validate() const {
@@ -302,10 +311,7 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
 
 absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
                                      const ReuseOptions& reuse, int64_t max_pairs) {
-  if (max_pairs < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_pairs must be >= 0 (0: all), not ", max_pairs));
-  }
+  SEMSHARE_RETURN_IF_ERROR(ValidateMaxPairs(max_pairs));
   const Model& model = engine.model();
   struct Config {
     const char* name;

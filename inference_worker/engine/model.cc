@@ -347,6 +347,8 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
   const int64_t base = cache->layers.empty() ? 0 : cache->layers.front().size();
   const at::Tensor positions =
       at::arange(base, base + n, at::TensorOptions().dtype(at::kLong).device(device_));
+  // Every layer writes the new tokens to the same cache rows, right after the cached ones.
+  const at::Tensor write_rows = at::arange(base, base + n, positions.options());
   if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
   at::Tensor hidden = Embed(IdsTensor(ids));
   for (int64_t l = 0; l < num_layers(); ++l) {
@@ -360,8 +362,7 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
       request.every_query = stats_from_every_query;
     }
     layer.Resize(base + n);
-    const PendingLayer pending =
-        WriteLayerKV(l, hidden, positions, &layer, at::arange(base, base + n, positions.options()));
+    const PendingLayer pending = WriteLayerKV(l, hidden, positions, &layer, write_rows);
     // Only the last token's output is read after the last layer (and the observation window's
     // attention, when stats are wanted): skip the other rows' queries and MLP.
     at::Tensor rows;
