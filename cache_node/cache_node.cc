@@ -97,6 +97,9 @@ class CacheNodeImpl final : public CacheNode {
     meta.created_unix_ms = meta.last_used_unix_ms = NowUnixMs();
 
     absl::MutexLock write(&write_mu_);
+    // Victims stay valid until the write below: removals all hold write_mu_.
+    std::vector<uint64_t> victims;
+    std::vector<StoredReferenceKey> evicted;
     {
       absl::MutexLock lock(&mu_);
       if (uid_by_key_.count(key) > 0) {
@@ -107,15 +110,24 @@ class CacheNodeImpl final : public CacheNode {
         SEMSHARE_RETURN_IF_ERROR(CheckSameLayout(it->second.layout, layout));
       }
       SEMSHARE_RETURN_IF_ERROR(budget_.CheckFits(meta.bytes, reference.tenant_byte_budget));
-      // Evict first, so the stored bytes never exceed the budgets.
-      SEMSHARE_RETURN_IF_ERROR(
-          RemoveLocked(budget_.VictimsFor(scope.tenant, meta.bytes, reference.tenant_byte_budget),
-                       Removal::kEvicted));
+      victims = budget_.VictimsFor(scope.tenant, meta.bytes, reference.tenant_byte_budget);
+      for (uint64_t uid : victims) {
+        auto it = entries_.find(uid);
+        if (it != entries_.end()) {
+          evicted.push_back({it->second.reference_key, it->second.meta.num_layers});
+        }
+      }
     }
     SEMSHARE_RETURN_IF_ERROR(PersistLastUse());
-    SEMSHARE_RETURN_IF_ERROR(store_->Put(key, meta, codes, reference.token_ids, reference.layers));
+    // The evictions and the new reference are one write, so the stored bytes never exceed the
+    // budgets and a failed write (a full disk, say) evicts nothing.
+    SEMSHARE_RETURN_IF_ERROR(
+        store_->Put(key, meta, codes, reference.token_ids, reference.layers, evicted));
 
     absl::MutexLock lock(&mu_);
+    if (absl::Status forgot = ForgetLocked(victims, Removal::kEvicted); !forgot.ok()) {
+      return UndoPutLocked(key, meta, scope_key, forgot);
+    }
     ScopeState& state = scopes_[scope_key];
     if (state.index == nullptr) {
       state.layout = layout;
@@ -356,15 +368,31 @@ class CacheNodeImpl final : public CacheNode {
     return store_->UpdateMeta(updates);
   }
 
-  // Removes references from disk, index and accounting together.
+  // Removes references from disk, then from index and accounting. Stops at the first failed
+  // delete; the references removed before it are forgotten all the same.
   absl::Status RemoveLocked(const std::vector<uint64_t>& uids, Removal why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_) {
+    std::vector<uint64_t> removed;
+    absl::Status deleted;
+    for (uint64_t uid : uids) {
+      auto it = entries_.find(uid);
+      if (it == entries_.end()) continue;
+      deleted = store_->Delete(it->second.reference_key, it->second.meta.num_layers);
+      if (!deleted.ok()) break;
+      removed.push_back(uid);
+    }
+    absl::Status forgot = ForgetLocked(removed, why);
+    return deleted.ok() ? forgot : deleted;
+  }
+
+  // Drops references already removed from the store from index and accounting.
+  absl::Status ForgetLocked(const std::vector<uint64_t>& uids, Removal why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_, mu_) {
     absl::flat_hash_map<std::string, std::vector<uint64_t>> by_scope;
     for (uint64_t uid : uids) {
       auto it = entries_.find(uid);
       if (it == entries_.end()) continue;
       const Entry& e = it->second;
-      SEMSHARE_RETURN_IF_ERROR(store_->Delete(e.reference_key, e.meta.num_layers));
       by_scope[e.scope_key].push_back(uid);
       TenantStats& t = tenant_stats_[e.tenant];
       --t.references;
@@ -449,6 +477,12 @@ absl::StatusOr<std::unique_ptr<CacheNode>> OpenCacheNode(const CacheNodeOptions&
   store_options.sync_writes = options.sync_writes;
   SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<ReferenceStore> store,
                             OpenRocksReferenceStore(store_options));
+  return OpenCacheNodeOnStore(options, std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<CacheNode>> OpenCacheNodeOnStore(
+    const CacheNodeOptions& options, std::unique_ptr<ReferenceStore> store) {
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
   auto node = std::make_unique<CacheNodeImpl>(options, std::move(store));
   SEMSHARE_RETURN_IF_ERROR(node->Load());
   return std::unique_ptr<CacheNode>(std::move(node));

@@ -100,9 +100,12 @@ class RocksReferenceStore final : public ReferenceStore {
   }
 
   absl::Status Put(const std::string& key, const ReferenceMeta& meta, const ReferenceCodes& codes,
-                   absl::Span<const int32_t> token_ids,
-                   const std::vector<LayerKV>& layers) override {
+                   absl::Span<const int32_t> token_ids, const std::vector<LayerKV>& layers,
+                   absl::Span<const StoredReferenceKey> replaced) override {
     rocksdb::WriteBatch batch;
+    for (const StoredReferenceKey& old : replaced) {
+      SEMSHARE_RETURN_IF_ERROR(AddDelete(old.reference_key, old.num_layers, &batch));
+    }
     SEMSHARE_RETURN_IF_ERROR(
         FromRocks(batch.Put(codes_cf(), key, EncodeReferenceCodes(codes)), "batch"));
     SEMSHARE_RETURN_IF_ERROR(
@@ -127,9 +130,7 @@ class RocksReferenceStore final : public ReferenceStore {
 
   absl::Status Delete(const std::string& key, int32_t num_layers) override {
     rocksdb::WriteBatch batch;
-    SEMSHARE_RETURN_IF_ERROR(FromRocks(batch.Delete(meta_cf(), key), "batch"));
-    SEMSHARE_RETURN_IF_ERROR(FromRocks(batch.Delete(codes_cf(), key), "batch"));
-    SEMSHARE_RETURN_IF_ERROR(DeleteKv(key, num_layers, &batch));
+    SEMSHARE_RETURN_IF_ERROR(AddDelete(key, num_layers, &batch));
     return FromRocks(db_->Write(write_options_, &batch), "delete reference");
   }
 
@@ -204,6 +205,13 @@ class RocksReferenceStore final : public ReferenceStore {
 
  private:
   static absl::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+  // Adds the removal of everything of one reference to `batch`.
+  absl::Status AddDelete(const std::string& key, int32_t num_layers, rocksdb::WriteBatch* batch) {
+    SEMSHARE_RETURN_IF_ERROR(FromRocks(batch->Delete(meta_cf(), key), "batch"));
+    SEMSHARE_RETURN_IF_ERROR(FromRocks(batch->Delete(codes_cf(), key), "batch"));
+    return DeleteKv(key, num_layers, batch);
+  }
 
   // Point deletes when the layer count is known; otherwise one range over the reference key
   // (length-prefixed, so the range holds this reference's records and nothing else).

@@ -43,17 +43,26 @@ struct StoredReference {
   ReferenceCodes codes;
 };
 
+// A stored reference to remove: its key and the layer count from its meta (-1 when the meta
+// is unreadable, to remove by key range instead).
+struct StoredReferenceKey {
+  std::string reference_key;
+  int32_t num_layers = -1;
+};
+
 // Durable storage of references. Implementations translate their own errors into
 // absl::Status: DataLoss for anything that fails a checksum.
 class ReferenceStore {
  public:
   virtual ~ReferenceStore() = default;
 
-  // Writes everything of one reference atomically (keys from reference_key.h);
-  // meta.bytes should be StoredReferenceBytes of the same arguments.
+  // Writes everything of one reference and removes `replaced` (the references evicted to make
+  // room for it), all in one atomic write: if it fails, nothing was removed. Keys come from
+  // reference_key.h; meta.bytes should be StoredReferenceBytes of the same arguments.
   virtual absl::Status Put(const std::string& reference_key, const ReferenceMeta& meta,
                            const ReferenceCodes& codes, absl::Span<const int32_t> token_ids,
-                           const std::vector<LayerKV>& layers) = 0;
+                           const std::vector<LayerKV>& layers,
+                           absl::Span<const StoredReferenceKey> replaced) = 0;
   // Removes everything of one reference atomically. `num_layers` comes from its meta; pass
   // -1 when the meta is unreadable to remove by key range instead.
   virtual absl::Status Delete(const std::string& reference_key, int32_t num_layers) = 0;
@@ -84,6 +93,11 @@ struct RocksReferenceStoreOptions {
 // The RocksDB implementation: column families `meta`, `codes`, `kv` (blob files), WAL on.
 absl::StatusOr<std::unique_ptr<ReferenceStore>> OpenRocksReferenceStore(
     const RocksReferenceStoreOptions& options);
+
+// OpenCacheNode over a store already open (tests wrap the RocksDB store to inject failures).
+// options.data_dir is not opened again; the rest of options applies.
+absl::StatusOr<std::unique_ptr<CacheNode>> OpenCacheNodeOnStore(
+    const CacheNodeOptions& options, std::unique_ptr<ReferenceStore> store);
 
 // What a reference occupies in storage: every key and value it writes.
 int64_t StoredReferenceBytes(const std::string& reference_key, const ReferenceCodes& codes,

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cache_node/reference_key.h"
+#include "cache_node/reference_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -460,6 +461,96 @@ TEST_F(CacheNodeTest, EvictionKeepsBytesUnderBudgetUnderSustainedPuts) {
   Open();
   EXPECT_EQ(node_->Stats().references, stats.references);
   EXPECT_EQ(node_->Stats().bytes, stats.bytes);
+}
+
+// Forwards to the RocksDB store, except that Put fails while `fail_puts` is set: a disk with
+// room for small writes (an eviction's deletes) but not for a reference's KV.
+class FailingPutStore final : public ReferenceStore {
+ public:
+  FailingPutStore(std::unique_ptr<ReferenceStore> store, const std::atomic<bool>* fail_puts)
+      : store_(std::move(store)), fail_puts_(fail_puts) {}
+
+  absl::Status Put(const std::string& reference_key, const ReferenceMeta& meta,
+                   const ReferenceCodes& codes, absl::Span<const int32_t> token_ids,
+                   const std::vector<LayerKV>& layers,
+                   absl::Span<const StoredReferenceKey> replaced) override {
+    if (fail_puts_->load()) return absl::ResourceExhaustedError("injected: no space left");
+    return store_->Put(reference_key, meta, codes, token_ids, layers, replaced);
+  }
+  absl::Status Delete(const std::string& reference_key, int32_t num_layers) override {
+    return store_->Delete(reference_key, num_layers);
+  }
+  absl::Status UpdateMeta(
+      const std::vector<std::pair<std::string, ReferenceMeta>>& updates) override {
+    return store_->UpdateMeta(updates);
+  }
+  absl::StatusOr<TensorBlobView> ReadKv(const std::string& reference_key, int32_t layer,
+                                        KvPart part, std::string* buffer) override {
+    return store_->ReadKv(reference_key, layer, part, buffer);
+  }
+  absl::Status Scan(
+      const std::function<void(StoredReference)>& on_reference,
+      const std::function<void(const std::string&, const absl::Status&)>& on_corrupt) override {
+    return store_->Scan(on_reference, on_corrupt);
+  }
+  absl::Status Flush() override { return store_->Flush(); }
+
+ private:
+  const std::unique_ptr<ReferenceStore> store_;
+  const std::atomic<bool>* const fail_puts_;
+};
+
+TEST_F(CacheNodeTest, AFailedPutEvictsNothing) {
+  ReferenceShape shape;
+  shape.tokens = 24;
+  ASSERT_TRUE(node_->Put(kTenantA, MakeReference("r0", shape, 1)).ok());
+  const int64_t one = node_->Stats().bytes;
+  // Room for two references: the third evicts the least recently used.
+  node_.reset();
+  options_.capacity_bytes = 2 * one + one / 2;
+  options_.data_dir = FreshDir("FailedPutEvictsNothing");
+  std::atomic<bool> fail_puts{false};
+  RocksReferenceStoreOptions store_options;
+  store_options.path = options_.data_dir;
+  absl::StatusOr<std::unique_ptr<ReferenceStore>> rocks = OpenRocksReferenceStore(store_options);
+  ASSERT_TRUE(rocks.ok()) << rocks.status();
+  absl::StatusOr<std::unique_ptr<CacheNode>> node = OpenCacheNodeOnStore(
+      options_, std::make_unique<FailingPutStore>(std::move(*rocks), &fail_puts));
+  ASSERT_TRUE(node.ok()) << node.status();
+  node_ = std::move(*node);
+
+  const NewReference r1 = MakeReference("r1", shape, 11);
+  ASSERT_TRUE(node_->Put(kTenantA, r1).ok());
+  ASSERT_TRUE(node_->Put(kTenantA, MakeReference("r2", shape, 12)).ok());
+  const NodeStats before = node_->Stats();
+  ASSERT_EQ(before.references, 2);
+
+  fail_puts = true;
+  const absl::Status failed = node_->Put(kTenantA, MakeReference("r3", shape, 13));
+  EXPECT_EQ(failed.code(), absl::StatusCode::kResourceExhausted) << failed;
+  EXPECT_THAT(failed.message(), ::testing::HasSubstr("no space left"));
+  // r1 would have been evicted for r3; it is still there, searchable and readable.
+  EXPECT_THAT(ListIds(kTenantA), ElementsAre("r1", "r2"));
+  const NodeStats after = node_->Stats();
+  EXPECT_EQ(after.references, 2);
+  EXPECT_EQ(after.bytes, before.bytes);
+  EXPECT_EQ(after.evicted_references, 0);
+  absl::StatusOr<FindResult> found = node_->FindSimilar(kTenantA, r1.codes, r1.sketch, 1);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->matches.size(), 1u);
+  EXPECT_EQ(found->matches[0].reference_id, "r1");
+  ExpectFetchMatches(kTenantA, r1, found->best_mapping.source);
+
+  // Once the write goes through, the eviction happens with it; r1 was just read, so the
+  // least recently used is now r2.
+  fail_puts = false;
+  ASSERT_TRUE(node_->Put(kTenantA, MakeReference("r3", shape, 13)).ok());
+  EXPECT_THAT(ListIds(kTenantA), ElementsAre("r1", "r3"));
+  EXPECT_EQ(node_->Stats().evicted_references, 1);
+  EXPECT_LE(node_->Stats().bytes, options_.capacity_bytes);
+  // And on disk: a reopen over the plain RocksDB store sees the same two.
+  Open();
+  EXPECT_THAT(ListIds(kTenantA), ElementsAre("r1", "r3"));
 }
 
 TEST_F(CacheNodeTest, ConcurrentFindsWhilePuttingAndDeleting) {
