@@ -115,6 +115,7 @@ absl::StatusOr<TokenCodes> Engine::EncodeCodes(const std::vector<int32_t>& ids,
 absl::StatusOr<Reference> Engine::BuildReference(const std::vector<int32_t>& ids,
                                                  const ECacheOptions& ecache) const {
   if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
+  SEMSHARE_RETURN_IF_ERROR(CheckFitsContext(model_->config(), static_cast<int64_t>(ids.size()), 0));
   Reference reference;
   reference.ids = ids;
   reference.codes_options = ecache;
@@ -560,11 +561,18 @@ void Engine::ApplyRetention(const ReuseOptions& options,
   out->times.retention_ms = MillisSince(start);
 }
 
+absl::Status Engine::ValidateSampling(int64_t prompt_tokens,
+                                      const SamplingOptions& sampling) const {
+  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  return CheckFitsContext(model_->config(), prompt_tokens, sampling.max_tokens);
+}
+
 absl::Status Engine::ValidateTarget(const std::vector<int32_t>& target,
                                     const ReuseOptions& options) const {
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   const ModelConfig& c = model_->config();
   if (target.empty()) return absl::InvalidArgumentError("empty prompt");
+  SEMSHARE_RETURN_IF_ERROR(CheckFitsContext(c, static_cast<int64_t>(target.size()), 0));
   for (int32_t id : target) {
     if (id < 0 || id >= c.vocab_size) {
       return absl::InvalidArgumentError(
@@ -650,7 +658,7 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
                                                 const Reference* reference,
                                                 const ReuseOptions& options,
                                                 const SamplingOptions& sampling) const {
-  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateSampling(static_cast<int64_t>(target.size()), sampling));
   const auto start = Clock::now();
   SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, Prefill(target, reference, options));
   return Decode(std::move(prefill), options, sampling, start);
@@ -659,14 +667,14 @@ absl::StatusOr<GenerateResult> Engine::Generate(const std::vector<int32_t>& targ
 absl::StatusOr<GenerateResult> Engine::GenerateFrom(PrefillOutcome prefill,
                                                     const ReuseOptions& options,
                                                     const SamplingOptions& sampling) const {
-  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateSampling(prefill.prompt_tokens, sampling));
   return Decode(std::move(prefill), options, sampling, Clock::now());
 }
 
 absl::StatusOr<std::pair<GenerateResult, Reference>> Engine::GenerateMiss(
     const std::vector<int32_t>& target, const ReuseOptions& options,
     const SamplingOptions& sampling) const {
-  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateSampling(static_cast<int64_t>(target.size()), sampling));
   const auto start = Clock::now();
   Reference reference;
   reference.ids = target;
@@ -685,7 +693,7 @@ absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_
                                                         KVCache gathered,
                                                         const ReuseOptions& options,
                                                         const SamplingOptions& sampling) const {
-  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateSampling(static_cast<int64_t>(target.size()), sampling));
   const auto start = Clock::now();
   SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
                             PrefillGathered(target, mapping, std::move(gathered), options));
@@ -697,7 +705,7 @@ absl::StatusOr<GenerateResult> Engine::GenerateGathered(const std::vector<int32_
                                                         GatheredLayerSource* layers,
                                                         const ReuseOptions& options,
                                                         const SamplingOptions& sampling) const {
-  SEMSHARE_RETURN_IF_ERROR(sampling.Validate());
+  SEMSHARE_RETURN_IF_ERROR(ValidateSampling(static_cast<int64_t>(target.size()), sampling));
   const auto start = Clock::now();
   SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill,
                             PrefillGathered(target, mapping, layers, options));
@@ -758,6 +766,8 @@ absl::StatusOr<double> Engine::ContinuationNll(PrefillOutcome* prefill,
                                                std::vector<int32_t>* top1) const {
   if (top1 != nullptr) top1->clear();
   if (continuation.empty()) return absl::InvalidArgumentError("empty continuation");
+  SEMSHARE_RETURN_IF_ERROR(CheckFitsContext(model_->config(), prefill->prompt_tokens,
+                                            static_cast<int64_t>(continuation.size())));
   double nll = 0;
   at::Tensor logits = prefill->logits;
   try {

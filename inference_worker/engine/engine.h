@@ -244,6 +244,8 @@ class Engine {
   absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target,
                                        const Reference& reference, const ReuseOptions& options,
                                        PrefillOutcome* out) const;
+  // sampling.Validate(), and the prompt plus max_tokens within the model's context.
+  absl::Status ValidateSampling(int64_t prompt_tokens, const SamplingOptions& sampling) const;
   absl::Status ValidateTarget(const std::vector<int32_t>& target,
                               const ReuseOptions& options) const;
   // Selective recompute over out->cache, rearranged into target order; `prepare_layer` (may be

@@ -331,4 +331,21 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   return config;
 }
 
+absl::Status CheckFitsContext(const ModelConfig& config, int64_t prompt_tokens,
+                              int64_t max_new_tokens) {
+  const int64_t context = config.max_position_embeddings;
+  if (prompt_tokens > context) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_tokens,
+                                                   " tokens, more than the model's context of ",
+                                                   context, " (max_position_embeddings)"));
+  }
+  if (prompt_tokens + max_new_tokens > context) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt's ", prompt_tokens, " tokens plus max_tokens ", max_new_tokens,
+        " exceed the model's context of ", context, " (max_position_embeddings); max_tokens can be",
+        " at most ", context - prompt_tokens, " for this prompt"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace semshare

@@ -109,6 +109,9 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
                                 ? encoder_->EncodeIds({request.prompt_token_ids().begin(),
                                                        request.prompt_token_ids().end()})
                                 : encoder_->Encode(request.prompt()));
+  // Before any search: a request past the model's context would fail on the worker anyway.
+  SEMSHARE_RETURN_IF_ERROR(encoder_->CheckFitsContext(static_cast<int64_t>(target.token_ids.size()),
+                                                      EffectiveMaxTokens(request)));
   const double tokenize_ms = MillisSince(start);
 
   const absl::Time search_start = absl::Now();
@@ -131,8 +134,7 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
                                                     target.codes.words.end());
   call.mutable_sketch()->Add(target.sketch.begin(), target.sketch.end());
   v1::SamplingParams* sampling = call.mutable_sampling();
-  sampling->set_max_tokens(request.max_tokens() > 0 ? request.max_tokens()
-                                                    : options_.default_max_tokens);
+  sampling->set_max_tokens(EffectiveMaxTokens(request));
   sampling->set_temperature(request.temperature());
   sampling->set_top_p(request.top_p());
   sampling->set_seed(request.seed());

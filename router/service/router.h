@@ -78,6 +78,10 @@ class Router {
       std::optional<double>* best_similarity);
   void RecordShardViews();
   std::string NewReferenceId();
+  // The request's max_tokens, or the router's default when it gives none (0).
+  int32_t EffectiveMaxTokens(const v1::GenerateRequest& request) const {
+    return request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  }
 
   const TargetEncoder* const encoder_;
   ShardSearch* const shards_;

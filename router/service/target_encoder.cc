@@ -23,6 +23,10 @@ class PromptTargetEncoder final : public TargetEncoder {
     return ToTarget(std::move(encoded));
   }
 
+  absl::Status CheckFitsContext(int64_t prompt_tokens, int64_t max_new_tokens) const override {
+    return semshare::CheckFitsContext(encoder_->config(), prompt_tokens, max_new_tokens);
+  }
+
  private:
   static EncodedTarget ToTarget(EncodedPrompt encoded) {
     return EncodedTarget{std::move(encoded.token_ids), std::move(encoded.codes),

@@ -27,6 +27,9 @@ class TargetEncoder {
   virtual absl::StatusOr<EncodedTarget> Encode(absl::string_view prompt) const = 0;
   // The same for a prompt given as token ids (with BOS); needs no tokenizer.
   virtual absl::StatusOr<EncodedTarget> EncodeIds(std::vector<int32_t> token_ids) const = 0;
+  // InvalidArgument, naming the figures, when a prompt of `prompt_tokens` plus up to
+  // `max_new_tokens` generated ones would not fit the model's context.
+  virtual absl::Status CheckFitsContext(int64_t prompt_tokens, int64_t max_new_tokens) const = 0;
 };
 
 // PromptEncoder over `model_dir` (tokenizer and embedding matrix only); `worker_device` is

@@ -4,12 +4,15 @@
 
 #include <cmath>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/kv_rearrange.h"
 #include "tests/inference_worker/test_model_util.h"
 
 namespace semshare {
 namespace {
+
+using ::testing::HasSubstr;
 
 std::vector<int32_t> Encode(const std::string& text) { return EncodeWithBos(AustenModel(), text); }
 
@@ -411,6 +414,40 @@ TEST(EngineTest, BadRequestsGetClearErrors) {
   wrong.ids = {1, 2, 3};
   EXPECT_FALSE(engine->Prefill({1, 2, 3}, &wrong, ReuseOptions{}).ok());  // no KV layers
   EXPECT_FALSE(ParseReuseMethod("magic").ok());
+}
+
+TEST(EngineTest, RequestsPastTheModelsContextAreRefusedBeforeAnyWork) {
+  const Model& model = AustenModel();
+  ASSERT_EQ(model.config().max_position_embeddings, 2048);
+  auto engine = Engine::Create(&model).value();
+  const std::vector<int32_t> too_long(2049, 5);
+  const absl::Status prefill = engine->Prefill(too_long, nullptr, ReuseOptions{}).status();
+  EXPECT_EQ(prefill.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(prefill.message(),
+              HasSubstr("the prompt has 2049 tokens, more than the model's context of 2048"));
+  EXPECT_EQ(engine->BuildReference(too_long).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // 2,000 prompt tokens leave room for 48 generated ones.
+  const std::vector<int32_t> long_prompt(2000, 5);
+  SamplingOptions sampling;
+  sampling.max_tokens = 49;
+  const absl::Status generate =
+      engine->Generate(long_prompt, nullptr, ReuseOptions{}, sampling).status();
+  EXPECT_EQ(generate.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(generate.message(), HasSubstr("max_tokens can be at most 48"));
+  EXPECT_EQ(engine->GenerateMiss(long_prompt, ReuseOptions{}, sampling).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<PrefillOutcome> prefilled = engine->Prefill(long_prompt, nullptr, ReuseOptions{});
+  ASSERT_TRUE(prefilled.ok()) << prefilled.status();
+  EXPECT_EQ(engine->GenerateFrom(*prefilled, ReuseOptions{}, sampling).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // Exactly the context is served.
+  sampling.max_tokens = 48;
+  absl::StatusOr<GenerateResult> fits =
+      engine->GenerateFrom(std::move(*prefilled), ReuseOptions{}, sampling);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_FALSE(fits->tokens.empty());
 }
 
 TEST(EngineTest, SeededSamplingReplays) {

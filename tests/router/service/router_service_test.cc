@@ -456,6 +456,32 @@ TEST_F(RouterServiceTest, MaxTokensPastTheLimitIsRefusedBeforeAnyWork) {
   EXPECT_NE(status.error_message().find("limit"), std::string::npos) << status.error_message();
 }
 
+TEST_F(RouterServiceTest, APromptPastTheModelsContextIsRefusedBeforeAnyWork) {
+  // The only worker counts its calls (and would fail them): there must be none.
+  FailingWorker failing;
+  server_.reset();
+  router_.reset();
+  pool_ = WorkerPool::Create({failing.address()}, TestToken(), WorkerPoolOptions(), health_.get(),
+                             &clock_)
+              .value();
+  StartRouter(RouterOptions());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kKeyA));
+  v1::GenerateRequest request;
+  // The Austen model's context is 2,048 tokens; the router's default max_tokens counts too.
+  for (int i = 0; i < 2040; ++i) request.add_prompt_token_ids(i == 0 ? 1 : 5);
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  EXPECT_FALSE(reader->Read(&response));
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              ::testing::HasSubstr("the prompt's 2040 tokens plus max_tokens " +
+                                   std::to_string(RouterOptions().default_max_tokens) +
+                                   " exceed the model's context of 2048"));
+  EXPECT_EQ(failing.generates(), 0);
+}
+
 // A tenant's byte budget (its API key's) travels with each new reference to the shard, which
 // applies it: with room for none, the miss is served and nothing is stored.
 TEST_F(RouterServiceTest, TheTenantsByteBudgetGoesWithItsNewReferences) {
