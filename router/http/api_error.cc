@@ -2,6 +2,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "router/service/router.h"
 
 namespace semshare::router::http {
 namespace {
@@ -72,6 +73,9 @@ ApiError ApiErrorFromStatus(const absl::Status& status) {
       error.type = "server_error";
       error.code = "internal_error";
       break;
+  }
+  if (auto code = status.GetPayload(kErrorCodePayload); code.has_value()) {
+    error.code = std::string(*code);
   }
   return error;
 }

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "router/service/router_metrics.h"
 #include "router/service/shard_search.h"
@@ -22,6 +23,12 @@
 // shard, choose a reference and a worker, call it (once more on another worker if it fails),
 // and account the stages. A shard that fails costs a miss; a worker that fails costs a retry.
 namespace semshare::router {
+
+// A Generate error's machine-readable reason, as a status payload (the HTTP front puts it in
+// OpenAI's error `code`). Set for a prompt plus max_tokens past the model's context:
+// kContextLengthExceeded.
+inline constexpr absl::string_view kErrorCodePayload = "type.semshare.dev/error.code";
+inline constexpr absl::string_view kContextLengthExceeded = "context_length_exceeded";
 
 struct RouterOptions {
   double similarity_threshold = 0.8;  // default when a request sets none

@@ -79,6 +79,9 @@ request 400 -H "$AUTH" "$BASE/v1/completions" -d '{"model": "'$MODEL'", "prompt"
 check '.error.param == "max_tokens"'
 request 400 -H "$AUTH" "$BASE/v1/completions" -d '{"model": "'$MODEL'", "prompt": "x", "n": 2}'
 check '.error.param == "n"'
+# austen-5m's context is 2,048 tokens: under the router's max_tokens limit, past the model.
+request 400 -H "$AUTH" "$BASE/v1/completions" -d '{"model": "'$MODEL'", "prompt": "x", "max_tokens": 3000}'
+check '.error.code == "context_length_exceeded" and (.error.message | contains("context of 2048"))'
 request 404 -H "$AUTH" "$BASE/v1/completions" -d '{"model": "gpt-4", "prompt": "x"}'
 check '.error.message | contains("gpt-4")'
 request 404 -H "$AUTH" "$BASE/v1/chat/completions" -d '{}'

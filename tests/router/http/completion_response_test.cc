@@ -1,7 +1,9 @@
 #include "router/http/completion_response.h"
 
+#include "absl/strings/cord.h"
 #include "gtest/gtest.h"
 #include "router/http/api_error.h"
+#include "router/service/router.h"
 
 namespace semshare::router::http {
 namespace {
@@ -107,6 +109,17 @@ TEST(ApiErrorTest, StatusesMapToHttpStatuses) {
   EXPECT_EQ(MethodNotAllowed("GET", "/v1/completions").http_status, 405);
   EXPECT_EQ(RouteNotFound("/nope").http_status, 404);
   EXPECT_EQ(BodyTooLarge(1024).http_status, 413);
+}
+
+TEST(ApiErrorTest, TheRoutersErrorCodeBecomesOpenAisCode) {
+  absl::Status status = absl::InvalidArgumentError("the prompt's 2040 tokens plus max_tokens 64");
+  EXPECT_TRUE(ApiErrorFromStatus(status).code.empty());
+  status.SetPayload(kErrorCodePayload, absl::Cord(kContextLengthExceeded));
+  const ApiError error = ApiErrorFromStatus(status);
+  EXPECT_EQ(error.http_status, 400);
+  EXPECT_EQ(error.type, "invalid_request_error");
+  EXPECT_EQ(error.code, "context_length_exceeded");
+  EXPECT_EQ(error.ToJson()["error"]["code"].string_value(), "context_length_exceeded");
 }
 
 TEST(ApiErrorTest, OpenAisShape) {
