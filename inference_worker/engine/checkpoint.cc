@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -104,13 +106,16 @@ uint64_t SplitMix64(uint64_t x) {
 }
 
 // Fills `out` with normal(0, stddev) by Box-Muller, two values per random word. Plain C++
-// rather than at::normal_ so the weights do not change with the libtorch version.
+// rather than at::normal_ so the weights do not change with the libtorch version. Each pair
+// depends on its index alone, so the values do not depend on how many threads fill them.
+// Plain threads, at::get_num_threads() of them: at::parallel_for's OpenMP backend is inline
+// in ATen's headers and runs serially in a translation unit built without -fopenmp.
 template <typename T>
 void FillNormal(T* out, int64_t numel, uint64_t key, double stddev) {
   const int64_t pairs = (numel + 1) / 2;
   constexpr double kTwoPi = 6.283185307179586;
   constexpr double kUnit = 1.0 / 16777216.0;  // 2^-24
-  at::parallel_for(0, pairs, 1 << 14, [&](int64_t begin, int64_t end) {
+  auto fill = [=](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end; ++pair) {
       const uint64_t bits = SplitMix64(key + static_cast<uint64_t>(pair) * 0x9e3779b97f4a7c15ULL);
       const double u1 = static_cast<double>((bits >> 40) + 1) * kUnit;  // (0, 1]: log is finite
@@ -122,7 +127,16 @@ void FillNormal(T* out, int64_t numel, uint64_t key, double stddev) {
         out[first + 1] = static_cast<T>(static_cast<float>(radius * std::sin(kTwoPi * u2)));
       }
     }
-  });
+  };
+  constexpr int64_t kMinPairsPerThread = 1 << 16;
+  const int64_t threads = std::clamp<int64_t>(pairs / kMinPairsPerThread, 1, at::get_num_threads());
+  const int64_t per_thread = (pairs + threads - 1) / threads;
+  std::vector<std::thread> workers;
+  for (int64_t t = 1; t < threads; ++t) {
+    workers.emplace_back(fill, t * per_thread, std::min(pairs, (t + 1) * per_thread));
+  }
+  fill(0, std::min(pairs, per_thread));
+  for (std::thread& worker : workers) worker.join();
 }
 
 absl::StatusOr<at::Tensor> MakeRandomTensor(const SafetensorsEntry& entry, uint64_t seed) {

@@ -41,7 +41,7 @@ int Run(const std::vector<std::string>& args) {
   }
   absl::StatusOr<ModelConfig> config = PresetConfig(preset);
   if (!config.ok()) return Fail(config.status());
-  // Random weights are filled in parallel (at::parallel_for); libtorch may default to one
+  // Random weights are filled on at::get_num_threads() threads; libtorch may default to one
   // thread, which makes the llama-3-8b preset take minutes.
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   absl::StatusOr<CheckpointSummary> summary =
