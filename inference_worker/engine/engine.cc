@@ -86,8 +86,9 @@ absl::Status ReuseOptions::Validate() const {
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
                                                        const EngineOptions& options) {
   if (model == nullptr) return absl::InvalidArgumentError("engine needs a model");
-  return std::unique_ptr<Engine>(
-      new Engine(model, options.measure_fixed_costs.value_or(model->device().is_cuda())));
+  const bool on_gpu = model->device().is_cuda();
+  return std::unique_ptr<Engine>(new Engine(model, options.measure_fixed_costs.value_or(on_gpu),
+                                            options.gpu_cost_model.value_or(on_gpu)));
 }
 
 absl::StatusOr<const TokenEncoder*> Engine::EncoderFor(const ECacheOptions& options) const {
@@ -179,15 +180,25 @@ ReusePrediction Engine::PredictWork(int64_t target_tokens, int64_t reference_tok
   {
     absl::MutexLock lock(&mutex_);
     if (flops_per_second_ == 0) {
-      // Calibrate once, on first use: one projection-sized matmul and one code scan.
+      // Calibrate once, on first use: a projection-sized matmul (the best of three after a
+      // warm-up) and one code scan. On a GPU the matmul takes 4,096 rows: with 256 it ran in
+      // microseconds, as long as its launch and sync, and the measured speed varied 2x from
+      // one machine to the next (H100, llama-3.2-1b).
       const auto options_f = at::TensorOptions().dtype(model_->dtype()).device(model_->device());
-      const at::Tensor a = at::randn({256, c.hidden_size}, options_f);
+      const int64_t rows = model_->device().is_cuda() ? 4096 : 256;
+      const at::Tensor a = at::randn({rows, c.hidden_size}, options_f);
       const at::Tensor b = at::randn({c.hidden_size, 4 * c.hidden_size}, options_f);
-      Sync(at::matmul(a, b));
-      const auto t0 = Clock::now();
-      Sync(at::matmul(a, b));
-      const double seconds = std::max(1e-6, MillisSince(t0) / 1e3);
-      flops_per_second_ = 2.0 * 256 * c.hidden_size * 4 * c.hidden_size / seconds;
+      // Waits on one element of the product: summing all of it would be timed too.
+      const auto product = [&] { Sync(at::matmul(a, b).view(-1).narrow(0, 0, 1)); };
+      product();
+      double seconds = std::numeric_limits<double>::infinity();
+      for (int run = 0; run < 3; ++run) {
+        const auto t0 = Clock::now();
+        product();
+        seconds = std::min(seconds, std::max(1e-6, MillisSince(t0) / 1e3));
+      }
+      flops_per_second_ = 2.0 * static_cast<double>(rows) * static_cast<double>(c.hidden_size) *
+                          4.0 * static_cast<double>(c.hidden_size) / seconds;
 
       TokenCodes codes;
       codes.nbits = options.ecache.nbits;
@@ -230,8 +241,8 @@ ReusePrediction Engine::PredictWork(int64_t target_tokens, int64_t reference_tok
       (layer_flops * share_sum + kv_projection_flops * kv_share_sum) / flops_per_second + scan +
       rearrange;
   ReusePrediction prediction;
-  prediction.full_ms = full * 1e3;
-  prediction.reuse_ms = semshare * 1e3;
+  prediction.full_ms = prediction.full_work_ms = full * 1e3;
+  prediction.reuse_ms = prediction.reuse_work_ms = semshare * 1e3;
   return prediction;
 }
 
@@ -263,11 +274,37 @@ absl::StatusOr<std::pair<double, double>> Engine::MeasureFixedCosts(
     }
     return best;
   };
+  if (gpu_cost_model_) SEMSHARE_RETURN_IF_ERROR(CalibrateSpeedByPrefill(options));
   SEMSHARE_ASSIGN_OR_RETURN(const double full_ms, best_ms(ReuseMethod::kFull));
   SEMSHARE_ASSIGN_OR_RETURN(const double reuse_ms, best_ms(ReuseMethod::kSemShare));
   const ReusePrediction work = PredictWork(n, n, options);
   return std::make_pair(std::max(0.0, full_ms - work.full_ms),
                         std::max(0.0, reuse_ms - work.reuse_ms));
+}
+
+absl::Status Engine::CalibrateSpeedByPrefill(const ReuseOptions& options) const {
+  const ModelConfig& c = model_->config();
+  const int64_t n = std::min<int64_t>(c.max_position_embeddings, 2048);
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size) - 1);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int32_t& id : ids) id = token(rng);
+  ReuseOptions o = options;
+  o.method = ReuseMethod::kFull;
+  o.bypass = false;
+  // The best of two after one warm-up run.
+  double best = std::numeric_limits<double>::infinity();
+  for (int run = 0; run < 3; ++run) {
+    const auto start = Clock::now();
+    SEMSHARE_ASSIGN_OR_RETURN(const PrefillOutcome out, Prefill(ids, nullptr, o));
+    if (run > 0) best = std::min(best, MillisSince(start));
+  }
+  // PredictWork counts at the matmul's speed; scale it so that this prefill is predicted as
+  // measured.
+  const double predicted = PredictWork(n, n, options).full_work_ms;
+  absl::MutexLock lock(&mutex_);
+  flops_per_second_ *= predicted / std::max(1e-3, best);
+  return absl::OkStatus();
 }
 
 ReusePrediction Engine::Predict(int64_t target_tokens, int64_t reference_tokens,
@@ -285,7 +322,8 @@ ReusePrediction Engine::Predict(int64_t target_tokens, int64_t reference_tokens,
   }
   prediction.full_fixed_ms = fixed.first;
   prediction.reuse_fixed_ms = fixed.second;
-  prediction.full_ms += fixed.first;
+  prediction.full_ms = gpu_cost_model_ ? std::max(prediction.full_ms, fixed.first)
+                                       : prediction.full_ms + fixed.first;
   prediction.reuse_ms += fixed.second;
   return prediction;
 }

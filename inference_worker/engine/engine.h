@@ -127,6 +127,9 @@ struct ReusePrediction {
   // trips, per-layer bookkeeping), measured on a short prompt; zero when not measured.
   double full_fixed_ms = 0;
   double reuse_fixed_ms = 0;
+  // The counted work alone (flops and code scans at the speed measured on this device).
+  double full_work_ms = 0;
+  double reuse_work_ms = 0;
 };
 
 struct EngineOptions {
@@ -137,6 +140,19 @@ struct EngineOptions {
   // flops (the ttft sweep never loses down to 32 tokens), and the bypass stays a deterministic
   // ratio of counted work.
   std::optional<bool> measure_fixed_costs;
+  // Whether the bypass predicts as on a GPU (unset: on a GPU). Two things differ there, both
+  // seen on an H100:
+  // - Our prefill runs far below a lone matmul's speed (attention, norms and other
+  //   memory-bound steps): a 4,096-row projection's speed predicted 20 ms for a 5,120-token
+  //   llama-3.2-1b prefill that took 195. So when the fixed costs are measured, the speed is
+  //   also calibrated, by a full prefill of 2,048 tokens (or the context, if shorter).
+  // - A full prefill costs the larger of its fixed costs and its counted work, not their sum:
+  //   the host enqueues a layer's kernels while the device works through earlier ones, so a
+  //   long prompt's work hides the launches (llama-3.2-1b: 17 ms for 512 tokens, 18 for 64).
+  // On the CPU the same threads launch and compute, so the fixed costs add, and the matmul's
+  // speed is the prefill's. A hit's fixed costs add on both: it waits for the device in every
+  // layer (its deviation ranking is read back to the host).
+  std::optional<bool> gpu_cost_model;
 };
 
 // Serves prompts with the model, reusing a reference's KV by the chosen method. Thread-safe:
@@ -227,8 +243,8 @@ class Engine {
   const Model& model() const { return *model_; }
 
  private:
-  Engine(const Model* model, bool measure_fixed_costs)
-      : model_(model), measure_fixed_costs_(measure_fixed_costs) {}
+  Engine(const Model* model, bool measure_fixed_costs, bool gpu_cost_model)
+      : model_(model), measure_fixed_costs_(measure_fixed_costs), gpu_cost_model_(gpu_cost_model) {}
 
   absl::StatusOr<const TokenEncoder*> EncoderFor(const ECacheOptions& options) const;
   absl::Status FullPrefill(const std::vector<int32_t>& target, const ReuseOptions& options,
@@ -266,9 +282,13 @@ class Engine {
   // Serves a short synthetic pair with full prefill and with semshare (no bypass, no
   // threshold) and returns what each took beyond its predicted work, milliseconds.
   absl::StatusOr<std::pair<double, double>> MeasureFixedCosts(const ReuseOptions& options) const;
+  // Rescales the counted-work speed so that a full prefill of 2,048 tokens (or the context) is
+  // predicted as long as it measures (EngineOptions::gpu_cost_model).
+  absl::Status CalibrateSpeedByPrefill(const ReuseOptions& options) const;
 
   const Model* model_;
   const bool measure_fixed_costs_;
+  const bool gpu_cost_model_;
   // Held while the fixed costs are measured, which serves requests (and so takes mutex_).
   mutable absl::Mutex fixed_costs_mutex_ ABSL_ACQUIRED_BEFORE(mutex_);
   mutable std::optional<std::pair<double, double>> fixed_costs_ms_

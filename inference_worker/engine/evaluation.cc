@@ -258,6 +258,8 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
     row["predicted_ms"]["semshare"] = p.reuse_ms;
     row["predicted_ms"]["full_fixed"] = p.full_fixed_ms;
     row["predicted_ms"]["semshare_fixed"] = p.reuse_fixed_ms;
+    row["predicted_ms"]["full_work"] = p.full_work_ms;
+    row["predicted_ms"]["semshare_work"] = p.reuse_work_ms;
     double full_ms = 0;
     for (ReuseMethod method : {ReuseMethod::kFull, ReuseMethod::kPrefix, ReuseMethod::kSemShare}) {
       ReuseOptions options_for_method = reuse;

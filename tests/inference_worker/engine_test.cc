@@ -382,8 +382,9 @@ TEST(EngineTest, BypassAddsMeasuredFixedCostsOnlyWhenAsked) {
     EXPECT_TRUE(std::isfinite(v));
     EXPECT_GE(v, 0);
   }
-  EXPECT_GE(p.full_ms, p.full_fixed_ms);
-  EXPECT_GE(p.reuse_ms, p.reuse_fixed_ms);
+  // On the CPU both fixed costs add to the counted work.
+  EXPECT_DOUBLE_EQ(p.full_ms, p.full_fixed_ms + p.full_work_ms);
+  EXPECT_DOUBLE_EQ(p.reuse_ms, p.reuse_fixed_ms + p.reuse_work_ms);
   // Measured once: every later prediction carries the same fixed costs, and grows with length
   // only by its counted work.
   const ReusePrediction longer = measured->Predict(600, 600, options);
@@ -393,6 +394,18 @@ TEST(EngineTest, BypassAddsMeasuredFixedCostsOnlyWhenAsked) {
   // The bypass decides by this prediction: reuse must cost under 90% of a full prefill.
   const bool expect_bypass = p.reuse_ms >= 0.9 * p.full_ms;
   EXPECT_EQ(measured->BypassReason(300, 300, options).has_value(), expect_bypass);
+
+  // A GPU's rules: the speed comes from a real prefill, and a full prefill costs the larger of
+  // its fixed costs and its counted work, so a prompt whose work is far below them costs just
+  // them; a hit's fixed costs still add.
+  measure.gpu_cost_model = true;
+  auto overlapped = Engine::Create(&model, measure).value();
+  for (int64_t tokens : {2, 300, 2000}) {
+    const ReusePrediction o = overlapped->Predict(tokens, tokens, options);
+    EXPECT_GT(o.full_work_ms, 0);
+    EXPECT_DOUBLE_EQ(o.full_ms, std::max(o.full_fixed_ms, o.full_work_ms)) << tokens;
+    EXPECT_DOUBLE_EQ(o.reuse_ms, o.reuse_fixed_ms + o.reuse_work_ms) << tokens;
+  }
 
   // Measuring served requests on the engine; it still serves a hit as before.
   const Reference reference = measured->BuildReference(Encode(kReference)).value();
