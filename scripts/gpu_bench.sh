@@ -9,6 +9,10 @@
 #                                          # CudaTest ones included) and the ttft benchmark on
 #                                          # the llama-3.2-1b and llama-3-8b shapes, in bf16
 #
+# Environment for run: GPU_PRESETS (default "llama-3.2-1b llama-3-8b"; empty runs the tests
+# only), GPU_LENGTHS, GPU_TESTS=0 (skip the CUDA tests), CPU_TESTS_SECONDS (default 240; 0 skips
+# the CPU tests), CPU_TESTS_FILTER, GDB_TESTS_FILTER (run those tests under cuda-gdb first).
+#
 # .gpu/ is ignored by git; carry it to the GPU machine with the working tree. Every result is
 # written to OUT_DIR as soon as it exists (JSON plus the readable table), so a run cut short
 # still leaves what it finished.
@@ -50,24 +54,33 @@ run() {
   # Warnings stay visible but are not errors: this libtorch deprecates what 1.13 needs.
   # --no-as-needed keeps libtorch_cuda linked although no symbol of ours names it, so that
   # CUDA registers itself. Abseil 20220623's headers predate GCC 13's leaner <string>.
+  mkdir -p build-gpu
   TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" cmake -S . -B build-gpu "${generator[@]}" \
     -DCMAKE_BUILD_TYPE=Release -DSEMSHARE_ENGINE_ONLY=ON -DSEMSHARE_WERROR=OFF \
     -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -Dabsl_DIR="$lib/cmake/absl" -DGTest_DIR="$lib/cmake/GTest" \
     -DCMAKE_CXX_FLAGS="-include cstdint" \
-    -DCMAKE_EXE_LINKER_FLAGS="-rdynamic -Wl,--no-as-needed -Wl,-rpath,$lib" >"$out/cmake.log" 2>&1 ||
-    { tail -50 "$out/cmake.log"; exit 1; }
+    -DCMAKE_EXE_LINKER_FLAGS="-rdynamic -Wl,--no-as-needed -Wl,-rpath,$lib" \
+    >build-gpu/cmake.log 2>&1 || { tail -50 build-gpu/cmake.log; exit 1; }
+  local started=$SECONDS
   cmake --build build-gpu -j"$(nproc)" --target semshare-eval semshare-make-model \
-    semshare-generate engine_tests >"$out/build.log" 2>&1 ||
-    { grep -m20 -A5 "error" "$out/build.log"; exit 1; }
+    semshare-generate engine_tests >build-gpu/build.log 2>&1 ||
+    { grep -m20 -A5 "error" build-gpu/build.log; exit 1; }
+  echo "build: $((SECONDS - started)) s"
 
   # The engine's tests on the GPU first; the rest (on this machine's CPU, against libtorch 2.x)
   # after the benchmarks, within what is left of the time.
-  build-gpu/bin/engine_tests --gtest_filter='CudaTest.*:DeviceMemoryTest.*' \
-    >"$out/cuda_tests.log" 2>&1 || true
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/cuda_tests.log" || tail -20 "$out/cuda_tests.log"
+  if [[ "${GPU_TESTS:-1}" == 1 ]]; then
+    build-gpu/bin/engine_tests --gtest_filter='CudaTest.*:DeviceMemoryTest.*' \
+      >"$out/cuda_tests.log" 2>&1 || true
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/cuda_tests.log" || tail -20 "$out/cuda_tests.log"
+  fi
 
+  # A 16 GB checkpoint writes and reads back much faster from memory than from that disk.
   local models=/tmp/semshare-models
+  if (($(df --output=avail -k /dev/shm 2>/dev/null | tail -1 || echo 0) > 40000000)); then
+    models=/dev/shm/semshare-models
+  fi
   for preset in ${GPU_PRESETS-llama-3.2-1b llama-3-8b}; do
     local started=$SECONDS
     build-gpu/bin/semshare-make-model --preset "$preset" --seed 1 --out "$models/$preset" \
@@ -80,7 +93,15 @@ run() {
     rm -rf "${models:?}/$preset"
   done
 
-  # A crash there prints its stack (the machine has no debugger).
+  [[ "${CPU_TESTS_SECONDS:-240}" != 0 ]] || return 0
+  # A crash there prints its stack: through cuda-gdb where the machine has it (it debugs host
+  # code too), else through a backtrace handler.
+  if command -v cuda-gdb >/dev/null && [[ -n "${GDB_TESTS_FILTER:-}" ]]; then
+    timeout 300 cuda-gdb -batch -ex run -ex bt -ex "info registers rip" \
+      --args build-gpu/bin/engine_tests --gtest_filter="$GDB_TESTS_FILTER" \
+      >"$out/gdb.log" 2>&1 || true
+    grep -E -A40 "received signal|^#0 " "$out/gdb.log" | head -80 || tail -30 "$out/gdb.log"
+  fi
   cat >build-gpu/segv_backtrace.c <<'EOF'
 #include <execinfo.h>
 #include <signal.h>
@@ -96,7 +117,13 @@ __attribute__((constructor)) static void install(void) {
 }
 EOF
   gcc -shared -fPIC -o build-gpu/segv_backtrace.so build-gpu/segv_backtrace.c
-  LD_PRELOAD="$PWD/build-gpu/segv_backtrace.so" timeout "${CPU_TESTS_SECONDS:-240}" \
+  # PyTorch's wheels export the std::filesystem they link statically (pytorch/pytorch#133437),
+  # and the loader binds the tests' std::filesystem::remove_all to that copy, which jumps to
+  # address 0 (seen with torch 2.11 through cuda-gdb). Loading the system libstdc++ first
+  # makes every std:: symbol resolve to it. Only tests use std::filesystem; the engine does not.
+  local libstdcxx
+  libstdcxx="$(g++ -print-file-name=libstdc++.so.6)"
+  LD_PRELOAD="$libstdcxx $PWD/build-gpu/segv_backtrace.so" timeout "${CPU_TESTS_SECONDS:-240}" \
     build-gpu/bin/engine_tests \
     --gtest_filter="${CPU_TESTS_FILTER:--CudaTest.*}" >"$out/engine_tests.log" 2>&1 ||
     echo "engine_tests exited with $?"

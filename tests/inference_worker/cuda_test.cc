@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/device_memory.h"
 #include "inference_worker/engine/engine.h"
@@ -81,7 +82,8 @@ TEST(CudaTest, FullRecomputeEqualsFullPrefill) {
 
 // A paraphrase hit on the GPU (bf16, the default there) matches, rearranges, recomputes and
 // prunes as on the CPU: the same similarity (the E-cache codes come from the same embeddings),
-// a similar recompute share, and the same first token as full prefill on the GPU.
+// a similar recompute share, the same first token as full prefill on the GPU, and along full
+// prefill's text the same next-token predictions at most steps.
 TEST(CudaTest, Bf16ParaphraseHitMatchesTheCpuEngine) {
   SKIP_WITHOUT_CUDA();
   const Model& gpu = CudaAustenModel("auto");
@@ -108,7 +110,21 @@ TEST(CudaTest, Bf16ParaphraseHitMatchesTheCpuEngine) {
   full.method = ReuseMethod::kFull;
   const GenerateResult expected = gpu_engine->Generate(target, nullptr, full, sampling).value();
   EXPECT_EQ(on_gpu.tokens.front(), expected.tokens.front());
-  EXPECT_GT(RougeLF1(on_gpu.tokens, expected.tokens), 0.5);
+  // Teacher-forced along full prefill's greedy tokens, the share of steps at which the reused
+  // cache's most likely token is full's. Greedy text is no measure here: on this small model
+  // one early flip, which bf16 rounding alone can cause, makes a different continuation
+  // (even on the CPU in fp32, full and semshare without retention part at the sixth token).
+  PrefillOutcome forced = gpu_engine->Prefill(target, &gpu_ref, options).value();
+  std::vector<int32_t> top1;
+  ASSERT_TRUE(gpu_engine->ContinuationNll(&forced, expected.tokens, options, &top1).ok());
+  ASSERT_EQ(top1.size(), expected.tokens.size());
+  int64_t same = 0;
+  for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == expected.tokens[t] ? 1 : 0;
+  EXPECT_GE(same, 12) << "of " << top1.size() << "; greedy ROUGE-L "
+                      << RougeLF1(on_gpu.tokens, expected.tokens) << "\nsemshare on the GPU "
+                      << absl::StrJoin(on_gpu.tokens, " ") << "\nfull on the GPU     "
+                      << absl::StrJoin(expected.tokens, " ") << "\nsemshare on the CPU "
+                      << absl::StrJoin(on_cpu.tokens, " ");
 }
 
 // The allocator's peak is what the ttft benchmark reports on a GPU; it must move with use.
