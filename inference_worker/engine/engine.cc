@@ -27,6 +27,14 @@ void Sync(const at::Tensor& t) {
   if (t.defined() && t.is_cuda()) (void)t.sum().item<float>();
 }
 
+// n token ids drawn uniformly from the vocabulary.
+std::vector<int32_t> RandomTokenIds(int64_t n, int64_t vocab_size, std::mt19937* rng) {
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(vocab_size) - 1);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int32_t& id : ids) id = token(*rng);
+  return ids;
+}
+
 at::Tensor IndexTensor(const std::vector<int64_t>& indices, at::Device device) {
   return at::tensor(indices, at::kLong).to(device);
 }
@@ -246,37 +254,39 @@ ReusePrediction Engine::PredictWork(int64_t target_tokens, int64_t reference_tok
   return prediction;
 }
 
+absl::StatusOr<double> Engine::BestPrefillMs(const std::vector<int32_t>& target,
+                                             const Reference* reference, ReuseOptions options,
+                                             int timed_runs) const {
+  options.bypass = false;
+  options.similarity_threshold = 0;
+  double best = std::numeric_limits<double>::infinity();
+  for (int run = 0; run <= timed_runs; ++run) {
+    const auto start = Clock::now();
+    SEMSHARE_ASSIGN_OR_RETURN(const PrefillOutcome out, Prefill(target, reference, options));
+    if (run > 0) best = std::min(best, MillisSince(start));
+  }
+  return best;
+}
+
 absl::StatusOr<std::pair<double, double>> Engine::MeasureFixedCosts(
     const ReuseOptions& options) const {
   const ModelConfig& c = model_->config();
   // Short enough that fixed costs dominate, long enough for a recompute set in every layer.
   const int64_t n = std::clamp<int64_t>(c.max_position_embeddings, 2, 64);
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size) - 1);
-  std::vector<int32_t> reference_ids(static_cast<size_t>(n));
-  for (int32_t& id : reference_ids) id = token(rng);
+  const std::vector<int32_t> reference_ids = RandomTokenIds(n, c.vocab_size, &rng);
   std::vector<int32_t> target = reference_ids;
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size) - 1);
   for (size_t i = 5; i < target.size(); i += 8) target[i] = token(rng);
   SEMSHARE_ASSIGN_OR_RETURN(const Reference reference,
                             BuildReference(reference_ids, options.ecache));
 
-  // The best of three after one warm-up run (a GPU's first runs select kernels).
-  const auto best_ms = [&](ReuseMethod method) -> absl::StatusOr<double> {
-    ReuseOptions o = options;
-    o.method = method;
-    o.bypass = false;
-    o.similarity_threshold = 0;
-    double best = std::numeric_limits<double>::infinity();
-    for (int run = 0; run < 4; ++run) {
-      const auto start = Clock::now();
-      SEMSHARE_ASSIGN_OR_RETURN(const PrefillOutcome out, Prefill(target, &reference, o));
-      if (run > 0) best = std::min(best, MillisSince(start));
-    }
-    return best;
-  };
   if (gpu_cost_model_) SEMSHARE_RETURN_IF_ERROR(CalibrateSpeedByPrefill(options));
-  SEMSHARE_ASSIGN_OR_RETURN(const double full_ms, best_ms(ReuseMethod::kFull));
-  SEMSHARE_ASSIGN_OR_RETURN(const double reuse_ms, best_ms(ReuseMethod::kSemShare));
+  ReuseOptions o = options;
+  o.method = ReuseMethod::kFull;
+  SEMSHARE_ASSIGN_OR_RETURN(const double full_ms, BestPrefillMs(target, &reference, o, 3));
+  o.method = ReuseMethod::kSemShare;
+  SEMSHARE_ASSIGN_OR_RETURN(const double reuse_ms, BestPrefillMs(target, &reference, o, 3));
   const ReusePrediction work = PredictWork(n, n, options);
   return std::make_pair(std::max(0.0, full_ms - work.full_ms),
                         std::max(0.0, reuse_ms - work.reuse_ms));
@@ -286,24 +296,15 @@ absl::Status Engine::CalibrateSpeedByPrefill(const ReuseOptions& options) const 
   const ModelConfig& c = model_->config();
   const int64_t n = std::min<int64_t>(c.max_position_embeddings, 2048);
   std::mt19937 rng(11);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size) - 1);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int32_t& id : ids) id = token(rng);
   ReuseOptions o = options;
   o.method = ReuseMethod::kFull;
-  o.bypass = false;
-  // The best of two after one warm-up run.
-  double best = std::numeric_limits<double>::infinity();
-  for (int run = 0; run < 3; ++run) {
-    const auto start = Clock::now();
-    SEMSHARE_ASSIGN_OR_RETURN(const PrefillOutcome out, Prefill(ids, nullptr, o));
-    if (run > 0) best = std::min(best, MillisSince(start));
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(const double measured,
+                            BestPrefillMs(RandomTokenIds(n, c.vocab_size, &rng), nullptr, o, 2));
   // PredictWork counts at the matmul's speed; scale it so that this prefill is predicted as
   // measured.
   const double predicted = PredictWork(n, n, options).full_work_ms;
   absl::MutexLock lock(&mutex_);
-  flops_per_second_ *= predicted / std::max(1e-3, best);
+  flops_per_second_ *= predicted / std::max(1e-3, measured);
   return absl::OkStatus();
 }
 

@@ -282,6 +282,11 @@ class Engine {
   // Serves a short synthetic pair with full prefill and with semshare (no bypass, no
   // threshold) and returns what each took beyond its predicted work, milliseconds.
   absl::StatusOr<std::pair<double, double>> MeasureFixedCosts(const ReuseOptions& options) const;
+  // The fastest of `timed_runs` prefills of `target` after one untimed warm-up (a GPU's first
+  // runs select kernels), milliseconds; no bypass, no similarity threshold.
+  absl::StatusOr<double> BestPrefillMs(const std::vector<int32_t>& target,
+                                       const Reference* reference, ReuseOptions options,
+                                       int timed_runs) const;
   // Rescales the counted-work speed so that a full prefill of 2,048 tokens (or the context) is
   // predicted as long as it measures (EngineOptions::gpu_cost_model).
   absl::Status CalibrateSpeedByPrefill(const ReuseOptions& options) const;

@@ -64,6 +64,17 @@ int64_t SamePrefixTokens(const std::vector<int32_t>& a, const std::vector<int32_
   return static_cast<int64_t>(same);
 }
 
+absl::StatusOr<double> TeacherForcedAgreement(const Engine& engine, PrefillOutcome prefill,
+                                              const std::vector<int32_t>& tokens,
+                                              const ReuseOptions& options) {
+  if (tokens.empty()) return 1.0;
+  std::vector<int32_t> top1;
+  SEMSHARE_RETURN_IF_ERROR(engine.ContinuationNll(&prefill, tokens, options, &top1).status());
+  int64_t same = 0;
+  for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == tokens[t] ? 1 : 0;
+  return static_cast<double>(same) / static_cast<double>(tokens.size());
+}
+
 absl::StatusOr<std::vector<EvalPair>> ReadEvalPairs(const std::string& path) {
   SEMSHARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   std::vector<EvalPair> pairs;
@@ -170,17 +181,9 @@ absl::StatusOr<Json> RunFidelity(const Engine& engine, const std::vector<EvalPai
     SEMSHARE_ASSIGN_OR_RETURN(GenerateResult served,
                               engine.GenerateFrom(method_prefill.Clone(), reuse, greedy));
 
-    // Teacher-forced along full's greedy tokens.
-    double top1_agree = 1.0;
-    if (!baseline.tokens.empty()) {
-      PrefillOutcome forced_prefill = method_prefill.Clone();
-      std::vector<int32_t> top1;
-      SEMSHARE_RETURN_IF_ERROR(
-          engine.ContinuationNll(&forced_prefill, baseline.tokens, reuse, &top1).status());
-      int64_t same = 0;
-      for (size_t t = 0; t < top1.size(); ++t) same += top1[t] == baseline.tokens[t] ? 1 : 0;
-      top1_agree = static_cast<double>(same) / static_cast<double>(baseline.tokens.size());
-    }
+    SEMSHARE_ASSIGN_OR_RETURN(
+        const double top1_agree,
+        TeacherForcedAgreement(engine, method_prefill.Clone(), baseline.tokens, reuse));
     SEMSHARE_ASSIGN_OR_RETURN(double method_nll,
                               engine.ContinuationNll(&method_prefill, continuation, reuse));
     const double rouge_l = RougeLF1(served.tokens, baseline.tokens);

@@ -18,6 +18,13 @@ double RougeLF1(const std::vector<int32_t>& candidate, const std::vector<int32_t
 // How many leading tokens two sequences share (the index of the first difference).
 int64_t SamePrefixTokens(const std::vector<int32_t>& a, const std::vector<int32_t>& b);
 
+// Teacher forcing along `tokens` (full prefill's greedy continuation, say): the share of
+// steps at which `prefill`'s cache makes the token of `tokens` its most likely next token,
+// each step fed the token of `tokens`. 1.0 when `tokens` is empty.
+absl::StatusOr<double> TeacherForcedAgreement(const Engine& engine, PrefillOutcome prefill,
+                                              const std::vector<int32_t>& tokens,
+                                              const ReuseOptions& options);
+
 struct EvalPair {
   std::string id;
   std::string reference;
