@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_code.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -335,15 +336,19 @@ absl::Status CheckFitsContext(const ModelConfig& config, int64_t prompt_tokens,
                               int64_t max_new_tokens) {
   const int64_t context = config.max_position_embeddings;
   if (prompt_tokens > context) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_tokens,
-                                                   " tokens, more than the model's context of ",
-                                                   context, " (max_position_embeddings)"));
+    return WithErrorCode(
+        absl::InvalidArgumentError(absl::StrCat("the prompt has ", prompt_tokens,
+                                                " tokens, more than the model's context of ",
+                                                context, " (max_position_embeddings)")),
+        kContextLengthExceeded);
   }
   if (prompt_tokens + max_new_tokens > context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt's ", prompt_tokens, " tokens plus max_tokens ", max_new_tokens,
-        " exceed the model's context of ", context, " (max_position_embeddings); max_tokens can be",
-        " at most ", context - prompt_tokens, " for this prompt"));
+    return WithErrorCode(absl::InvalidArgumentError(absl::StrCat(
+                             "the prompt's ", prompt_tokens, " tokens plus max_tokens ",
+                             max_new_tokens, " exceed the model's context of ", context,
+                             " (max_position_embeddings); max_tokens can be at most ",
+                             context - prompt_tokens, " for this prompt")),
+                         kContextLengthExceeded);
   }
   return absl::OkStatus();
 }

@@ -58,8 +58,9 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 
 // Whether a request fits the model's context of max_position_embeddings tokens: the prompt
 // plus up to `max_new_tokens` generated ones, counted as vLLM counts them. InvalidArgument
-// naming the figures when not: positions past the context are beyond what the model was
-// trained on, and serving them would give silently worse text.
+// naming the figures, with error code kContextLengthExceeded (common/error_code.h), when not:
+// positions past the context are beyond what the model was trained on, and serving them would
+// give silently worse text.
 absl::Status CheckFitsContext(const ModelConfig& config, int64_t prompt_tokens,
                               int64_t max_new_tokens);
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/error_code.h"  // IWYU pragma: export
 
 namespace grpc {
 class Channel;
@@ -27,7 +28,9 @@ class Channel;
 //
 // Every call carries `authorization: Bearer <api_key>` and the configured deadline. Errors are
 // absl::Status with the router's code and message (UNAUTHENTICATED for a refused key,
-// UNAVAILABLE when the router cannot be reached, DEADLINE_EXCEEDED past the deadline).
+// UNAVAILABLE when the router cannot be reached, DEADLINE_EXCEEDED past the deadline). A refusal
+// the caller may act on also has a machine-readable reason, semshare::ErrorCode(status):
+//   if (semshare::ErrorCode(result.status()) == semshare::kContextLengthExceeded) { shorten }
 namespace semshare::client {
 
 // Per-generate knobs; the defaults are greedy decoding with the router's similarity threshold.

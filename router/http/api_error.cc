@@ -1,8 +1,12 @@
 #include "router/http/api_error.h"
 
+#include <optional>
+#include <string>
+#include <utility>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include "router/service/router.h"
+#include "common/error_code.h"
 
 namespace semshare::router::http {
 namespace {
@@ -74,8 +78,8 @@ ApiError ApiErrorFromStatus(const absl::Status& status) {
       error.code = "internal_error";
       break;
   }
-  if (auto code = status.GetPayload(kErrorCodePayload); code.has_value()) {
-    error.code = std::string(*code);
+  if (std::optional<std::string> code = ErrorCode(status); code.has_value()) {
+    error.code = *std::move(code);
   }
   return error;
 }

@@ -4,7 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/allocator.h"
@@ -111,12 +110,9 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
                                                        request.prompt_token_ids().end()})
                                 : encoder_->Encode(request.prompt()));
   // Before any search: a request past the model's context would fail on the worker anyway.
-  if (absl::Status fits = encoder_->CheckFitsContext(static_cast<int64_t>(target.token_ids.size()),
-                                                     EffectiveMaxTokens(request));
-      !fits.ok()) {
-    fits.SetPayload(kErrorCodePayload, absl::Cord(kContextLengthExceeded));
-    return fits;
-  }
+  // Its error carries kContextLengthExceeded (common/error_code.h).
+  SEMSHARE_RETURN_IF_ERROR(encoder_->CheckFitsContext(static_cast<int64_t>(target.token_ids.size()),
+                                                      EffectiveMaxTokens(request)));
   const double tokenize_ms = MillisSince(start);
 
   const absl::Time search_start = absl::Now();

@@ -24,12 +24,6 @@
 // and account the stages. A shard that fails costs a miss; a worker that fails costs a retry.
 namespace semshare::router {
 
-// A Generate error's machine-readable reason, as a status payload (the HTTP front puts it in
-// OpenAI's error `code`). Set for a prompt plus max_tokens past the model's context:
-// kContextLengthExceeded.
-inline constexpr absl::string_view kErrorCodePayload = "type.semshare.dev/error.code";
-inline constexpr absl::string_view kContextLengthExceeded = "context_length_exceeded";
-
 struct RouterOptions {
   double similarity_threshold = 0.8;  // default when a request sets none
   int32_t default_max_tokens = 64;    // when a request asks for 0

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/error_code.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/kv_rearrange.h"
@@ -438,6 +439,7 @@ TEST(EngineTest, RequestsPastTheModelsContextAreRefusedBeforeAnyWork) {
   EXPECT_EQ(prefill.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(prefill.message(),
               HasSubstr("the prompt has 2049 tokens, more than the model's context of 2048"));
+  EXPECT_EQ(ErrorCode(prefill), kContextLengthExceeded);
   EXPECT_EQ(engine->BuildReference(too_long).status().code(), absl::StatusCode::kInvalidArgument);
 
   // 2,000 prompt tokens leave room for 48 generated ones.
@@ -448,6 +450,7 @@ TEST(EngineTest, RequestsPastTheModelsContextAreRefusedBeforeAnyWork) {
       engine->Generate(long_prompt, nullptr, ReuseOptions{}, sampling).status();
   EXPECT_EQ(generate.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(generate.message(), HasSubstr("max_tokens can be at most 48"));
+  EXPECT_EQ(ErrorCode(generate), kContextLengthExceeded);
   EXPECT_EQ(engine->GenerateMiss(long_prompt, ReuseOptions{}, sampling).status().code(),
             absl::StatusCode::kInvalidArgument);
   absl::StatusOr<PrefillOutcome> prefilled = engine->Prefill(long_prompt, nullptr, ReuseOptions{});

@@ -50,6 +50,24 @@ def main():
         raise AssertionError("a wrong key was accepted")
     except grpc.RpcError as error:
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    # A prompt past the model's context: INVALID_ARGUMENT, with the reason in the standard
+    # grpc-status-details-bin trailer as a google.rpc.Status holding a google.rpc.ErrorInfo
+    # (decoded here with status.proto's field-for-field copies; grpcio-status reads it too).
+    from semshare.v1 import status_pb2
+    too_long = router_pb2.GenerateRequest(prompt_token_ids=[1] + [5] * 3000, max_tokens=8)
+    try:
+        list(stub.Generate(too_long, metadata=auth, timeout=60))
+        raise AssertionError("a prompt past the context was accepted")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+        trailer = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+        assert trailer, "no status details: %r" % (error.trailing_metadata(),)
+        details = status_pb2.RpcStatus.FromString(trailer)
+        assert details.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], details
+        assert details.message.decode() == error.details(), (details.message, error.details())
+        assert [d.type_url for d in details.details] == ["type.googleapis.com/google.rpc.ErrorInfo"], details
+        info = status_pb2.ErrorInfo.FromString(details.details[0].value)
+        assert (info.reason, info.domain) == ("CONTEXT_LENGTH_EXCEEDED", "semshare.dev"), info
     print("python client: %d tokens, ttft %.1f ms, hit=%s" % (tokens, last.stats.ttft_ms, last.stats.cache_hit))
 
 

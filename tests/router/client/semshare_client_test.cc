@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "common/rpc/grpc_status.h"
 #include "router/client/client_output.h"
 #include "tests/router/client/fake_router.h"
 
@@ -158,6 +159,21 @@ TEST_F(SemshareClientTest, RouterErrorsKeepTheirCodeAndMessage) {
   absl::StatusOr<RouterStats> stats = client->Stats();
   EXPECT_TRUE(absl::IsResourceExhausted(stats.status())) << stats.status();
   EXPECT_EQ(stats.status().message(), "queue full");
+}
+
+TEST_F(SemshareClientTest, ARefusalsErrorCodeReachesTheCaller) {
+  router_.FailWith(ToGrpcStatus(WithErrorCode(
+      absl::InvalidArgumentError("the prompt has 9000 tokens"), kContextLengthExceeded)));
+  std::unique_ptr<SemshareClient> client = Connect();
+  absl::StatusOr<GenerateResult> result = client->Generate("p", GenerateOptions());
+  EXPECT_TRUE(absl::IsInvalidArgument(result.status())) << result.status();
+  EXPECT_EQ(result.status().message(), "the prompt has 9000 tokens");
+  EXPECT_EQ(ErrorCode(result.status()), kContextLengthExceeded);
+  // A plain error has none.
+  router_.FailWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad"));
+  result = client->Generate("p", GenerateOptions());
+  EXPECT_TRUE(absl::IsInvalidArgument(result.status())) << result.status();
+  EXPECT_EQ(ErrorCode(result.status()), std::nullopt);
 }
 
 TEST(SemshareClientNoServerTest, UnreachableRouterIsUnavailable) {

@@ -1,9 +1,8 @@
 #include "router/http/completion_response.h"
 
-#include "absl/strings/cord.h"
+#include "common/error_code.h"
 #include "gtest/gtest.h"
 #include "router/http/api_error.h"
-#include "router/service/router.h"
 
 namespace semshare::router::http {
 namespace {
@@ -114,8 +113,7 @@ TEST(ApiErrorTest, StatusesMapToHttpStatuses) {
 TEST(ApiErrorTest, TheRoutersErrorCodeBecomesOpenAisCode) {
   absl::Status status = absl::InvalidArgumentError("the prompt's 2040 tokens plus max_tokens 64");
   EXPECT_TRUE(ApiErrorFromStatus(status).code.empty());
-  status.SetPayload(kErrorCodePayload, absl::Cord(kContextLengthExceeded));
-  const ApiError error = ApiErrorFromStatus(status);
+  const ApiError error = ApiErrorFromStatus(WithErrorCode(status, kContextLengthExceeded));
   EXPECT_EQ(error.http_status, 400);
   EXPECT_EQ(error.type, "invalid_request_error");
   EXPECT_EQ(error.code, "context_length_exceeded");

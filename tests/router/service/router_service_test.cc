@@ -17,7 +17,9 @@
 #include "absl/synchronization/notification.h"
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_server.h"
+#include "common/error_code.h"
 #include "common/json.h"
+#include "common/rpc/grpc_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/engine.h"
@@ -479,6 +481,8 @@ TEST_F(RouterServiceTest, APromptPastTheModelsContextIsRefusedBeforeAnyWork) {
               ::testing::HasSubstr("the prompt's 2040 tokens plus max_tokens " +
                                    std::to_string(RouterOptions().default_max_tokens) +
                                    " exceed the model's context of 2048"));
+  // Machine-readable, for a client that must not parse the message.
+  EXPECT_EQ(ErrorCode(FromGrpcStatus(status)), kContextLengthExceeded);
   EXPECT_EQ(failing.generates(), 0);
 }
 
