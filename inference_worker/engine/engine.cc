@@ -590,7 +590,7 @@ void Engine::ApplyRetention(const ReuseOptions& options,
       const at::Tensor keep = SelectRetainedTokens(options.retention, l, num_layers, stats,
                                                    layer.positions(), protected_mask)
                                   .to(model_->device());
-      layer.Keep(keep);
+      KeepMerging(options.retention, keep, stats.window_mass, &layer);
       KeepStats(keep, &stats);
       out->layer_budgets[static_cast<size_t>(l)] = layer.size();
     }

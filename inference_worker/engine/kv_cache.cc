@@ -25,6 +25,17 @@ LayerKV LayerKV::Empty(int64_t kv_heads, int64_t head_dim, int64_t capacity, at:
 at::Tensor LayerKV::k() const { return k_.narrow(1, 0, size_); }
 at::Tensor LayerKV::v() const { return v_.narrow(1, 0, size_); }
 at::Tensor LayerKV::positions() const { return positions_.narrow(0, 0, size_); }
+at::Tensor LayerKV::bias() const {
+  return bias_.defined() ? bias_.narrow(1, 0, size_) : at::Tensor();
+}
+void LayerKV::SetBias(const at::Tensor& bias) {
+  if (!bias.defined()) {
+    bias_ = at::Tensor();
+    return;
+  }
+  bias_ = at::zeros({k_.size(0), k_.size(1)}, k_.options().dtype(at::kFloat));
+  bias_.narrow(1, 0, size_).copy_(bias);
+}
 
 void LayerKV::Reserve(int64_t capacity) {
   const int64_t current = k_.defined() ? k_.size(1) : 0;
@@ -36,6 +47,11 @@ void LayerKV::Reserve(int64_t capacity) {
   k.narrow(1, 0, size_).copy_(k_.narrow(1, 0, size_));
   v.narrow(1, 0, size_).copy_(v_.narrow(1, 0, size_));
   positions.narrow(0, 0, size_).copy_(positions_.narrow(0, 0, size_));
+  if (bias_.defined()) {
+    at::Tensor bias = at::zeros({k_.size(0), grown}, bias_.options());
+    bias.narrow(1, 0, size_).copy_(bias_.narrow(1, 0, size_));
+    bias_ = bias;
+  }
   k_ = k;
   v_ = v;
   positions_ = positions;
@@ -47,6 +63,7 @@ void LayerKV::Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor&
   k_.narrow(1, size_, n).copy_(k);
   v_.narrow(1, size_, n).copy_(v);
   positions_.narrow(0, size_, n).copy_(positions);
+  if (bias_.defined()) bias_.narrow(1, size_, n).zero_();
   size_ += n;
 }
 
@@ -56,6 +73,7 @@ void LayerKV::Overwrite(const at::Tensor& index, const at::Tensor& k, const at::
   k_.index_copy_(1, idx, k.to(k_.scalar_type()));
   v_.index_copy_(1, idx, v.to(v_.scalar_type()));
   positions_.index_copy_(0, idx, positions.to(positions_.device(), at::kLong));
+  if (bias_.defined()) bias_.index_fill_(1, idx, 0);
 }
 
 void LayerKV::Keep(const at::Tensor& index) {
@@ -63,11 +81,13 @@ void LayerKV::Keep(const at::Tensor& index) {
   k_ = k().index_select(1, idx).contiguous();
   v_ = v().index_select(1, idx).contiguous();
   positions_ = positions().index_select(0, idx).contiguous();
+  if (bias_.defined()) bias_ = bias().index_select(1, idx).contiguous();
   size_ = idx.size(0);
 }
 
 void LayerKV::Resize(int64_t size) {
   Reserve(size);
+  if (bias_.defined() && size > size_) bias_.narrow(1, size_, size - size_).zero_();
   size_ = size;
 }
 
@@ -93,6 +113,7 @@ KVCache KVCache::Clone() const {
   copy.layers.reserve(layers.size());
   for (const LayerKV& layer : layers) {
     copy.layers.emplace_back(layer.k().clone(), layer.v().clone(), layer.positions().clone());
+    if (layer.bias().defined()) copy.layers.back().SetBias(layer.bias());
   }
   return copy;
 }

@@ -25,6 +25,12 @@ class LayerKV {
   at::Tensor k() const;          // [kv_heads, size, head_dim] view
   at::Tensor v() const;          // [kv_heads, size, head_dim] view
   at::Tensor positions() const;  // int64 [size] view
+  // Per-KV-head additive attention logit bias, float [kv_heads, size] view, or undefined when
+  // the layer has none (all zero). Merged tokens carry log(tokens they stand for) here
+  // (KeepMerging); tokens written later get 0.
+  at::Tensor bias() const;
+  // Sets the bias of the live tokens (float [kv_heads, size]); undefined removes it.
+  void SetBias(const at::Tensor& bias);
 
   // Appends tokens whose positions exceed every cached position (decode and prefill chunks).
   void Append(const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions);
@@ -45,6 +51,7 @@ class LayerKV {
   at::Tensor k_;  // [kv_heads, capacity, head_dim]
   at::Tensor v_;
   at::Tensor positions_;  // int64 [capacity]
+  at::Tensor bias_;       // float [kv_heads, capacity] or undefined
   int64_t size_ = 0;
 };
 

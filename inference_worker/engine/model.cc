@@ -282,6 +282,10 @@ at::Tensor Model::Attend(const at::Tensor& q, const LayerKV& kv, const at::Tenso
     at::Tensor scores = at::matmul(qc, kc.transpose(1, 2)).to(at::kFloat);
     if (!scale_queries) scores.mul_(scale);
     scores = scores.view({kv_heads, group, len, upper});
+    // Merged tokens stand for several: their logits carry log(how many) (LayerKV::bias).
+    if (kv.bias().defined()) {
+      scores.add_(kv.bias().narrow(1, 0, upper).view({kv_heads, 1, 1, upper}));
+    }
     const at::Tensor chunk_queries = q_positions.narrow(0, start, len).unsqueeze(1);
     // A query always sees its own key (position i > i - window), so no row is all masked.
     if (window > 0) {

@@ -6,7 +6,9 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -168,6 +170,14 @@ absl::Status RetentionOptions::Validate() const {
         absl::StrCat("retention snapkv_pool_kernel must be >= 1 (1 disables pooling), got ",
                      snapkv_pool_kernel));
   }
+  if (!(merge_min_similarity >= -1.0 && merge_min_similarity <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention merge_min_similarity must be in [-1, 1], got ", merge_min_similarity));
+  }
+  if (merge_window < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention merge_window must be >= 0 (0: all kept tokens), got ", merge_window));
+  }
   if (!(pyramid_beta >= 1.0 && std::isfinite(pyramid_beta))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "retention pyramid_beta must be a finite number >= 1 (1 is uniform), got ", pyramid_beta));
@@ -247,6 +257,139 @@ int64_t SelectEvictionVictim(const RetentionOptions& options, const LayerAttenti
   // argmin returns the first minimum, so ties go to the lower index.
   const at::Tensor best = at::argmin(scores.index_select(0, candidates));
   return candidates.index_select(0, best.view({1})).item<int64_t>();
+}
+
+void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
+                 const at::Tensor& window_mass, LayerKV* layer) {
+  const int64_t n = layer->size();
+  const int64_t m = keep.numel();
+  if (!options.merge_evicted || m == 0 || m >= n) {
+    layer->Keep(keep);
+    return;
+  }
+  // Index bookkeeping on the host: one copy of `keep` instead of a sync per block.
+  const at::Tensor keep_host = keep.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* kept = keep_host.data_ptr<int64_t>();
+  const int64_t w = options.merge_window <= 0 ? m : std::min(m, options.merge_window);
+  // Evicted tokens in cache (= position) order, and for each the first of its w candidates:
+  // the kept tokens around it, the window shifted inside [0, m) at the ends.
+  std::vector<int64_t> evicted_host;
+  std::vector<int64_t> first_host;
+  evicted_host.reserve(static_cast<size_t>(n - m));
+  first_host.reserve(static_cast<size_t>(n - m));
+  for (int64_t i = 0, next = 0; i < n; ++i) {
+    if (next < m && kept[next] == i) {
+      ++next;
+      continue;
+    }
+    evicted_host.push_back(i);
+    first_host.push_back(std::clamp<int64_t>(next - w / 2, 0, m - w));
+  }
+  // At most as many evicted tokens merge as are kept: those with the most window attention
+  // (the rest would add little to any kept token), which bounds the work in deep layers.
+  if (window_mass.defined() && static_cast<int64_t>(evicted_host.size()) > m) {
+    const at::Tensor mass_host = window_mass.to(at::kCPU, at::kFloat).contiguous();
+    const float* mass = mass_host.data_ptr<float>();
+    std::vector<int64_t> order(evicted_host.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(k);
+    // Stable: among equal masses the earlier token merges, the same on every run.
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return mass[evicted_host[static_cast<size_t>(a)]] >
+             mass[evicted_host[static_cast<size_t>(b)]];
+    });
+    order.resize(static_cast<size_t>(m));
+    std::sort(order.begin(), order.end());
+    std::vector<int64_t> merged_evicted;
+    std::vector<int64_t> merged_first;
+    for (int64_t k : order) {
+      merged_evicted.push_back(evicted_host[static_cast<size_t>(k)]);
+      merged_first.push_back(first_host[static_cast<size_t>(k)]);
+    }
+    evicted_host.swap(merged_evicted);
+    first_host.swap(merged_first);
+  }
+  const int64_t e = static_cast<int64_t>(evicted_host.size());
+  const at::Tensor evicted = at::tensor(evicted_host, at::kLong).to(keep.device());
+  const at::Tensor first = at::tensor(first_host, at::kLong).to(keep.device());
+
+  const at::Tensor all_keys = layer->k();
+  const int64_t heads = all_keys.size(0);
+  const auto unit = [](const at::Tensor& t) {
+    const at::Tensor f = t.to(at::kFloat);
+    return f / f.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
+  };
+  const at::Tensor kept_unit = unit(all_keys.index_select(1, keep));        // [h, m, hd]
+  const at::Tensor evicted_unit = unit(all_keys.index_select(1, evicted));  // [h, e, hd]
+  const int64_t hd = all_keys.size(2);
+  at::Tensor best_sim;
+  at::Tensor best;  // [h, e], index into keep
+  if (w >= m) {
+    // Every kept token is a candidate: one matmul.
+    std::tie(best_sim, best) = at::matmul(evicted_unit, kept_unit.transpose(1, 2)).max(-1);
+  } else {
+    // Blocks of kBlock consecutive evicted tokens: a block's candidates lie in one range of
+    // kept tokens, so all blocks are one batched matmul against their ranges (padded to the
+    // widest), the columns outside each row's window masked. Rows past the last evicted token
+    // repeat it and are dropped.
+    constexpr int64_t kBlock = 16;
+    const int64_t blocks = (e + kBlock - 1) / kBlock;
+    int64_t span = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t last = std::min(e, (b + 1) * kBlock) - 1;
+      span = std::max(span, first_host[static_cast<size_t>(last)] + w -
+                                first_host[static_cast<size_t>(b * kBlock)]);
+    }
+    std::vector<int64_t> rows_host(static_cast<size_t>(blocks * kBlock));
+    std::vector<int64_t> columns_host(static_cast<size_t>(blocks * span));
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t r = 0; r < kBlock; ++r) {
+        rows_host[static_cast<size_t>(b * kBlock + r)] = std::min(b * kBlock + r, e - 1);
+      }
+      const int64_t lo = first_host[static_cast<size_t>(b * kBlock)];
+      for (int64_t j = 0; j < span; ++j) columns_host[static_cast<size_t>(b * span + j)] = lo + j;
+    }
+    const at::Tensor rows = at::tensor(rows_host, at::kLong).to(keep.device());
+    // Unclamped, for the mask; clamped into [0, m) for the gather.
+    const at::Tensor columns =
+        at::tensor(columns_host, at::kLong).to(keep.device()).view({blocks, span});
+    const at::Tensor gathered = columns.clamp_max(m - 1);
+    const at::Tensor block_keys =
+        kept_unit.index_select(1, gathered.view({-1})).view({heads, blocks, span, hd});
+    const at::Tensor block_rows =
+        evicted_unit.index_select(1, rows).view({heads, blocks, kBlock, hd});
+    at::Tensor sim = at::matmul(block_rows, block_keys.transpose(2, 3));  // [h, blocks, B, span]
+    const at::Tensor row_first = first.index_select(0, rows).view({blocks, kBlock, 1});
+    const at::Tensor column = columns.unsqueeze(1);  // [blocks, 1, span]
+    sim.masked_fill_((column < row_first).logical_or(column >= row_first + w),
+                     -std::numeric_limits<float>::infinity());
+    const auto [block_sim, block_arg] = sim.max(-1);  // [h, blocks, B]
+    best_sim = block_sim.reshape({heads, blocks * kBlock}).narrow(1, 0, e);
+    best = gathered.unsqueeze(0)
+               .expand({heads, blocks, span})
+               .gather(2, block_arg)
+               .reshape({heads, blocks * kBlock})
+               .narrow(1, 0, e)
+               .contiguous();  // index into keep
+  }
+
+  at::Tensor rho = (best_sim >= options.merge_min_similarity).to(at::kFloat);  // [h, e]
+  if (window_mass.defined()) {
+    const at::Tensor mass = window_mass.to(keep.device(), at::kFloat).clamp_min(1e-12);
+    const at::Tensor evicted_mass = mass.index_select(0, evicted).unsqueeze(0);  // [1, e]
+    const at::Tensor kept_mass =
+        mass.index_select(0, keep).index_select(0, best.reshape({-1})).view({heads, e});
+    rho.mul_((evicted_mass / kept_mass).clamp_max(1.0));
+  }
+  const at::Tensor added = at::zeros({heads, m}, rho.options()).scatter_add_(1, best, rho);
+  at::Tensor values = layer->v().index_select(1, keep).to(at::kFloat);  // [h, m, hd]
+  values.scatter_add_(1, best.unsqueeze(-1).expand({heads, e, hd}),
+                      layer->v().index_select(1, evicted).to(at::kFloat) * rho.unsqueeze(-1));
+  values.div_((1 + added).unsqueeze(-1));
+  at::Tensor bias = at::log1p(added);
+  if (layer->bias().defined()) bias.add_(layer->bias().index_select(1, keep));
+  layer->Keep(keep);
+  layer->v().copy_(values);  // v() views the layer's storage
+  layer->SetBias(bias);
 }
 
 }  // namespace semshare

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "inference_worker/engine/kv_cache.h"
 
 namespace semshare {
 
@@ -45,9 +46,20 @@ struct RetentionOptions {
   // When true, layers are also held at their prefill budget during decode: each new token
   // evicts the lowest-scoring old one (sinks, recent window and protected tokens stay).
   bool decode_eviction = false;
+  // When true, the tokens a layer's prefill pruning evicts are merged into the kept ones
+  // instead of dropped (KeepMerging); decode evictions always drop their token. Off by default:
+  // it costs prefill time (README, "Fidelity").
+  bool merge_evicted = false;
+  // An evicted token merges only into a kept token whose key, in the same KV head, has at
+  // least this cosine similarity with its own ...
+  double merge_min_similarity = 0.3;
+  // ... among the merge_window kept tokens nearest to it in position (0: all kept tokens, a
+  // matmul over every evicted-kept pair: slow on long prompts).
+  int64_t merge_window = 8;
 
   // Checks ranges (shares in (0, 1], gamma in (0, 1], non-negative windows, pool kernel >= 1,
-  // pyramid_beta >= 1). Every field is checked, whatever the policy.
+  // pyramid_beta >= 1, merge_min_similarity in [-1, 1]). Every field is checked, whatever the
+  // policy.
   absl::Status Validate() const;
 };
 
@@ -108,6 +120,20 @@ at::Tensor SelectRetainedTokens(const RetentionOptions& options, int64_t layer, 
 // evicts (-1). Ties go to the lower index. Same preconditions as SelectRetainedTokens.
 int64_t SelectEvictionVictim(const RetentionOptions& options, const LayerAttentionStats& stats,
                              const at::Tensor& positions, const at::Tensor& protected_mask);
+
+// Keeps the tokens at sorted `keep` (int64, on the layer's device) of `layer` and, with
+// options.merge_evicted, folds each evicted token into a kept one instead of dropping it (as
+// D2O and CaM merge KV): in every KV head, evicted token e joins the kept token m with the most
+// similar key among its merge_window nearest kept tokens, if that cosine similarity is at least
+// merge_min_similarity. With rho_e = min(1, window_mass[e] / window_mass[m]) (its attention
+// relative to m's over the observation window; 1 when window_mass is undefined), m's value
+// becomes (v_m + sum rho_e v_e) / (1 + sum rho_e) and its attention logits gain
+// log(1 + sum rho_e) (LayerKV::bias): the group's attention mass and mean value, exact when the
+// evicted tokens duplicate m. With window_mass, at most as many evicted tokens merge as are
+// kept: those with the most window attention. The token count is that of a plain Keep.
+// window_mass, when defined, is float [layer->size()] in cache order.
+void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
+                 const at::Tensor& window_mass, LayerKV* layer);
 
 }  // namespace semshare
 

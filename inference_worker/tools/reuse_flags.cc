@@ -40,6 +40,12 @@ ABSL_FLAG(double, r_min, 0.1, "exp_decay: floor of the kept share");
 ABSL_FLAG(double, kv_budget, 0.55, "snapkv/h2o/tova/streaming/pyramid: share of KV kept");
 ABSL_FLAG(int64_t, sink_tokens, 4, "retention: attention sinks always kept");
 ABSL_FLAG(int64_t, recent_window, 32, "retention: most recent tokens always kept");
+ABSL_FLAG(bool, merge_evicted, false,
+          "retention: merge the tokens prefill pruning evicts into similar kept ones");
+ABSL_FLAG(double, merge_min_similarity, 0.3,
+          "retention: least key cosine similarity for an evicted token to merge");
+ABSL_FLAG(int64_t, merge_window, 8,
+          "retention: kept tokens nearest in position an evicted token may merge into (0: all)");
 ABSL_FLAG(int64_t, observation_window, 32,
           "retention: the last prompt queries whose attention ranks tokens");
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
@@ -58,6 +64,9 @@ absl::StatusOr<ReuseOptions> ReuseOptionsFromFlags() {
   options.retention.budget_share = absl::GetFlag(FLAGS_kv_budget);
   options.retention.sink_tokens = absl::GetFlag(FLAGS_sink_tokens);
   options.retention.recent_window = absl::GetFlag(FLAGS_recent_window);
+  options.retention.merge_evicted = absl::GetFlag(FLAGS_merge_evicted);
+  options.retention.merge_min_similarity = absl::GetFlag(FLAGS_merge_min_similarity);
+  options.retention.merge_window = absl::GetFlag(FLAGS_merge_window);
   options.observation_window = absl::GetFlag(FLAGS_observation_window);
   options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
   options.recompute.hd_share = absl::GetFlag(FLAGS_hd_share);
@@ -125,6 +134,9 @@ Json ReuseOptionsToJson(const ReuseOptions& o) {
   j["kv_budget"] = o.retention.budget_share;
   j["sink_tokens"] = o.retention.sink_tokens;
   j["recent_window"] = o.retention.recent_window;
+  j["merge_evicted"] = o.retention.merge_evicted;
+  j["merge_min_similarity"] = o.retention.merge_min_similarity;
+  j["merge_window"] = o.retention.merge_window;
   j["observation_window"] = o.observation_window;
   j["last_tokens"] = o.recompute.last_tokens;
   j["distance_norm"] = o.mapping.distance_norm;

@@ -2,10 +2,13 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "common/file_util.h"
 #include "common/json.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/checkpoint.h"
+#include "inference_worker/engine/retention.h"
 #include "tests/inference_worker/test_model_util.h"
 
 namespace semshare {
@@ -41,6 +44,53 @@ TEST(ModelTest, IncrementalDecodeMatchesPrefill) {
   for (size_t l = 0; l < full.layers.size(); ++l) {
     EXPECT_TRUE(at::allclose(full.layers[l].k(), stepwise.layers[l].k(), 1e-4, 1e-5));
   }
+}
+
+// A merged token stands for the tokens folded into it (KeepMerging, LayerKV::bias): a cache in
+// which some tokens appear twice attends exactly as that cache with each duplicate merged into
+// its original, and not as the cache with the duplicates dropped.
+TEST(ModelTest, MergedDuplicatesAttendAsTheTokensTheyStandFor) {
+  const Model& model = AustenModel();
+  const std::vector<int32_t> ids = {1, 671, 346, 261, 1505, 516, 4024, 1095, 664};
+  const int64_t n = static_cast<int64_t>(ids.size());
+  KVCache prefilled = model.NewCache(n);
+  model.Prefill(ids, &prefilled);
+  // Every third token appears twice, its copy right after it; slots take positions 0, 1, ...
+  std::vector<int64_t> source;
+  std::vector<int64_t> originals;
+  for (int64_t i = 0; i < n; ++i) {
+    originals.push_back(static_cast<int64_t>(source.size()));
+    source.push_back(i);
+    if (i % 3 == 1) source.push_back(i);
+  }
+  const at::Tensor slots = at::tensor(source, at::kLong);
+  const int64_t total = static_cast<int64_t>(source.size());
+  RetentionOptions options;
+  options.merge_evicted = true;
+  options.merge_min_similarity = 0.999;
+  options.merge_window = 2;
+  KVCache duplicated;
+  KVCache merged;
+  KVCache dropped;
+  for (const LayerKV& layer : prefilled.layers) {
+    const at::Tensor k = layer.k().index_select(1, slots);
+    const at::Tensor v = layer.v().index_select(1, slots);
+    duplicated.layers.emplace_back(k, v, at::arange(total, at::kLong));
+    merged.layers.emplace_back(k.clone(), v.clone(), at::arange(total, at::kLong));
+    KeepMerging(options, at::tensor(originals, at::kLong), at::Tensor(), &merged.layers.back());
+    dropped.layers.emplace_back(k.clone(), v.clone(), at::arange(total, at::kLong));
+    dropped.layers.back().Keep(at::tensor(originals, at::kLong));
+  }
+  ASSERT_EQ(merged.layers[1].size(), n);
+  const at::Tensor want = model.DecodeStep(42, total, &duplicated);
+  const at::Tensor got = model.DecodeStep(42, total, &merged);
+  const at::Tensor without = model.DecodeStep(42, total, &dropped);
+  EXPECT_TRUE(at::allclose(got, want, 1e-4, 1e-4)) << (got - want).abs().max().item<float>();
+  EXPECT_GT((without - want).abs().max().item<float>(), 1e-2);
+  // The decoded token was appended with no bias; the merged ones keep theirs.
+  EXPECT_EQ(merged.layers[1].bias().size(1), n + 1);
+  EXPECT_EQ(merged.layers[1].bias()[0][n].item<float>(), 0.0f);
+  EXPECT_NEAR(merged.layers[1].bias()[0][1].item<float>(), std::log(2.0f), 1e-5);
 }
 
 // The fixture model with a sliding window on layers >= first_layer (Mistral: 0; Qwen2: its

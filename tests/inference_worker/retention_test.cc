@@ -112,6 +112,12 @@ TEST(RetentionOptionsTest, RejectsOutOfRangeFields) {
       {"recent_window", [](RetentionOptions& o) { o.recent_window = -1; }},
       {"snapkv_pool_kernel", [](RetentionOptions& o) { o.snapkv_pool_kernel = 0; }},
       {"pyramid_beta", [](RetentionOptions& o) { o.pyramid_beta = 0.5; }},
+      {"merge_min_similarity", [](RetentionOptions& o) { o.merge_min_similarity = 1.5; }},
+      {"merge_min_similarity",
+       [](RetentionOptions& o) {
+         o.merge_min_similarity = std::numeric_limits<double>::quiet_NaN();
+       }},
+      {"merge_window", [](RetentionOptions& o) { o.merge_window = -1; }},
   };
   for (const Case& c : cases) {
     RetentionOptions options;
@@ -128,6 +134,8 @@ TEST(RetentionOptionsTest, RejectsOutOfRangeFields) {
   boundaries.sink_tokens = boundaries.recent_window = 0;
   boundaries.snapkv_pool_kernel = 1;
   boundaries.pyramid_beta = 1.0;
+  boundaries.merge_min_similarity = -1.0;
+  boundaries.merge_window = 0;
   EXPECT_TRUE(boundaries.Validate().ok());
 }
 
@@ -536,6 +544,102 @@ TEST(SelectEvictionVictimTest, NoVictimWhenEverythingIsKept) {
   EXPECT_EQ(SelectEvictionVictim(Options(RetentionPolicy::kH2O, 0.5, 0, 0), SameStats(Floats({})),
                                  Positions(0), at::Tensor()),
             -1);
+}
+
+// ---- KeepMerging ----
+
+// A layer of 2 KV heads, head_dim 4, whose tokens are given by their keys and values.
+LayerKV SmallLayer(const std::vector<std::vector<float>>& keys,
+                   const std::vector<std::vector<float>>& values) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  at::Tensor k = at::empty({2, n, 4});
+  at::Tensor v = at::empty({2, n, 4});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < 4; ++d) {
+      for (int64_t h = 0; h < 2; ++h) {
+        // The second head sees the negated key: the same similarities, other values.
+        k[h][i][d] = (h == 0 ? 1.0f : -1.0f) * keys[i][d];
+        v[h][i][d] = values[i][d] + static_cast<float>(h);
+      }
+    }
+  }
+  return LayerKV(k, v, at::arange(n, at::kLong));
+}
+
+RetentionOptions MergeOptions(int64_t window) {
+  RetentionOptions options;
+  options.merge_evicted = true;
+  options.merge_min_similarity = 0.5;
+  options.merge_window = window;
+  return options;
+}
+
+TEST(KeepMergingTest, OffIsAPlainKeep) {
+  LayerKV layer = SmallLayer({{1, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}},
+                             {{1, 1, 1, 1}, {3, 3, 3, 3}, {5, 5, 5, 5}});
+  RetentionOptions options = MergeOptions(0);
+  options.merge_evicted = false;
+  KeepMerging(options, at::tensor({0, 2}, at::kLong), at::Tensor(), &layer);
+  EXPECT_EQ(layer.size(), 2);
+  EXPECT_FALSE(layer.bias().defined());
+  EXPECT_EQ(layer.v()[0][0][0].item<float>(), 1.0f);
+}
+
+TEST(KeepMergingTest, EvictedTokensJoinTheirMostSimilarKeptKey) {
+  // Tokens 1 and 3 are evicted. Token 1's key is token 0's; token 3's is nearest token 2's.
+  // Token 4's key is orthogonal to everything: below the similarity floor, it is dropped.
+  LayerKV layer =
+      SmallLayer({{1, 0, 0, 0}, {2, 0, 0, 0}, {0, 1, 0, 0}, {0, 1, 0.1f, 0}, {0, 0, 0, 1}},
+                 {{1, 1, 1, 1}, {3, 3, 3, 3}, {5, 5, 5, 5}, {9, 9, 9, 9}, {7, 7, 7, 7}});
+  KeepMerging(MergeOptions(0), at::tensor({0, 2}, at::kLong), at::Tensor(), &layer);
+  ASSERT_EQ(layer.size(), 2);
+  EXPECT_TRUE(at::equal(layer.positions(), at::tensor({0, 2}, at::kLong)));
+  // Without window_mass every merge weighs 1: the mean value, log(2) on the logits.
+  for (int64_t h = 0; h < 2; ++h) {
+    EXPECT_FLOAT_EQ(layer.v()[h][0][0].item<float>(), 2.0f + static_cast<float>(h));
+    EXPECT_FLOAT_EQ(layer.v()[h][1][0].item<float>(), 7.0f + static_cast<float>(h));
+    EXPECT_NEAR(layer.bias()[h][0].item<float>(), std::log(2.0f), 1e-6);
+    EXPECT_NEAR(layer.bias()[h][1].item<float>(), std::log(2.0f), 1e-6);
+  }
+  // The keys are the kept tokens' own.
+  EXPECT_FLOAT_EQ(layer.k()[0][0][0].item<float>(), 1.0f);
+}
+
+TEST(KeepMergingTest, WindowMassWeighsEachMergeAndCapsItAtOne) {
+  LayerKV layer = SmallLayer({{1, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {0, 1, 0, 0}},
+                             {{0, 0, 0, 0}, {4, 4, 4, 4}, {0, 0, 0, 0}, {4, 4, 4, 4}});
+  // Token 1 drew a quarter of token 0's attention, token 3 twice token 2's (capped at 1).
+  const at::Tensor mass = at::tensor({0.4f, 0.1f, 0.2f, 0.4f});
+  KeepMerging(MergeOptions(0), at::tensor({0, 2}, at::kLong), mass, &layer);
+  EXPECT_FLOAT_EQ(layer.v()[0][0][0].item<float>(), 4.0f * 0.25f / 1.25f);
+  EXPECT_NEAR(layer.bias()[0][0].item<float>(), std::log(1.25f), 1e-6);
+  EXPECT_FLOAT_EQ(layer.v()[0][1][0].item<float>(), 2.0f);
+  EXPECT_NEAR(layer.bias()[0][1].item<float>(), std::log(2.0f), 1e-6);
+}
+
+TEST(KeepMergingTest, TheWindowLimitsCandidatesToNearbyKeptTokens) {
+  // Token 3 duplicates token 0, far away in position; its neighbours are orthogonal to it.
+  LayerKV all = SmallLayer({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {1, 0, 0, 0}},
+                           {{1, 1, 1, 1}, {2, 2, 2, 2}, {3, 3, 3, 3}, {5, 5, 5, 5}});
+  LayerKV windowed = SmallLayer({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {1, 0, 0, 0}},
+                                {{1, 1, 1, 1}, {2, 2, 2, 2}, {3, 3, 3, 3}, {5, 5, 5, 5}});
+  const at::Tensor keep = at::tensor({0, 1, 2}, at::kLong);
+  KeepMerging(MergeOptions(0), keep, at::Tensor(), &all);
+  KeepMerging(MergeOptions(2), keep, at::Tensor(), &windowed);
+  EXPECT_FLOAT_EQ(all.v()[0][0][0].item<float>(), 3.0f);  // merged into token 0
+  // Within 2 kept tokens of it (1 and 2) nothing is similar enough: dropped, nothing changed.
+  EXPECT_FLOAT_EQ(windowed.v()[0][0][0].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(windowed.bias().abs().sum().item<float>(), 0.0f);
+}
+
+TEST(KeepMergingTest, WithWindowMassAtMostAsManyEvictedMergeAsAreKept) {
+  // One kept token, three evicted duplicates of it: only the most attended one merges.
+  LayerKV layer = SmallLayer({{1, 0, 0, 0}, {1, 0, 0, 0}, {1, 0, 0, 0}, {1, 0, 0, 0}},
+                             {{0, 0, 0, 0}, {1, 1, 1, 1}, {2, 2, 2, 2}, {3, 3, 3, 3}});
+  const at::Tensor mass = at::tensor({1.0f, 0.2f, 0.5f, 0.1f});
+  KeepMerging(MergeOptions(0), at::tensor({0}, at::kLong), mass, &layer);
+  EXPECT_FLOAT_EQ(layer.v()[0][0][0].item<float>(), 2.0f * 0.5f / 1.5f);
+  EXPECT_NEAR(layer.bias()[0][0].item<float>(), std::log(1.5f), 1e-6);
 }
 
 }  // namespace
