@@ -310,7 +310,6 @@ void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
   }
   const int64_t e = static_cast<int64_t>(evicted_host.size());
   const at::Tensor evicted = at::tensor(evicted_host, at::kLong).to(keep.device());
-  const at::Tensor first = at::tensor(first_host, at::kLong).to(keep.device());
 
   const at::Tensor all_keys = layer->k();
   const int64_t heads = all_keys.size(0);
@@ -340,10 +339,13 @@ void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
                                 first_host[static_cast<size_t>(b * kBlock)]);
     }
     std::vector<int64_t> rows_host(static_cast<size_t>(blocks * kBlock));
+    std::vector<int64_t> row_first_host(rows_host.size());
     std::vector<int64_t> columns_host(static_cast<size_t>(blocks * span));
     for (int64_t b = 0; b < blocks; ++b) {
       for (int64_t r = 0; r < kBlock; ++r) {
-        rows_host[static_cast<size_t>(b * kBlock + r)] = std::min(b * kBlock + r, e - 1);
+        const int64_t row = std::min(b * kBlock + r, e - 1);
+        rows_host[static_cast<size_t>(b * kBlock + r)] = row;
+        row_first_host[static_cast<size_t>(b * kBlock + r)] = first_host[static_cast<size_t>(row)];
       }
       const int64_t lo = first_host[static_cast<size_t>(b * kBlock)];
       for (int64_t j = 0; j < span; ++j) columns_host[static_cast<size_t>(b * span + j)] = lo + j;
@@ -358,7 +360,8 @@ void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
     const at::Tensor block_rows =
         evicted_unit.index_select(1, rows).view({heads, blocks, kBlock, hd});
     at::Tensor sim = at::matmul(block_rows, block_keys.transpose(2, 3));  // [h, blocks, B, span]
-    const at::Tensor row_first = first.index_select(0, rows).view({blocks, kBlock, 1});
+    const at::Tensor row_first =
+        at::tensor(row_first_host, at::kLong).to(keep.device()).view({blocks, kBlock, 1});
     const at::Tensor column = columns.unsqueeze(1);  // [blocks, 1, span]
     sim.masked_fill_((column < row_first).logical_or(column >= row_first + w),
                      -std::numeric_limits<float>::infinity());
