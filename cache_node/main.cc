@@ -8,6 +8,7 @@
 #include "cache_node/cache_node.h"
 #include "cache_node/rpc/cache_node_server.h"
 #include "cache_node/rpc/metrics.h"
+#include "common/blas_core.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
 #include "common/rpc/metrics_endpoint.h"
@@ -100,6 +101,7 @@ int Run() {
 }  // namespace semshare::cache_node
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   semshare::ParseToolFlags(
       argc, argv,
       "semshare-cache-node --listen ADDR --data-dir DIR --metrics-listen ADDR --capacity-bytes N "

@@ -14,6 +14,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "common/blas_core.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
 #include "common/rpc/metrics_endpoint.h"
@@ -198,6 +199,7 @@ int Run() {
 }  // namespace semshare::router
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   semshare::ParseToolFlags(
       argc, argv,
       "semshare-router --listen ADDR --shards A,B --workers W,... --model DIR --api-keys FILE "

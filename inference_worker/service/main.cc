@@ -8,6 +8,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/blas_core.h"
 #include "common/cli.h"
 #include "common/cluster_auth.h"
 #include "common/rpc/metrics_endpoint.h"
@@ -83,9 +84,10 @@ int Run() {
 
   std::printf(
       "semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_concurrent=%d "
-      "max_queue=%d\n",
+      "max_queue=%d blas_core=%s\n",
       (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
-      (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue);
+      (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue,
+      BlasCoreName().c_str());
   std::fflush(stdout);
 
   const int signal_number = WaitForShutdownSignal(signals);
@@ -102,6 +104,7 @@ int Run() {
 }  // namespace semshare::worker
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   semshare::ParseToolFlags(argc, argv,
                            "semshare-worker --listen ADDR --model DIR --device cpu|cuda "
                            "--cluster-token-file F --metrics-listen ADDR "

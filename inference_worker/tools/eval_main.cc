@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/blas_core.h"
 #include "common/status_macros.h"
 #include "inference_worker/engine/evaluation.h"
 #include "inference_worker/tools/reuse_flags.h"
@@ -68,6 +69,7 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse, const std::vector<
   absl::StatusOr<Json> result = RunFidelity(engine, pairs, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
+  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
   std::string table =
       absl::StrFormat("%-8s %6s %5s %7s %6s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
                       "top1", "ppl_x", "recompute", "kv_kept", "first");
@@ -96,6 +98,7 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& opt
   absl::StatusOr<Json> result = RunTtftSweep(engine, reuse, options);
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
+  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
   (*result)["model_fingerprint"] = engine.model().fingerprint();
   (*result)["device"] = engine.model().device().str();
   std::string table = absl::StrFormat(
@@ -126,6 +129,7 @@ int RopeAblation(const Engine& engine, const ReuseOptions& reuse,
       RunRopeAblation(engine, pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
   if (!result.ok()) return Fail(result.status());
   (*result)["options"] = ReuseOptionsToJson(reuse);
+  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
   std::string table = absl::StrFormat("%-22s %12s %12s\n", "config", "rel_l2_dev", "similarity");
   for (const Json& row : (*result)["rows"].array_items()) {
     table += absl::StrFormat("%-22s %12.4f %12.3f\n", row["config"].string_value(),
@@ -178,6 +182,7 @@ int Run(const std::vector<std::string>& args) {
 }  // namespace semshare
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   const std::vector<std::string> args = semshare::ParseToolFlags(
       argc, argv, "semshare-eval fidelity|ttft|rope-ablation --model DIR [--pairs FILE] [...]");
   return semshare::Run(args);

@@ -3,6 +3,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
+#include "common/blas_core.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/tools/reuse_flags.h"
 
@@ -85,6 +86,7 @@ int Run() {
 }  // namespace semshare
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   semshare::ParseToolFlags(
       argc, argv, "semshare-generate --model DIR --prompt TEXT [--reference TEXT] [--method ...]");
   return semshare::Run();

@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/blas_core.h"
 #include "common/cli.h"
 #include "common/json.h"
 #include "inference_worker/engine/checkpoint.h"
@@ -69,6 +70,7 @@ int Run(const std::vector<std::string>& args) {
 }  // namespace semshare
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   return semshare::Run(semshare::ParseToolFlags(
       argc, argv,
       "Writes a random-weight Hugging Face checkpoint of a model preset.\n"

@@ -152,6 +152,24 @@ class EngineToolsTest(unittest.TestCase):
                      run_json(self, "semshare-make-model", "--preset", "tiny", "--seed", "3",
                               "--out", os.path.join(self.work, "fingerprint"))["fingerprint"])
 
+  def test_openblas_runs_kernels_the_cpu_can_run(self):
+    """Debian's OpenBLAS falls back to SSE3 kernels on CPUs it does not know; the tools restart
+    themselves with OPENBLAS_CORETYPE set (common/blas_core.h) and report the core they ran."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([os.path.join(BIN_DIR, "semshare-eval"), "ttft", "--model", self.tiny,
+                          "--lengths", "64", "--repeats", "1"], capture_output=True, text=True,
+                         timeout=300, check=True, env=env)
+    core = json.loads(out.stdout)["blas_core"]
+    if not core:
+      self.skipTest("the BLAS in use is not OpenBLAS")
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+      flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                    if line.startswith("flags")), [])
+    if "avx512f" in flags:
+      self.assertIn(core.lower(), ("skylakex", "cooperlake", "sapphirerapids"))
+    elif "avx2" in flags:
+      self.assertIn(core.lower(), ("haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"))
+
   def test_rope_ablation_reports_four_configurations(self):
     result = run_json(self, "semshare-eval", "rope-ablation", "--model", austen(), "--pairs",
                       dev_pairs(), "--max-pairs", "1")

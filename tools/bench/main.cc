@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
+#include "common/blas_core.h"
 #include "common/cli.h"
 #include "tools/bench/cache_node_bench.h"
 #include "tools/bench/cluster_bench.h"
@@ -9,6 +10,7 @@
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
 
 int main(int argc, char** argv) {
+  semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   const std::vector<std::string> args = semshare::ParseToolFlags(
       argc, argv,
       "semshare-bench cache-node [--sizes 1000,10000[,100000]] [--queries N] [--json FILE]\n"
