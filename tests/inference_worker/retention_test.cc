@@ -632,6 +632,60 @@ TEST(KeepMergingTest, TheWindowLimitsCandidatesToNearbyKeptTokens) {
   EXPECT_FLOAT_EQ(windowed.bias().abs().sum().item<float>(), 0.0f);
 }
 
+TEST(KeepMergingTest, TheWindowedSearchMatchesABruteForceOneOnScatteredEvictions) {
+  // Evicted tokens in clusters with long kept runs between them, so the search's blocks of
+  // evicted tokens end early and rows land in blocks of every size: each must still merge
+  // into the most similar of its own window's kept keys, per head, as a direct search does.
+  constexpr int64_t kHeads = 3, kTokens = 400, kDim = 8, kWindow = 4;
+  at::manual_seed(7);
+  const at::Tensor k = at::randn({kHeads, kTokens, kDim});
+  const at::Tensor v = at::randn({kHeads, kTokens, kDim});
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < kTokens; ++i) {
+    const bool evicted = (i % 97 < 5) || (i % 61 == 30) || (i >= 300 && i % 3 == 0);
+    if (!evicted) kept.push_back(i);
+  }
+  const int64_t m = static_cast<int64_t>(kept.size());
+  RetentionOptions options = MergeOptions(kWindow);
+  options.merge_min_similarity = 0.2;
+  LayerKV layer(k.clone(), v.clone(), at::arange(kTokens, at::kLong));
+  KeepMerging(options, at::tensor(kept, at::kLong), at::Tensor(), &layer);
+
+  // The reference: the definition, one evicted token and one head at a time.
+  at::Tensor expected_sum = v.index_select(1, at::tensor(kept, at::kLong)).clone();
+  at::Tensor count = at::zeros({kHeads, m});
+  int64_t merges = 0;
+  for (int64_t i = 0, next = 0; i < kTokens; ++i) {
+    if (next < m && kept[static_cast<size_t>(next)] == i) {
+      ++next;
+      continue;
+    }
+    const int64_t first = std::clamp<int64_t>(next - kWindow / 2, 0, m - kWindow);
+    for (int64_t h = 0; h < kHeads; ++h) {
+      const at::Tensor e = k[h][i] / k[h][i].norm();
+      int64_t best = -1;
+      float best_sim = -2;
+      for (int64_t c = first; c < first + kWindow; ++c) {
+        const at::Tensor key = k[h][kept[static_cast<size_t>(c)]];
+        const float sim = (e * key / key.norm()).sum().item<float>();
+        if (sim > best_sim) {
+          best_sim = sim;
+          best = c;
+        }
+      }
+      if (best_sim >= options.merge_min_similarity) {
+        expected_sum[h][best] += v[h][i];
+        count[h][best] += 1;
+        ++merges;
+      }
+    }
+  }
+  ASSERT_GT(merges, 50);  // the case is not vacuous
+  ASSERT_EQ(layer.size(), m);
+  EXPECT_TRUE(at::allclose(layer.v(), expected_sum / (1 + count).unsqueeze(-1), 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(layer.bias(), at::log1p(count), 1e-6, 1e-6));
+}
+
 TEST(KeepMergingTest, WithWindowMassAtMostAsManyEvictedMergeAsAreKept) {
   // One kept token, three evicted duplicates of it: only the most attended one merges.
   LayerKV layer = SmallLayer({{1, 0, 0, 0}, {1, 0, 0, 0}, {1, 0, 0, 0}, {1, 0, 0, 0}},
