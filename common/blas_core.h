@@ -28,8 +28,8 @@ inline constexpr char kBlasRestartedVariable[] = "SEMSHARE_BLAS_RESTARTED";
 // Called first in main by every program that computes with libtorch or FAISS. When
 // OPENBLAS_CORETYPE is unset and BlasCoreOverride says OpenBLAS chose slower kernels than this
 // CPU can run, re-executes the program (/proc/self/exe, same arguments) with OPENBLAS_CORETYPE
-// set (and kBlasRestartedVariable); the variable being set then stops a second restart. Does nothing otherwise, or if the
-// restart fails. Setting OPENBLAS_CORETYPE yourself always wins.
+// set (and kBlasRestartedVariable); the variable being set then stops a second restart. Does
+// nothing otherwise, or if the restart fails. Setting OPENBLAS_CORETYPE yourself always wins.
 void EnsureBlasKernelsMatchCpu(char** argv);
 
 }  // namespace semshare

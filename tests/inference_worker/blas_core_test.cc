@@ -19,9 +19,8 @@ TEST(BlasCoreTest, OpenBlasRunsKernelsThisCpuCanRun) {
   }
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  EXPECT_EQ(BlasCoreOverride(core, __builtin_cpu_supports("avx512f"),
-                             __builtin_cpu_supports("avx2")),
-            "")
+  EXPECT_EQ(
+      BlasCoreOverride(core, __builtin_cpu_supports("avx512f"), __builtin_cpu_supports("avx2")), "")
       << "OpenBLAS runs its " << core << " kernels";
 #endif
 }
