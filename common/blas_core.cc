@@ -6,24 +6,23 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
-#include <string_view>
 
-#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 
 namespace semshare {
 namespace {
 
-bool IsOneOf(const std::string& core, std::initializer_list<std::string_view> names) {
-  for (std::string_view name : names) {
-    if (core == absl::AsciiStrToLower(std::string(name))) return true;
+bool IsOneOf(absl::string_view core, std::initializer_list<absl::string_view> names) {
+  for (absl::string_view name : names) {
+    if (absl::EqualsIgnoreCase(core, name)) return true;
   }
   return false;
 }
 
 }  // namespace
 
-std::string BlasCoreOverride(std::string_view detected, bool has_avx512f, bool has_avx2) {
-  const std::string core = absl::AsciiStrToLower(std::string(detected));
+std::string BlasCoreOverride(absl::string_view core, bool has_avx512f, bool has_avx2) {
   if (core.empty()) return "";  // not OpenBLAS
   if (IsOneOf(core, {"SkylakeX", "Cooperlake", "SapphireRapids"})) return "";
   if (has_avx512f) return "SkylakeX";
@@ -42,22 +41,26 @@ std::string BlasCoreName() {
   return name == nullptr ? "" : name;
 }
 
-void EnsureBlasKernelsMatchCpu(char** argv) {
+std::string BlasCoreOverrideForThisCpu() {
 #if defined(__x86_64__) || defined(__i386__)
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   __builtin_cpu_init();
   // GCC's checks include the OS's support (XCR0), as OpenBLAS's own do.
-  const std::string wanted = BlasCoreOverride(BlasCoreName(), __builtin_cpu_supports("avx512f"),
-                                              __builtin_cpu_supports("avx2"));
+  return BlasCoreOverride(BlasCoreName(), __builtin_cpu_supports("avx512f"),
+                          __builtin_cpu_supports("avx2"));
+#else
+  return "";  // OpenBLAS's fallback problem above is an x86 one
+#endif
+}
+
+void EnsureBlasKernelsMatchCpu(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
+  const std::string wanted = BlasCoreOverrideForThisCpu();
   if (wanted.empty()) return;
   if (setenv("OPENBLAS_CORETYPE", wanted.c_str(), /*overwrite=*/1) != 0) return;
   setenv(kBlasRestartedVariable, "1", /*overwrite=*/1);
   execv("/proc/self/exe", argv);
   // Only reached if the restart failed: go on with the slower kernels (the environment
   // variable now set affects nothing already loaded).
-#else
-  (void)argv;  // OpenBLAS's fallback problem above is an x86 one
-#endif
 }
 
 }  // namespace semshare

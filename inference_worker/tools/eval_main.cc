@@ -64,12 +64,18 @@ absl::StatusOr<TtftOptions> TtftOptionsFromFlags() {
   return options;
 }
 
+// What the figures in `result` were measured with: the engine settings and OpenBLAS's kernels
+// (they change speed and rounding; common/blas_core.h).
+void RecordSettings(const ReuseOptions& reuse, Json* result) {
+  (*result)["options"] = ReuseOptionsToJson(reuse);
+  (*result)["blas_core"] = BlasCoreName();
+}
+
 int Fidelity(const Engine& engine, const ReuseOptions& reuse, const std::vector<EvalPair>& pairs,
              const FidelityOptions& options) {
   absl::StatusOr<Json> result = RunFidelity(engine, pairs, reuse, options);
   if (!result.ok()) return Fail(result.status());
-  (*result)["options"] = ReuseOptionsToJson(reuse);
-  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
+  RecordSettings(reuse, &*result);
   std::string table =
       absl::StrFormat("%-8s %6s %5s %7s %6s %7s %9s %9s %7s\n", "pair", "sim", "hit", "rougeL",
                       "top1", "ppl_x", "recompute", "kv_kept", "first");
@@ -97,8 +103,7 @@ int Fidelity(const Engine& engine, const ReuseOptions& reuse, const std::vector<
 int Ttft(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& options) {
   absl::StatusOr<Json> result = RunTtftSweep(engine, reuse, options);
   if (!result.ok()) return Fail(result.status());
-  (*result)["options"] = ReuseOptionsToJson(reuse);
-  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
+  RecordSettings(reuse, &*result);
   (*result)["model_fingerprint"] = engine.model().fingerprint();
   (*result)["device"] = engine.model().device().str();
   std::string table = absl::StrFormat(
@@ -128,8 +133,7 @@ int RopeAblation(const Engine& engine, const ReuseOptions& reuse,
   absl::StatusOr<Json> result =
       RunRopeAblation(engine, pairs, reuse, absl::GetFlag(FLAGS_max_pairs));
   if (!result.ok()) return Fail(result.status());
-  (*result)["options"] = ReuseOptionsToJson(reuse);
-  (*result)["blas_core"] = BlasCoreName();  // figures depend on it (common/blas_core.h)
+  RecordSettings(reuse, &*result);
   std::string table = absl::StrFormat("%-22s %12s %12s\n", "config", "rel_l2_dev", "similarity");
   for (const Json& row : (*result)["rows"].array_items()) {
     table += absl::StrFormat("%-22s %12.4f %12.3f\n", row["config"].string_value(),

@@ -17,12 +17,7 @@ TEST(BlasCoreTest, OpenBlasRunsKernelsThisCpuCanRun) {
       std::getenv(kBlasRestartedVariable) == nullptr) {
     GTEST_SKIP() << "OPENBLAS_CORETYPE was set by the caller, who chose " << core;
   }
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  EXPECT_EQ(
-      BlasCoreOverride(core, __builtin_cpu_supports("avx512f"), __builtin_cpu_supports("avx2")), "")
-      << "OpenBLAS runs its " << core << " kernels";
-#endif
+  EXPECT_EQ(BlasCoreOverrideForThisCpu(), "") << "OpenBLAS runs its " << core << " kernels";
 }
 
 }  // namespace
