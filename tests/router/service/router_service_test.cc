@@ -147,11 +147,15 @@ class FailingWorker final : public v1::Worker::Service {
   std::string held_ ABSL_GUARDED_BY(mutex_);
 };
 
-// An address nothing listens on.
-std::string DeadAddress() {
-  std::string address;
-  StartOnLoopback(nullptr, &address)->Shutdown();
-  return address;
+// The pool every test uses: status polled on every request, and a status deadline no loaded
+// test machine misses (the health tracker runs on a fake clock, so one missed deadline would
+// keep a live worker down for the rest of the test). A dead worker still fails at once: its
+// connection is refused.
+WorkerPoolOptions TestPoolOptions() {
+  WorkerPoolOptions pool;
+  pool.status_ttl = absl::ZeroDuration();
+  pool.status_timeout = absl::Seconds(30);
+  return pool;
 }
 
 using Result = GenerateCall;
@@ -184,11 +188,9 @@ class RouterServiceTest : public ::testing::Test {
         ShardSearch::Create({shards_[0].server->address(), shards_[1].server->address()},
                             TestToken(), search, health_.get())
             .value();
-    WorkerPoolOptions pool;
-    pool.status_ttl = absl::ZeroDuration();
-    pool_ =
-        WorkerPool::Create({worker_server_->address()}, TestToken(), pool, health_.get(), &clock_)
-            .value();
+    pool_ = WorkerPool::Create({worker_server_->address()}, TestToken(), TestPoolOptions(),
+                               health_.get(), &clock_)
+                .value();
     encoder_ = LoadTargetEncoder(AustenDir(), "cpu").value();
     StartRouter(RouterOptions());
 
@@ -316,19 +318,19 @@ TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTo
 TEST_F(RouterServiceTest, SlowAndGarbageShardsAndADeadWorkerCostMissesNeverFailures) {
   FaultyShard slow(FaultyShard::Fault::kSlow);
   FaultyShard garbage(FaultyShard::Fault::kGarbage);
-  const std::string dead_worker = DeadAddress();
+  const DeadEndpoint dead_worker;
   server_.reset();
   router_.reset();
   ShardSearchOptions search;
-  search.deadline = absl::Seconds(2);  // the slow shard is cut off here; the real ones answer in ms
+  // The slow shard is cut off here; the real ones answer in milliseconds, and a loaded test
+  // machine has seconds to spare.
+  search.deadline = absl::Seconds(5);
   shard_search_ = ShardSearch::Create({shards_[0].server->address(), slow.address(),
                                        garbage.address(), shards_[1].server->address()},
                                       TestToken(), search, health_.get())
                       .value();
-  WorkerPoolOptions pool;
-  pool.status_ttl = absl::ZeroDuration();
-  pool_ = WorkerPool::Create({dead_worker, worker_server_->address()}, TestToken(), pool,
-                             health_.get(), &clock_)
+  pool_ = WorkerPool::Create({dead_worker.address(), worker_server_->address()}, TestToken(),
+                             TestPoolOptions(), health_.get(), &clock_)
               .value();
   StartRouter(RouterOptions());
 
@@ -385,10 +387,8 @@ TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
   worker::WorkerServerOptions worker_options;
   worker_options.listen_address = "127.0.0.1:0";
   worker_server_ = worker::WorkerServer::Start(worker_.get(), TestToken(), worker_options).value();
-  WorkerPoolOptions pool;
-  pool.status_ttl = absl::ZeroDuration();
-  pool_ = WorkerPool::Create({failing.address(), worker_server_->address()}, TestToken(), pool,
-                             health_.get(), &clock_)
+  pool_ = WorkerPool::Create({failing.address(), worker_server_->address()}, TestToken(),
+                             TestPoolOptions(), health_.get(), &clock_)
               .value();
   StartRouter(RouterOptions());
 
@@ -415,15 +415,15 @@ TEST_F(RouterServiceTest, AWorkerThatFailsIsRetriedOnAnother) {
 TEST_F(RouterServiceTest, DiscoveredWorkersJoinAndLeaveThePool) {
   server_.reset();
   router_.reset();
-  WorkerPoolOptions pool;
-  pool.status_ttl = absl::ZeroDuration();
+  WorkerPoolOptions pool = TestPoolOptions();
   pool.allow_empty = true;
   pool_ = WorkerPool::Create({}, TestToken(), pool, health_.get(), &clock_).value();
   StartRouter(RouterOptions());
   EXPECT_EQ(Generate(reference_, kKeyA).status.error_code(),
             grpc::StatusCode::UNAVAILABLE);  // none yet
 
-  const std::string gone = DeadAddress();
+  const DeadEndpoint dead;
+  const std::string& gone = dead.address();
   pool_->SetWorkers({gone, worker_server_->address()});
   EXPECT_EQ(pool_->Members(), (std::vector<std::string>{gone, worker_server_->address()}));
   const Result served = Generate(reference_, kKeyA);
