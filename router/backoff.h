@@ -12,7 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "router/clock.h"
+#include "common/clock.h"
 
 // Health of the router's endpoints (shards, workers): an endpoint that fails is marked down
 // and left alone until its retry time, then probed; each further failure waits longer

@@ -3,9 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,40 +15,20 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "common/clock.h"
 #include "common/token_mapping.h"
+#include "inference_worker/engine/decode.h"
 #include "inference_worker/engine/ecache.h"
 #include "inference_worker/engine/kv_cache.h"
 #include "inference_worker/engine/model.h"
-#include "inference_worker/engine/recompute.h"
-#include "inference_worker/engine/retention.h"
+#include "inference_worker/engine/prefill_outcome.h"
+#include "inference_worker/engine/prefill_task.h"
+#include "inference_worker/engine/reuse_cost_model.h"
+#include "inference_worker/engine/reuse_options.h"
 #include "inference_worker/engine/sampler.h"
 
 namespace semshare {
-
-enum class ReuseMethod {
-  kFull,      // no reuse: full prefill
-  kPrefix,    // exact longest-common-prefix reuse, as a prefix cache does
-  kSemShare,  // fuzzy token matching, rearrangement, selective recompute
-};
-
-absl::StatusOr<ReuseMethod> ParseReuseMethod(const std::string& name);
-std::string ReuseMethodName(ReuseMethod method);
-
-// Everything that decides how a target prompt is served. The defaults are the configuration
-// the README recommends; the benchmark figures are measured with them.
-struct ReuseOptions {
-  ReuseMethod method = ReuseMethod::kSemShare;
-  double similarity_threshold = 0.8;  // below it a semshare request is a miss (full prefill)
-  ECacheOptions ecache;
-  MappingOptions mapping;
-  RecomputeOptions recompute;
-  RetentionOptions retention;
-  bool rerotate_keys = true;        // off is an ablation
-  bool bypass = true;               // skip reuse when it is predicted not to pay
-  int64_t observation_window = 32;  // queries whose attention ranks tokens for retention
-
-  absl::Status Validate() const;
-};
 
 // A stored prompt: its tokens, E-cache codes and the exact KV of every layer.
 struct Reference {
@@ -59,77 +37,6 @@ struct Reference {
   ECacheOptions codes_options;  // what the codes were computed with
   at::Tensor sketch;            // float32 [hidden]
   KVCache kv;
-};
-
-// Wall time per stage of serving one request, milliseconds.
-struct StageTimes {
-  double encode_ms = 0;     // embeddings, E-cache, codes
-  double match_ms = 0;      // similarity and mapping
-  double rearrange_ms = 0;  // gather + key re-rotation
-  double prefill_ms = 0;    // full prefill or selective recompute
-  double retention_ms = 0;
-  double decode_ms = 0;
-  double kv_wait_ms = 0;  // prefill blocked waiting for gathered layers still in transfer
-};
-
-// The cache a target prompt is served from, and how it was made.
-struct PrefillOutcome {
-  KVCache cache;
-  at::Tensor logits;  // float32 [vocab], for the token after the prompt
-  std::vector<LayerAttentionStats> stats;
-  std::vector<int64_t> layer_budgets;  // per layer, tokens kept after retention
-  std::string method;                  // method actually used: full, prefix or semshare
-  bool hit = false;                    // reused a reference's KV
-  bool bypassed = false;               // reuse skipped because it would not pay
-  std::string bypass_reason;
-  double similarity = 0;
-  int64_t prompt_tokens = 0;
-  int64_t reused_prefix_tokens = 0;  // prefix method
-  int64_t unmatched_tokens = 0;
-  // Share of token-layers recomputed in layers 1.. (layer 0, always recomputed on a hit, is
-  // excluded); 1.0 for full prefill.
-  double recompute_share = 1.0;
-  // Share of the full prefill's token-layers whose queries, attention and MLP ran, layer 0
-  // included (fresh keys/values of a recompute set cost a small projection and are not counted).
-  double compute_share = 1.0;
-  double kv_kept_share = 1.0;  // token-layers kept after retention / full
-  StageTimes times;
-
-  // A deep copy (cache, logits and stats): decoding or scoring from one leaves the other as it
-  // was, so one prefill can serve several decodes.
-  PrefillOutcome Clone() const;
-};
-
-struct GenerateResult {
-  PrefillOutcome prefill;
-  std::vector<int32_t> tokens;
-  double ttft_ms = 0;          // request start to first token chosen
-  double latency_ms = 0;       // request start to last token
-  int64_t kv_bytes = 0;        // KV held at the end of generation
-  double kv_kept_share = 1.0;  // token-layers held at the end / full cache of that length
-};
-
-// Reference KV gathered into target order that arrives one layer at a time, as a cache node's
-// FetchKV streams it: the engine asks for layer l just before it recomputes layer l, so the
-// transfer of later layers overlaps the recompute of earlier ones.
-class GatheredLayerSource {
- public:
-  virtual ~GatheredLayerSource() = default;
-  // Layer l, asked for in order 0, 1, ...; blocks until it has arrived. An error ends the prefill.
-  virtual absl::StatusOr<LayerKV> Layer(int64_t l) = 0;
-};
-
-// What the bypass predicts a request costs, milliseconds.
-struct ReusePrediction {
-  double full_ms = 0;   // a full prefill
-  double reuse_ms = 0;  // a semshare hit: encode, match, rearrange, selective recompute
-  // The parts of the above that do not grow with the prompt (kernel launches, host round
-  // trips, per-layer bookkeeping), measured on a short prompt; zero when not measured.
-  double full_fixed_ms = 0;
-  double reuse_fixed_ms = 0;
-  // The counted work alone (flops and code scans at the speed measured on this device).
-  double full_work_ms = 0;
-  double reuse_work_ms = 0;
 };
 
 struct EngineOptions {
@@ -156,7 +63,13 @@ struct EngineOptions {
 };
 
 // Serves prompts with the model, reusing a reference's KV by the chosen method. Thread-safe:
-// requests share the model read-only.
+// requests share the model read-only. No exception leaves a public method: ATen errors become
+// Internal, allocation failures ResourceExhausted.
+//
+// Two ways to serve: in one call (Prefill, Generate*, for tools and tests), or in pieces for
+// a scheduler that batches (Start*Prefill gives a PrefillTask stepped a piece at a time,
+// StartDecode and DecodeStep advance a batch of sequences one token together). With the same
+// PrefillPieces the two give the same bits; the one-call prefill is one piece.
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model* model,
@@ -215,6 +128,36 @@ class Engine {
                                                   const ReuseOptions& options,
                                                   const SamplingOptions& sampling) const;
 
+  // Prefills in pieces. Each checks the prompt (and the sampling's fit in the context is the
+  // caller's: CheckRequest) and returns a task to Step until done.
+  // A full prefill (options.method is not consulted).
+  absl::StatusOr<std::unique_ptr<PrefillTask>> StartFullPrefill(const std::vector<int32_t>& target,
+                                                                const ReuseOptions& options,
+                                                                const PrefillPieces& pieces) const;
+  // A prefix prefill: `prefix` holds the exact KV of target's first P tokens (P < target size,
+  // positions 0..P-1) in every layer; the rest is prefilled after it.
+  absl::StatusOr<std::unique_ptr<PrefillTask>> StartPrefixPrefill(
+      const std::vector<int32_t>& target, KVCache prefix, const ReuseOptions& options,
+      const PrefillPieces& pieces) const;
+  // A semshare hit from gathered layers, as PrefillGathered. `layers` must outlive the task.
+  absl::StatusOr<std::unique_ptr<PrefillTask>> StartGatheredPrefill(
+      const std::vector<int32_t>& target, const TokenMapping& mapping, GatheredLayerSource* layers,
+      const ReuseOptions& options, const PrefillPieces& pieces) const;
+
+  // The prompt is in the vocabulary, the sampling valid, and prompt plus max_tokens within the
+  // model's context (the error then carries kContextLengthExceeded).
+  absl::Status CheckRequest(const std::vector<int32_t>& target,
+                            const SamplingOptions& sampling) const;
+
+  // Batched decode: StartDecode chooses a prefill's first token; DecodeStep advances every
+  // unfinished sequence of `batch` by one token in one forward pass (a sequence's tokens are
+  // the same in any batch and alone); FinishDecode gives the result (or the sequence's status).
+  absl::StatusOr<DecodeSequence> StartDecode(PrefillOutcome prefill, const ReuseOptions& options,
+                                             const SamplingOptions& sampling,
+                                             SteadyClock::time_point start) const;
+  absl::Status DecodeStep(absl::Span<DecodeSequence* const> batch) const;
+  absl::StatusOr<GenerateResult> FinishDecode(DecodeSequence sequence) const;
+
   // Why reusing a reference of `reference_tokens` for a target of `target_tokens` is predicted
   // not to pay (semshare at least 90% of a full prefill's time), or nullopt when it pays or
   // `options.bypass` is off. Prefill applies it; a caller of PrefillGathered applies it itself.
@@ -247,38 +190,28 @@ class Engine {
       : model_(model), measure_fixed_costs_(measure_fixed_costs), gpu_cost_model_(gpu_cost_model) {}
 
   absl::StatusOr<const TokenEncoder*> EncoderFor(const ECacheOptions& options) const;
-  absl::Status FullPrefill(const std::vector<int32_t>& target, const ReuseOptions& options,
-                           PrefillOutcome* out) const;
-  absl::Status PrefixPrefill(const std::vector<int32_t>& target, const Reference& reference,
-                             const ReuseOptions& options, PrefillOutcome* out) const;
-  // Returns false (and leaves `out` untouched) on a miss.
-  // Prefill; with `full_prefill_kv`, a full prefill's KV before retention is copied there.
+  absl::StatusOr<TokenCodes> EncodeCodesUnguarded(const std::vector<int32_t>& ids,
+                                                  const ECacheOptions& ecache,
+                                                  at::Tensor* sketch) const;
+  // Prefill; with `full_prefill_kv`, a full prefill's KV before retention is moved there.
   absl::StatusOr<PrefillOutcome> PrefillKeeping(const std::vector<int32_t>& target,
                                                 const Reference* reference,
                                                 const ReuseOptions& options,
                                                 KVCache* full_prefill_kv) const;
+  // Returns false (and leaves `out` as it was but for the match stages) on a miss.
   absl::StatusOr<bool> SemSharePrefill(const std::vector<int32_t>& target,
                                        const Reference& reference, const ReuseOptions& options,
                                        PrefillOutcome* out) const;
-  // sampling.Validate(), and the prompt plus max_tokens within the model's context.
-  absl::Status ValidateSampling(int64_t prompt_tokens, const SamplingOptions& sampling) const;
   absl::Status ValidateTarget(const std::vector<int32_t>& target,
                               const ReuseOptions& options) const;
-  // Selective recompute over out->cache, rearranged into target order; `prepare_layer` (may be
-  // empty) fills out->cache.layers[l] just before layer l is recomputed.
-  absl::Status RecomputeRearranged(const at::Tensor& embeddings, const TokenMapping& mapping,
-                                   const ReuseOptions& options,
-                                   const std::function<absl::Status(int64_t)>& prepare_layer,
-                                   PrefillOutcome* out) const;
+  // Non-empty, in the vocabulary, and with max_tokens within the model's context.
+  absl::Status CheckPrompt(const std::vector<int32_t>& target, int64_t max_tokens) const;
   absl::StatusOr<GenerateResult> Decode(PrefillOutcome prefill, const ReuseOptions& options,
                                         const SamplingOptions& sampling,
-                                        std::chrono::steady_clock::time_point start) const;
-  void ApplyRetention(const ReuseOptions& options, const std::vector<std::vector<uint8_t>>& protect,
-                      PrefillOutcome* out) const;
-  void EvictForDecode(const ReuseOptions& options, PrefillOutcome* prefill) const;
-  // Predicted milliseconds of a full prefill and of a semshare hit from counted work alone.
-  ReusePrediction PredictWork(int64_t target_tokens, int64_t reference_tokens,
-                              const ReuseOptions& options) const;
+                                        SteadyClock::time_point start) const;
+
+  // cost_calibration.cc: the speeds the bypass counts work at, measured once on first use.
+  MeasuredSpeeds Speeds(const ReuseOptions& options) const;
   // Serves a short synthetic pair with full prefill and with semshare (no bypass, no
   // threshold) and returns what each took beyond its predicted work, milliseconds.
   absl::StatusOr<std::pair<double, double>> MeasureFixedCosts(const ReuseOptions& options) const;
@@ -301,8 +234,7 @@ class Engine {
   mutable absl::Mutex mutex_;
   mutable std::map<std::tuple<bool, double, int32_t, uint64_t>, std::unique_ptr<TokenEncoder>>
       encoders_ ABSL_GUARDED_BY(mutex_);
-  mutable double flops_per_second_ ABSL_GUARDED_BY(mutex_) = 0;
-  mutable double hamming_words_per_second_ ABSL_GUARDED_BY(mutex_) = 0;
+  mutable MeasuredSpeeds speeds_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace semshare

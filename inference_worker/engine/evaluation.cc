@@ -381,4 +381,102 @@ absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<Eva
   return out;
 }
 
+absl::Status DecodeSweepOptions::Validate() const {
+  if (batch_sizes.empty()) return absl::InvalidArgumentError("no batch sizes");
+  for (int64_t b : batch_sizes) {
+    if (b < 1) return absl::InvalidArgumentError("batch sizes must be >= 1");
+  }
+  if (prompt_tokens < 1) return absl::InvalidArgumentError("prompt tokens must be >= 1");
+  if (decode_tokens < 2) return absl::InvalidArgumentError("decode tokens must be >= 2");
+  if (repeats < 1) return absl::InvalidArgumentError("repeats must be >= 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Json> RunDecodeSweep(const Engine& engine, const ReuseOptions& reuse,
+                                    const DecodeSweepOptions& options) {
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  const ModelConfig& c = engine.model().config();
+  const int64_t largest = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
+  std::mt19937 rng(static_cast<uint32_t>(options.seed));
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size) - 1);
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(largest));
+  std::vector<PrefillOutcome> prefills;
+  ReuseOptions full = reuse;
+  full.method = ReuseMethod::kFull;
+  for (auto& prompt : prompts) {
+    prompt.resize(static_cast<size_t>(options.prompt_tokens));
+    for (int32_t& id : prompt) id = token(rng);
+    SEMSHARE_ASSIGN_OR_RETURN(PrefillOutcome prefill, engine.Prefill(prompt, nullptr, full));
+    prefills.push_back(std::move(prefill));
+  }
+  SamplingOptions sampling;
+  sampling.max_tokens = options.decode_tokens;  // no stop tokens: every sequence runs its length
+  // Decodes the first b prompts together; returns the median time and each one's tokens.
+  const auto decode = [&](int64_t b,
+                          std::vector<std::vector<int32_t>>* tokens) -> absl::StatusOr<double> {
+    std::vector<double> times;
+    for (int32_t r = 0; r < options.repeats; ++r) {
+      std::vector<DecodeSequence> sequences;
+      for (int64_t i = 0; i < b; ++i) {
+        SEMSHARE_ASSIGN_OR_RETURN(
+            DecodeSequence s, engine.StartDecode(prefills[static_cast<size_t>(i)].Clone(), reuse,
+                                                 sampling, SteadyClock::now()));
+        sequences.push_back(std::move(s));
+      }
+      std::vector<DecodeSequence*> batch;
+      for (DecodeSequence& s : sequences) batch.push_back(&s);
+      const auto start = SteadyClock::now();
+      while (std::any_of(batch.begin(), batch.end(),
+                         [](const DecodeSequence* s) { return !s->finished; })) {
+        SEMSHARE_RETURN_IF_ERROR(engine.DecodeStep(batch));
+      }
+      times.push_back(MillisSince(start));
+      tokens->clear();
+      for (DecodeSequence& s : sequences) tokens->push_back(s.tokens);
+    }
+    return Median(times);
+  };
+  std::vector<std::vector<int32_t>> alone(static_cast<size_t>(largest));
+  for (int64_t i = 0; i < largest; ++i) {
+    std::vector<std::vector<int32_t>> one;
+    std::swap(prompts[0], prompts[static_cast<size_t>(i)]);
+    std::swap(prefills[0], prefills[static_cast<size_t>(i)]);
+    absl::StatusOr<double> ms = decode(1, &one);
+    std::swap(prompts[0], prompts[static_cast<size_t>(i)]);
+    std::swap(prefills[0], prefills[static_cast<size_t>(i)]);
+    if (!ms.ok()) return ms.status();
+    alone[static_cast<size_t>(i)] = one.front();
+  }
+  Json rows = Json::MakeArray();
+  double single_rate = 0;
+  for (int64_t b : options.batch_sizes) {
+    std::vector<std::vector<int32_t>> tokens;
+    SEMSHARE_ASSIGN_OR_RETURN(const double ms, decode(b, &tokens));
+    // The first token comes from the prefill's logits; the steps make the other ones.
+    const double steps = static_cast<double>(options.decode_tokens - 1);
+    const double rate = static_cast<double>(b) * steps / (ms / 1e3);
+    if (b == 1) single_rate = rate;
+    bool same = true;
+    for (int64_t i = 0; i < b; ++i)
+      same = same && tokens[static_cast<size_t>(i)] == alone[static_cast<size_t>(i)];
+    Json row;
+    row["batch"] = b;
+    row["decode_ms"] = ms;
+    row["step_ms"] = ms / steps;
+    row["tokens_per_second"] = rate;
+    row["same_tokens_as_alone"] = same;
+    rows.push_back(row);
+  }
+  for (Json& row : rows.array_items()) {
+    row["speedup_over_one"] =
+        single_rate > 0 ? row["tokens_per_second"].number_value() / single_rate : 0.0;
+  }
+  Json result;
+  result["rows"] = rows;
+  result["prompt_tokens"] = options.prompt_tokens;
+  result["decode_tokens"] = options.decode_tokens;
+  result["repeats"] = options.repeats;
+  return result;
+}
+
 }  // namespace semshare

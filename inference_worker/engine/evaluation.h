@@ -72,6 +72,25 @@ absl::StatusOr<Json> RunTtftSweep(const Engine& engine, const ReuseOptions& reus
 absl::StatusOr<Json> RunRopeAblation(const Engine& engine, const std::vector<EvalPair>& pairs,
                                      const ReuseOptions& reuse, int64_t max_pairs);
 
+struct DecodeSweepOptions {
+  std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16};
+  int64_t prompt_tokens = 128;
+  int32_t decode_tokens = 64;
+  int32_t repeats = 3;
+  uint64_t seed = 1;
+
+  absl::Status Validate()
+      const;  // sizes non-empty and >= 1, prompt >= 1, tokens >= 2, repeats >= 1
+};
+
+// Batched decode throughput (the engine alone, no scheduler): for each batch size B, B random
+// prompts are prefilled (untimed), then decoded together one token per step for decode_tokens
+// tokens each (greedy, no stop token); the median of `repeats` timed decodes. Also checks that
+// every sequence decodes exactly the tokens it decodes alone. Returns {"rows": [...]}: per size
+// tokens_per_second (aggregate), step_ms, speedup over batch 1, same_tokens_as_alone.
+absl::StatusOr<Json> RunDecodeSweep(const Engine& engine, const ReuseOptions& reuse,
+                                    const DecodeSweepOptions& options);
+
 }  // namespace semshare
 
 #endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_EVALUATION_H_

@@ -49,11 +49,13 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& name, const at::D
       absl::StrCat("dtype '", name, "' is not one of auto, float32, bfloat16, float16"));
 }
 
-Model::Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype)
+Model::Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype,
+             int64_t decode_tile_rows)
     : config_(std::move(config)),
       fingerprint_(std::move(fingerprint)),
       device_(device),
       dtype_(dtype),
+      decode_tile_rows_(decode_tile_rows),
       rope_(config_.head_dim, config_.rope_theta, config_.rope_scaling) {}
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
@@ -82,7 +84,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::FromCheckpoint(Checkpoint checkpoi
                                                              const ModelOptions& options) {
   SEMSHARE_ASSIGN_OR_RETURN(at::Device device, ResolveDevice(options.device));
   SEMSHARE_ASSIGN_OR_RETURN(at::ScalarType dtype, ResolveDtype(options.dtype, device));
-  std::unique_ptr<Model> model(new Model(checkpoint.config, checkpoint.fingerprint, device, dtype));
+  if (options.decode_tile_rows < 1 || options.decode_tile_rows > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode tile rows must be in [1, 1024], got ", options.decode_tile_rows));
+  }
+  std::unique_ptr<Model> model(new Model(checkpoint.config, checkpoint.fingerprint, device, dtype,
+                                         options.decode_tile_rows));
   try {
     TensorMap& t = checkpoint.tensors;
     auto take = [&](const std::string& name) {
@@ -346,14 +353,42 @@ KVCache Model::NewCache(int64_t capacity) const {
 at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
                           std::vector<LayerAttentionStats>* stats, int64_t observation_window,
                           bool stats_from_every_query) const {
+  const int64_t base = cache->layers.empty() ? 0 : cache->layers.front().size();
+  if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
+  PrefillChunkRequest request;
+  request.stats = stats;
+  request.window_start_position = base + static_cast<int64_t>(ids.size()) - observation_window;
+  request.stats_from_every_query = stats_from_every_query;
+  request.last_chunk = true;
+  return PrefillChunk(ids, cache, request);
+}
+
+at::Tensor Model::PrefillChunk(const std::vector<int32_t>& ids, KVCache* cache,
+                               const PrefillChunkRequest& chunk) const {
   const int64_t n = static_cast<int64_t>(ids.size());
-  // The new tokens follow the ones already cached (a reused prefix), at positions base.. .
+  // The new tokens follow the ones already cached (a reused prefix, earlier chunks), at
+  // positions base.. .
   const int64_t base = cache->layers.empty() ? 0 : cache->layers.front().size();
   const at::Tensor positions =
       at::arange(base, base + n, at::TensorOptions().dtype(at::kLong).device(device_));
   // Every layer writes the new tokens to the same cache rows, right after the cached ones.
   const at::Tensor write_rows = at::arange(base, base + n, positions.options());
-  if (stats != nullptr) stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
+  std::vector<LayerAttentionStats>* stats = chunk.stats;
+  if (stats != nullptr && static_cast<int64_t>(stats->size()) != num_layers())
+    stats->assign(static_cast<size_t>(num_layers()), LayerAttentionStats{});
+  // After the last layer only the last token's output is read (its logits, in the last chunk)
+  // and the observation window's attention, when stats are wanted: skip the other rows'
+  // queries and MLP (and, in a chunk with neither, the whole of the last layer's attention).
+  at::Tensor last_rows;
+  bool last_layer_needed = true;
+  if (!(stats != nullptr && chunk.stats_from_every_query)) {
+    int64_t first = chunk.last_chunk ? n - 1 : n;
+    if (stats != nullptr) {
+      first = std::min(first, std::clamp<int64_t>(chunk.window_start_position - base, 0, n));
+    }
+    last_layer_needed = first < n;
+    if (first > 0) last_rows = at::arange(first, n, positions.options());
+  }
   at::Tensor hidden = Embed(IdsTensor(ids));
   for (int64_t l = 0; l < num_layers(); ++l) {
     LayerKV& layer = cache->layers[static_cast<size_t>(l)];
@@ -362,38 +397,77 @@ at::Tensor Model::Prefill(const std::vector<int32_t>& ids, KVCache* cache,
     AttentionStatsRequest request;
     if (stats != nullptr) {
       request.stats = &(*stats)[static_cast<size_t>(l)];
-      request.window_start_position = base + n - observation_window;
-      request.every_query = stats_from_every_query;
+      request.window_start_position = chunk.window_start_position;
+      request.every_query = chunk.stats_from_every_query;
     }
     layer.Resize(base + n);
     const PendingLayer pending = WriteLayerKV(l, hidden, positions, &layer, write_rows);
-    // Only the last token's output is read after the last layer (and the observation window's
-    // attention, when stats are wanted): skip the other rows' queries and MLP.
-    at::Tensor rows;
-    if (l + 1 == num_layers() && !(stats != nullptr && stats_from_every_query)) {
-      const int64_t keep = stats != nullptr ? std::clamp<int64_t>(observation_window, 1, n) : 1;
-      rows = at::arange(n - keep, n, positions.options());
-    }
-    hidden = FinishLayer(pending, rows, layer, request);
+    const bool last = l + 1 == num_layers();
+    if (last && !last_layer_needed) return at::Tensor();
+    hidden = FinishLayer(pending, last ? last_rows : at::Tensor(), layer, request);
   }
+  if (!chunk.last_chunk) return at::Tensor();
   return Logits(hidden.narrow(0, hidden.size(0) - 1, 1)).squeeze(0);
 }
 
 at::Tensor Model::DecodeStep(int32_t token, int64_t position, KVCache* cache,
                              std::vector<LayerAttentionStats>* stats) const {
-  const at::Tensor positions =
-      at::full({1}, position, at::TensorOptions().dtype(at::kLong).device(device_));
-  at::Tensor hidden = Embed(IdsTensor({token}));
-  for (int64_t l = 0; l < num_layers(); ++l) {
-    AttentionStatsRequest request;
-    if (stats != nullptr && static_cast<int64_t>(stats->size()) == num_layers()) {
-      request.stats = &(*stats)[static_cast<size_t>(l)];
-      request.window_start_position = position;
+  return DecodeBatch({DecodeRow{token, position, cache, stats}}).squeeze(0);
+}
+
+at::Tensor Model::DecodeBatch(const std::vector<DecodeRow>& rows) const {
+  const int64_t batch = static_cast<int64_t>(rows.size());
+  const int64_t heads = config_.num_attention_heads;
+  const int64_t kv_heads = config_.num_key_value_heads;
+  const int64_t hd = config_.head_dim;
+  const int64_t tile = decode_tile_rows_;
+  const auto long_options = at::TensorOptions().dtype(at::kLong);
+  at::Tensor logits =
+      at::empty({batch, config_.vocab_size}, at::TensorOptions().dtype(at::kFloat).device(device_));
+  for (int64_t first = 0; first < batch; first += tile) {
+    const int64_t m = std::min(tile, batch - first);
+    // Padding rows: token 0 at position 0; computed with the others, read by nobody.
+    std::vector<int64_t> ids(static_cast<size_t>(tile), 0);
+    std::vector<int64_t> position_values(static_cast<size_t>(tile), 0);
+    for (int64_t r = 0; r < m; ++r) {
+      ids[r] = rows[first + r].token;
+      position_values[r] = rows[first + r].position;
     }
-    hidden = ForwardLayer(l, hidden, positions, &cache->layers[static_cast<size_t>(l)],
-                          at::Tensor(), request);
+    const at::Tensor positions = at::tensor(position_values, long_options).to(device_);
+    const Rope::Table rope = rope_.MakeTable(positions);
+    at::Tensor hidden = Embed(at::tensor(ids, long_options));
+    for (int64_t l = 0; l < num_layers(); ++l) {
+      const LayerWeights& w = layers_[static_cast<size_t>(l)];
+      const at::Tensor normed = RmsNorm(hidden, w.input_norm);
+      const std::vector<at::Tensor> kv_parts =
+          at::linear(normed, w.kv_weight, w.kv_bias).chunk(2, 1);
+      const at::Tensor k =
+          rope_.Apply(kv_parts[0].view({tile, kv_heads, hd}).transpose(0, 1), rope);
+      const at::Tensor v = kv_parts[1].view({tile, kv_heads, hd}).transpose(0, 1);
+      const at::Tensor q = rope_.Apply(
+          at::linear(normed, w.q_weight, w.q_bias).view({tile, heads, hd}).transpose(0, 1), rope);
+      at::Tensor attended = at::zeros({tile, heads * hd}, q.options());
+      for (int64_t r = 0; r < m; ++r) {
+        const DecodeRow& row = rows[first + r];
+        LayerKV& cache = row.cache->layers[static_cast<size_t>(l)];
+        const at::Tensor position = positions.narrow(0, r, 1);
+        cache.Append(k.narrow(1, r, 1), v.narrow(1, r, 1), position);
+        AttentionStatsRequest request;
+        if (row.stats != nullptr && static_cast<int64_t>(row.stats->size()) == num_layers()) {
+          request.stats = &(*row.stats)[static_cast<size_t>(l)];
+          request.window_start_position = row.position;
+        }
+        attended.narrow(0, r, 1).copy_(
+            Attend(q.narrow(1, r, 1), cache, position, request, AttentionWindow(l)));
+      }
+      const at::Tensor h = hidden + at::linear(attended, w.o_weight);
+      const at::Tensor gate_up = at::linear(RmsNorm(h, w.post_attention_norm), w.gate_up_weight);
+      const std::vector<at::Tensor> gu = gate_up.chunk(2, 1);
+      hidden = h + at::linear(at::silu(gu[0]) * gu[1], w.down_weight);
+    }
+    logits.narrow(0, first, m).copy_(Logits(hidden).narrow(0, 0, m));
   }
-  return Logits(hidden).squeeze(0);
+  return logits;
 }
 
 }  // namespace semshare

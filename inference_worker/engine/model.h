@@ -22,6 +22,11 @@ struct ModelOptions {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   // "auto" (float32 on CPU, bfloat16 on CUDA), "float32", "bfloat16" or "float16".
   std::string dtype = "auto";
+  // Rows per tile of a batched decode step (Model::DecodeBatch): a batch of B costs
+  // ceil(B / rows) passes over the weights, and one sequence alone costs a whole tile's compute.
+  // Measured on bench-100m, 2 CPU cores (README, "Batched decode"): 16 rows make one sequence
+  // alone 1.6x slower per token than 1 row but 16 sequences 8.6x faster in total.
+  int64_t decode_tile_rows = 16;
 };
 
 // The compute dtype `name` (a ModelOptions::dtype) stands for on `device`.
@@ -62,6 +67,7 @@ class Model {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   int64_t num_layers() const { return config_.num_hidden_layers; }
+  int64_t decode_tile_rows() const { return decode_tile_rows_; }
 
   // Input embeddings of int64 ids [N]: [N, hidden] in the compute dtype.
   at::Tensor Embed(const at::Tensor& ids) const;
@@ -107,10 +113,43 @@ class Model {
                      std::vector<LayerAttentionStats>* stats = nullptr,
                      int64_t observation_window = 32, bool stats_from_every_query = false) const;
 
+  // One chunk of a prefill that runs in pieces: `ids` after the tokens every layer of `cache`
+  // already holds. Stats accumulate across chunks (sized on the first); the observation window
+  // is the queries at positions >= window_start_position, wherever the chunks cut it.
+  struct PrefillChunkRequest {
+    std::vector<LayerAttentionStats>* stats = nullptr;  // may be null
+    int64_t window_start_position = 0;
+    bool stats_from_every_query = false;
+    bool last_chunk = false;  // the prompt's last token is in it: its logits are returned
+  };
+  // Returns float32 logits [vocab] of the chunk's last token when last_chunk, else undefined.
+  // Prefill is one chunk of the whole prompt (with fresh stats).
+  at::Tensor PrefillChunk(const std::vector<int32_t>& ids, KVCache* cache,
+                          const PrefillChunkRequest& request) const;
+
   // One decode step: the token at `position` through every layer (appended to each layer's
-  // cache, whatever its length). Returns float32 logits [vocab].
+  // cache, whatever its length). Returns float32 logits [vocab]. DecodeBatch of one row.
   at::Tensor DecodeStep(int32_t token, int64_t position, KVCache* cache,
                         std::vector<LayerAttentionStats>* stats = nullptr) const;
+
+  // One sequence's part of a batched decode step.
+  struct DecodeRow {
+    int32_t token = 0;
+    int64_t position = 0;
+    KVCache* cache = nullptr;
+    std::vector<LayerAttentionStats>* stats = nullptr;  // may be null
+  };
+  // A batched decode step runs its norms, linear layers (QKV, output projection, MLP) and LM
+  // head over tiles of exactly ModelOptions::decode_tile_rows rows, the last tile padded. BLAS
+  // picks its kernels by the matrix shape, so a row's bits depend on how many rows share the
+  // call (OpenBLAS: 1 to 3 rows give other bits than 8 or 16), but not on the row's place or the
+  // other rows' contents: with one fixed shape a sequence's logits are the same bits in any
+  // batch and alone.
+  // Every row's token through every layer together: the linear layers run once per tile for
+  // all its rows, attention per sequence over its own cache (layers of different lengths after
+  // retention). Each row's key/value is appended to its cache. Returns float32 logits
+  // [rows, vocab], the same bits for a row whatever the other rows are.
+  at::Tensor DecodeBatch(const std::vector<DecodeRow>& rows) const;
 
   at::Tensor IdsTensor(const std::vector<int32_t>& ids) const;  // int64 [N] on the device
 
@@ -130,7 +169,8 @@ class Model {
     at::Tensor down_weight;
   };
 
-  Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype);
+  Model(ModelConfig config, std::string fingerprint, at::Device device, at::ScalarType dtype,
+        int64_t decode_tile_rows);
 
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
   // `window` > 0: a query sees only keys at positions > its own - window (sliding window).
@@ -143,6 +183,7 @@ class Model {
   std::string fingerprint_;
   at::Device device_;
   at::ScalarType dtype_;
+  int64_t decode_tile_rows_;
   Rope rope_;
   std::unique_ptr<Tokenizer> tokenizer_;
   at::Tensor embed_tokens_;

@@ -13,6 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/clock.h"
+#include "inference_worker/engine/prefill_outcome.h"
 
 namespace semshare {
 namespace {
@@ -409,6 +411,59 @@ void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
   layer->Keep(keep);
   layer->v().copy_(values);  // v() views the layer's storage
   layer->SetBias(bias);
+}
+
+void KeepStats(const at::Tensor& keep, LayerAttentionStats* stats) {
+  for (at::Tensor* t : stats->tensors()) {
+    if (t->defined()) *t = t->index_select(0, keep);
+  }
+}
+
+void ApplyRetention(const RetentionOptions& options,
+                    const std::vector<std::vector<uint8_t>>& protect, PrefillOutcome* out) {
+  const auto start = SteadyClock::now();
+  const int64_t num_layers = static_cast<int64_t>(out->cache.layers.size());
+  const int64_t n = out->prompt_tokens;
+  out->layer_budgets.assign(static_cast<size_t>(num_layers), n);
+  if (options.policy != RetentionPolicy::kNone) {
+    for (int64_t l = 0; l < num_layers; ++l) {
+      LayerKV& layer = out->cache.layers[static_cast<size_t>(l)];
+      const at::Device device = layer.k().device();
+      at::Tensor protected_mask;
+      if (!protect.empty() && !protect[static_cast<size_t>(l)].empty()) {
+        const auto& p = protect[static_cast<size_t>(l)];
+        protected_mask = at::tensor(std::vector<int64_t>(p.begin(), p.end()), at::kLong)
+                             .to(device)
+                             .to(at::kBool);
+      }
+      LayerAttentionStats& stats = out->stats[static_cast<size_t>(l)];
+      const at::Tensor keep =
+          SelectRetainedTokens(options, l, num_layers, stats, layer.positions(), protected_mask)
+              .to(device);
+      KeepMerging(options, keep, stats.window_mass, &layer);
+      KeepStats(keep, &stats);
+      out->layer_budgets[static_cast<size_t>(l)] = layer.size();
+    }
+  }
+  out->kv_kept_share = static_cast<double>(out->cache.token_layers()) /
+                       static_cast<double>(std::max<int64_t>(1, n * num_layers));
+  out->times.retention_ms = MillisSince(start);
+}
+
+void EvictForDecode(const RetentionOptions& options, PrefillOutcome* prefill) {
+  if (options.policy == RetentionPolicy::kNone || !options.decode_eviction) return;
+  for (size_t l = 0; l < prefill->cache.layers.size(); ++l) {
+    LayerKV& layer = prefill->cache.layers[l];
+    if (layer.size() <= prefill->layer_budgets[l]) continue;
+    LayerAttentionStats& stats = prefill->stats[l];
+    const int64_t victim = SelectEvictionVictim(options, stats, layer.positions(), at::Tensor());
+    if (victim < 0) continue;
+    const at::Tensor all =
+        at::arange(layer.size(), at::TensorOptions().dtype(at::kLong).device(layer.k().device()));
+    const at::Tensor keep = all.masked_select(all != victim);
+    layer.Keep(keep);
+    KeepStats(keep, &stats);
+  }
 }
 
 }  // namespace semshare

@@ -135,6 +135,21 @@ int64_t SelectEvictionVictim(const RetentionOptions& options, const LayerAttenti
 void KeepMerging(const RetentionOptions& options, const at::Tensor& keep,
                  const at::Tensor& window_mass, LayerKV* layer);
 
+struct PrefillOutcome;
+
+// Keeps a layer's attention stats in step with LayerKV::Keep(keep) on its cache.
+void KeepStats(const at::Tensor& keep, LayerAttentionStats* stats);
+
+// Step 6 after a prefill: every layer of out->cache keeps what SelectRetainedTokens chooses
+// (merging evicted tokens when options.merge_evicted), `protect[l]` (may be empty; one byte per
+// prompt token) marking layer l's recompute set. Sets layer_budgets, kv_kept_share and
+// times.retention_ms; with kNone it keeps everything and only sets those.
+void ApplyRetention(const RetentionOptions& options,
+                    const std::vector<std::vector<uint8_t>>& protect, PrefillOutcome* out);
+
+// During decode: a layer grown past its prefill budget evicts one token (decode_eviction).
+void EvictForDecode(const RetentionOptions& options, PrefillOutcome* prefill);
+
 }  // namespace semshare
 
 #endif  // SEMSHARE_INFERENCE_WORKER_ENGINE_RETENTION_H_

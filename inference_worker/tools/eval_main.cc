@@ -2,6 +2,7 @@
 //   semshare-eval fidelity --model DIR --pairs FILE.jsonl
 //   semshare-eval ttft --model DIR --lengths 512,1024,... --repeats K
 //   semshare-eval rope-ablation --model DIR --pairs FILE.jsonl
+//   semshare-eval decode --model DIR --batch-sizes 1,2,4,8,16 --prompt-tokens 128
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -21,7 +22,10 @@ ABSL_FLAG(int32_t, continuation_tokens, 128, "fidelity: continuation tokens scor
 ABSL_FLAG(std::string, lengths, "512,1024,2048,3072,4096,5120", "ttft: prompt lengths");
 ABSL_FLAG(int32_t, repeats, 3, "ttft: repeats per method and length (median reported)");
 ABSL_FLAG(double, edit_share, 0.1, "ttft: share of target tokens replaced");
-ABSL_FLAG(uint64_t, seed, 1, "ttft: synthetic pair seed");
+ABSL_FLAG(uint64_t, seed, 1, "ttft: synthetic pair seed; decode: prompt seed");
+ABSL_FLAG(std::string, batch_sizes, "1,2,4,8,16", "decode: sequences decoded together");
+ABSL_FLAG(int64_t, prompt_tokens, 128, "decode: tokens per prompt");
+ABSL_FLAG(int32_t, decode_tokens, 64, "decode: tokens generated per sequence");
 
 namespace semshare {
 namespace {
@@ -45,20 +49,39 @@ absl::StatusOr<FidelityOptions> FidelityOptionsFromFlags() {
   return options;
 }
 
+// A comma-separated list of integers >= `min`, for --lengths and --batch-sizes.
+absl::StatusOr<std::vector<int64_t>> IntListFlag(const char* flag, const std::string& value,
+                                                 int64_t min) {
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < min) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", part, "' is not an integer >= ", min));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
 absl::StatusOr<TtftOptions> TtftOptionsFromFlags() {
   TtftOptions options;
-  options.lengths.clear();
-  for (absl::string_view part :
-       absl::StrSplit(absl::GetFlag(FLAGS_lengths), ',', absl::SkipEmpty())) {
-    int64_t length = 0;
-    if (!absl::SimpleAtoi(part, &length) || length < 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--lengths: '", part, "' is not a length >= 2"));
-    }
-    options.lengths.push_back(length);
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(options.lengths,
+                            IntListFlag("lengths", absl::GetFlag(FLAGS_lengths), 2));
   options.repeats = absl::GetFlag(FLAGS_repeats);
   options.edit_share = absl::GetFlag(FLAGS_edit_share);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  SEMSHARE_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
+absl::StatusOr<DecodeSweepOptions> DecodeOptionsFromFlags() {
+  DecodeSweepOptions options;
+  SEMSHARE_ASSIGN_OR_RETURN(options.batch_sizes,
+                            IntListFlag("batch-sizes", absl::GetFlag(FLAGS_batch_sizes), 1));
+  options.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+  options.decode_tokens = absl::GetFlag(FLAGS_decode_tokens);
+  options.repeats = absl::GetFlag(FLAGS_repeats);
   options.seed = absl::GetFlag(FLAGS_seed);
   SEMSHARE_RETURN_IF_ERROR(options.Validate());
   return options;
@@ -128,6 +151,23 @@ int Ttft(const Engine& engine, const ReuseOptions& reuse, const TtftOptions& opt
   return EmitResult(*result, table);
 }
 
+int Decode(const Engine& engine, const ReuseOptions& reuse, const DecodeSweepOptions& options) {
+  absl::StatusOr<Json> result = RunDecodeSweep(engine, reuse, options);
+  if (!result.ok()) return Fail(result.status());
+  RecordSettings(reuse, &*result);
+  (*result)["device"] = engine.model().device().str();
+  std::string table = absl::StrFormat("%6s %10s %9s %12s %9s %6s\n", "batch", "decode_ms",
+                                      "step_ms", "tokens/s", "speedup", "same");
+  for (const Json& row : (*result)["rows"].array_items()) {
+    table += absl::StrFormat(
+        "%6d %10.1f %9.2f %12.1f %9.2f %6s\n", static_cast<int>(row["batch"].number_value()),
+        row["decode_ms"].number_value(), row["step_ms"].number_value(),
+        row["tokens_per_second"].number_value(), row["speedup_over_one"].number_value(),
+        row["same_tokens_as_alone"].bool_value() ? "yes" : "NO");
+  }
+  return EmitResult(*result, table);
+}
+
 int RopeAblation(const Engine& engine, const ReuseOptions& reuse,
                  const std::vector<EvalPair>& pairs) {
   absl::StatusOr<Json> result =
@@ -145,11 +185,13 @@ int RopeAblation(const Engine& engine, const ReuseOptions& reuse,
 
 int Run(const std::vector<std::string>& args) {
   const std::string command = args.size() == 1 ? args[0] : "";
-  if (command != "fidelity" && command != "ttft" && command != "rope-ablation") {
+  if (command != "fidelity" && command != "ttft" && command != "rope-ablation" &&
+      command != "decode") {
     return Fail(absl::InvalidArgumentError(
-        args.size() == 1 ? absl::StrCat("unknown command '", command,
-                                        "'; expected fidelity, ttft or rope-ablation")
-                         : "usage: semshare-eval fidelity|ttft|rope-ablation --model DIR ..."));
+        args.size() == 1
+            ? absl::StrCat("unknown command '", command,
+                           "'; expected fidelity, ttft, rope-ablation or decode")
+            : "usage: semshare-eval fidelity|ttft|rope-ablation|decode --model DIR ..."));
   }
   // Every flag is checked before the model loads.
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
@@ -159,7 +201,12 @@ int Run(const std::vector<std::string>& args) {
   std::vector<EvalPair> pairs;
   FidelityOptions fidelity;
   TtftOptions ttft;
-  if (command == "ttft") {
+  DecodeSweepOptions decode;
+  if (command == "decode") {
+    absl::StatusOr<DecodeSweepOptions> options = DecodeOptionsFromFlags();
+    if (!options.ok()) return Fail(options.status());
+    decode = *std::move(options);
+  } else if (command == "ttft") {
     absl::StatusOr<TtftOptions> options = TtftOptionsFromFlags();
     if (!options.ok()) return Fail(options.status());
     ttft = *std::move(options);
@@ -179,6 +226,7 @@ int Run(const std::vector<std::string>& args) {
   if (!engine.ok()) return Fail(engine.status());
   if (command == "fidelity") return Fidelity(**engine, *reuse, pairs, fidelity);
   if (command == "ttft") return Ttft(**engine, *reuse, ttft);
+  if (command == "decode") return Decode(**engine, *reuse, decode);
   return RopeAblation(**engine, *reuse, pairs);
 }
 
@@ -188,6 +236,7 @@ int Run(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
   const std::vector<std::string> args = semshare::ParseToolFlags(
-      argc, argv, "semshare-eval fidelity|ttft|rope-ablation --model DIR [--pairs FILE] [...]");
+      argc, argv,
+      "semshare-eval fidelity|ttft|rope-ablation|decode --model DIR [--pairs FILE] [...]");
   return semshare::Run(args);
 }

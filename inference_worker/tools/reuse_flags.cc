@@ -14,6 +14,9 @@ ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
 ABSL_FLAG(std::string, dtype, "auto",
           "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16");
 ABSL_FLAG(int, threads, 0, "CPU threads for libtorch (0: all cores)");
+ABSL_FLAG(int64_t, decode_tile_rows, semshare::ModelOptions{}.decode_tile_rows,
+          "rows per tile of a batched decode step (a sequence's tokens are the same in any "
+          "batch; a batch of B costs ceil(B / rows) passes over the weights)");
 ABSL_FLAG(std::string, method, "semshare", "full, prefix or semshare");
 ABSL_FLAG(std::string, retention, "exp_decay",
           "none, exp_decay, snapkv, h2o, streaming, pyramid, tova");
@@ -110,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModelFromFlags() {
   ModelOptions options;
   options.device = absl::GetFlag(FLAGS_device);
   options.dtype = absl::GetFlag(FLAGS_dtype);
+  options.decode_tile_rows = absl::GetFlag(FLAGS_decode_tile_rows);
   return Model::Load(dir, options);
 }
 

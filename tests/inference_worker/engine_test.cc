@@ -53,7 +53,7 @@ TEST(EngineTest, IdenticalTargetRearrangesToReferenceKvBitForBit) {
 
   // Served with 0% high-deviation recompute, every token outside the forced set (last tokens)
   // in layers 1.. keeps the reference's KV exactly.
-  ReuseOptions options = NoBypass();
+  ReuseOptions options = NoBypassNoRetention();
   options.recompute.hd_share = 0.0;
   options.recompute.min_share = 0.0;
   options.recompute.last_tokens = 1;

@@ -80,6 +80,7 @@ TEST(EvaluationTest, FullPrefillWithoutRetentionAgreesWithItselfEverywhere) {
   const PairsFile file(kPairs);
   ReuseOptions full;
   full.method = ReuseMethod::kFull;
+  full.retention = RetentionOptions{};
   FidelityOptions options;
   options.generate_tokens = 16;
   const Json result =

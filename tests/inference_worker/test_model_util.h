@@ -59,6 +59,13 @@ inline ReuseOptions NoBypass() {
   return options;
 }
 
+// NoBypass without retention: the exactness checks compare caches that nothing pruned.
+inline ReuseOptions NoBypassNoRetention() {
+  ReuseOptions options = NoBypass();
+  options.retention = RetentionOptions{};
+  return options;
+}
+
 // A JSON array of numbers as token ids.
 inline std::vector<int32_t> Ints(const Json& array) {
   std::vector<int32_t> out;
@@ -122,9 +129,9 @@ inline FullAndFullyRecomputed ServeFullAndFullyRecomputed(const Model& model) {
   const std::vector<int32_t> target = EncodeWithBos(model, kParaphrase);
   SamplingOptions sampling;
   sampling.max_tokens = 24;
-  ReuseOptions full = NoBypass();
+  ReuseOptions full = NoBypassNoRetention();
   full.method = ReuseMethod::kFull;
-  ReuseOptions all = NoBypass();
+  ReuseOptions all = NoBypassNoRetention();
   all.recompute.hd_share = 1.0;
   all.recompute.decay = 1.0;
   return {engine->Generate(target, nullptr, full, sampling).value(),

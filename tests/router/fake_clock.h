@@ -3,7 +3,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "router/clock.h"
+#include "common/clock.h"
 
 namespace semshare::router {
 

@@ -1,8 +1,8 @@
-#include "router/clock.h"
+#include "common/clock.h"
 
 #include "absl/time/clock.h"
 
-namespace semshare::router {
+namespace semshare {
 namespace {
 
 class SystemClock final : public Clock {
@@ -17,4 +17,4 @@ const Clock* RealClock() {
   return clock;
 }
 
-}  // namespace semshare::router
+}  // namespace semshare
