@@ -424,6 +424,7 @@ absl::StatusOr<Json> RunDecodeSweep(const Engine& engine, const ReuseOptions& re
         sequences.push_back(std::move(s));
       }
       std::vector<DecodeSequence*> batch;
+      batch.reserve(sequences.size());
       for (DecodeSequence& s : sequences) batch.push_back(&s);
       const auto start = SteadyClock::now();
       while (std::any_of(batch.begin(), batch.end(),
