@@ -48,6 +48,9 @@ ABSL_FLAG(std::string, worker_device, "cpu",
 ABSL_FLAG(std::string, api_keys, "", "API keys file: KEY TENANT BYTE_BUDGET per line");
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
 ABSL_FLAG(double, similarity_threshold, 0.8, "default similarity a reference needs to be reused");
+ABSL_FLAG(bool, reuse, true,
+          "search for references and store new ones; false: every request a full prefill (a "
+          "baseline for benchmarks)");
 ABSL_FLAG(int32_t, search_deadline_ms, 500, "deadline of each shard's FindSimilar");
 ABSL_FLAG(int32_t, max_tokens_limit, 4096,
           "largest max_tokens a request may ask for (more: INVALID_ARGUMENT / 400)");
@@ -109,6 +112,7 @@ int Run() {
   if (!token.ok()) return Fail(token.status());
   RouterOptions options;
   options.similarity_threshold = absl::GetFlag(FLAGS_similarity_threshold);
+  options.reuse = absl::GetFlag(FLAGS_reuse);
   options.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   options.tenant_byte_budgets = keys->TenantByteBudgets();
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);

@@ -10,10 +10,13 @@
 namespace semshare::router {
 namespace {
 
-// a.in_flight / a.capacity < b.in_flight / b.capacity without rounding (capacities > 0).
+double Load(const WorkerView& w) {
+  return w.kv_reserved_share + static_cast<double>(w.in_flight) / w.capacity;
+}
+
 int CompareLoad(const WorkerView& a, const WorkerView& b) {
-  const int64_t left = int64_t{a.in_flight} * b.capacity;
-  const int64_t right = int64_t{b.in_flight} * a.capacity;
+  const double left = Load(a);
+  const double right = Load(b);
   return left < right ? -1 : (left > right ? 1 : 0);
 }
 

@@ -23,7 +23,9 @@ struct WorkerView {
   std::string address;
   bool up = true;
   int32_t in_flight = 0;  // requests the router has outstanding there
-  int32_t capacity = 1;   // concurrent requests it serves; <= 0 = unusable
+  int32_t capacity = 1;   // requests it runs at once (its max batch); <= 0 = unusable
+  // The share of its KV budget its admitted requests hold, as it last reported (0..1).
+  double kv_reserved_share = 0;
   absl::flat_hash_set<std::string> cached_references;  // CachedReferenceKey, as it reports
 };
 
@@ -41,8 +43,10 @@ struct WorkerChoice {
 // Candidates are the workers that are up, have capacity > 0 and are not excluded. On a hit,
 // a holder of the reference with a free slot (in_flight < capacity) is chosen first, the least
 // loaded of them; a saturated holder would queue, so then the least loaded of all candidates
-// (a holder still wins a tie). Load is in_flight / capacity, compared exactly; remaining ties
-// go to the smaller address, then index. Unavailable when there is no candidate.
+// (a holder still wins a tie). Load is the KV share reserved plus in_flight / capacity: the
+// worker's memory as it last reported, and the router's own calls since, which the report
+// may not count yet (a burst spreads instead of piling onto the last idle report). Remaining
+// ties go to the smaller address, then index. Unavailable when there is no candidate.
 absl::StatusOr<WorkerChoice> ChooseWorker(absl::Span<const WorkerView> workers,
                                           const WorkerRequest& request);
 

@@ -16,6 +16,7 @@
 #   SEMSHARE_MODEL        model directory (default: tests/data/austen-5m)
 #   SEMSHARE_DEVICE       worker device, cpu|cuda (default: cpu)
 #   SEMSHARE_SHARD_CAPACITY_BYTES  each cache node's byte budget (default: 4 GiB)
+#   SEMSHARE_MAX_BATCH  the worker's --max-batch (default 16)
 #   SEMSHARE_WORKER_ARGS, SEMSHARE_ROUTER_ARGS, SEMSHARE_SHARD_ARGS  extra flags
 #   SEMSHARE_READY_TIMEOUT_S  how long to wait for a ready line (default: 300)
 #   MALLOC_ARENA_MAX      glibc malloc arenas per process (default here: 2)
@@ -89,7 +90,8 @@ args_of() {
       ;;
     worker)
       echo --listen "$listen" --model "$MODEL" --device "$DEVICE" --metrics-listen 127.0.0.1:0 \
-        --cluster-token-file "$DIR/cluster.token" ${SEMSHARE_WORKER_ARGS:-}
+        --max-batch "${SEMSHARE_MAX_BATCH:-16}" --cluster-token-file "$DIR/cluster.token" \
+        ${SEMSHARE_WORKER_ARGS:-}
       ;;
     router)
       local http_port

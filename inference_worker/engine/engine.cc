@@ -323,6 +323,7 @@ absl::StatusOr<DecodeSequence> Engine::StartDecode(PrefillOutcome prefill,
 
 absl::Status Engine::DecodeStep(absl::Span<DecodeSequence* const> batch) const {
   return Guarded("decode", [&]() -> absl::Status {
+    if (decode_fault_) decode_fault_();
     semshare::DecodeStep(*model_, batch);
     return absl::OkStatus();
   });

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -185,6 +186,11 @@ class Engine {
 
   const Model& model() const { return *model_; }
 
+  // Testing: `fault` runs inside every DecodeStep's guard before the step and may throw what
+  // ATen and the allocator throw (c10::Error, std::bad_alloc), to show that callers survive
+  // it. Set it before the engine is shared between threads; empty: none.
+  void SetDecodeFaultForTesting(std::function<void()> fault) { decode_fault_ = std::move(fault); }
+
  private:
   Engine(const Model* model, bool measure_fixed_costs, bool gpu_cost_model)
       : model_(model), measure_fixed_costs_(measure_fixed_costs), gpu_cost_model_(gpu_cost_model) {}
@@ -225,6 +231,7 @@ class Engine {
   absl::Status CalibrateSpeedByPrefill(const ReuseOptions& options) const;
 
   const Model* model_;
+  std::function<void()> decode_fault_;
   const bool measure_fixed_costs_;
   const bool gpu_cost_model_;
   // Held while the fixed costs are measured, which serves requests (and so takes mutex_).

@@ -40,15 +40,18 @@ void LayerKV::SetBias(const at::Tensor& bias) {
 void LayerKV::Reserve(int64_t capacity) {
   const int64_t current = k_.defined() ? k_.size(1) : 0;
   if (capacity <= current) return;
-  const int64_t grown = std::max(capacity, current * 2);
-  at::Tensor k = at::empty({k_.size(0), grown, k_.size(2)}, k_.options());
-  at::Tensor v = at::empty({v_.size(0), grown, v_.size(2)}, v_.options());
-  at::Tensor positions = at::empty({grown}, positions_.options());
+  Reallocate(std::max(capacity, current * 2));
+}
+
+void LayerKV::Reallocate(int64_t capacity) {
+  at::Tensor k = at::empty({k_.size(0), capacity, k_.size(2)}, k_.options());
+  at::Tensor v = at::empty({v_.size(0), capacity, v_.size(2)}, v_.options());
+  at::Tensor positions = at::empty({capacity}, positions_.options());
   k.narrow(1, 0, size_).copy_(k_.narrow(1, 0, size_));
   v.narrow(1, 0, size_).copy_(v_.narrow(1, 0, size_));
   positions.narrow(0, 0, size_).copy_(positions_.narrow(0, 0, size_));
   if (bias_.defined()) {
-    at::Tensor bias = at::zeros({k_.size(0), grown}, bias_.options());
+    at::Tensor bias = at::zeros({k_.size(0), capacity}, bias_.options());
     bias.narrow(1, 0, size_).copy_(bias_.narrow(1, 0, size_));
     bias_ = bias;
   }
@@ -83,6 +86,10 @@ void LayerKV::Keep(const at::Tensor& index) {
   positions_ = positions().index_select(0, idx).contiguous();
   if (bias_.defined()) bias_ = bias().index_select(1, idx).contiguous();
   size_ = idx.size(0);
+}
+
+void LayerKV::ReserveExtra(int64_t tokens) {
+  if (k_.defined() && size_ + tokens > k_.size(1)) Reallocate(size_ + tokens);
 }
 
 void LayerKV::Resize(int64_t size) {

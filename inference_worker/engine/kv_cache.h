@@ -42,11 +42,15 @@ class LayerKV {
   void Keep(const at::Tensor& index);
   // Sets the size (tokens beyond it are dropped); used to pre-size a cache for prefill.
   void Resize(int64_t size);
+  // Makes room for `tokens` more appends now, exactly (no doubling): a scheduler that knows a
+  // sequence's max_tokens holds its KV at its final size from the start of decode.
+  void ReserveExtra(int64_t tokens);
 
   int64_t bytes() const;  // bytes of the live K and V
 
  private:
-  void Reserve(int64_t capacity);
+  void Reserve(int64_t capacity);     // grows by doubling
+  void Reallocate(int64_t capacity);  // exactly `capacity`, keeping the live tokens
 
   at::Tensor k_;  // [kv_heads, capacity, head_dim]
   at::Tensor v_;

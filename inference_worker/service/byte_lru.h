@@ -14,13 +14,13 @@ namespace semshare::worker {
 
 // Least-recently-used map bounded by the bytes its values declare. Not thread-safe: the
 // owner locks. An entry larger than the whole budget is not kept.
-template <typename V>
+template <typename K, typename V>
 class ByteLru {
  public:
   explicit ByteLru(int64_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
 
   // Marks the entry most recently used.
-  std::optional<V> Get(const std::string& key) {
+  std::optional<V> Get(const K& key) {
     auto it = index_.find(key);
     if (it == index_.end()) return std::nullopt;
     entries_.splice(entries_.begin(), entries_, it->second);
@@ -28,7 +28,7 @@ class ByteLru {
   }
 
   // Inserts or replaces, then evicts least recently used entries past the budget.
-  void Put(const std::string& key, V value, int64_t bytes) {
+  void Put(const K& key, V value, int64_t bytes) {
     Erase(key);
     if (bytes > capacity_bytes_) return;
     entries_.push_front(Entry{key, std::move(value), bytes});
@@ -41,7 +41,7 @@ class ByteLru {
     }
   }
 
-  void Erase(const std::string& key) {
+  void Erase(const K& key) {
     auto it = index_.find(key);
     if (it == index_.end()) return;
     bytes_ -= it->second->bytes;
@@ -50,8 +50,8 @@ class ByteLru {
   }
 
   // Most recently used first.
-  std::vector<std::string> Keys() const {
-    std::vector<std::string> keys;
+  std::vector<K> Keys() const {
+    std::vector<K> keys;
     keys.reserve(entries_.size());
     for (const Entry& e : entries_) keys.push_back(e.key);
     return keys;
@@ -62,7 +62,7 @@ class ByteLru {
 
  private:
   struct Entry {
-    std::string key;
+    K key;
     V value;
     int64_t bytes;
   };
@@ -70,7 +70,7 @@ class ByteLru {
   int64_t capacity_bytes_;
   int64_t bytes_ = 0;
   std::list<Entry> entries_;
-  absl::flat_hash_map<std::string, typename std::list<Entry>::iterator> index_;
+  absl::flat_hash_map<K, typename std::list<Entry>::iterator> index_;
 };
 
 }  // namespace semshare::worker

@@ -14,7 +14,7 @@
 #include "common/rpc/metrics_endpoint.h"
 #include "common/shutdown_signals.h"
 #include "inference_worker/engine/engine.h"
-#include "inference_worker/service/reference_source.h"
+#include "inference_worker/service/cache_node_reference_source.h"
 #include "inference_worker/service/worker.h"
 #include "inference_worker/service/worker_metrics.h"
 #include "inference_worker/service/worker_service.h"
@@ -24,8 +24,17 @@ ABSL_FLAG(std::string, listen, "", "gRPC address to serve on, host:port (port 0:
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus /metrics address, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, cluster_token_file, "", "file holding the shared cluster secret");
-ABSL_FLAG(int32_t, max_concurrent, 1, "requests executing at once");
-ABSL_FLAG(int32_t, max_queue, 16, "requests waiting for a slot; past it RESOURCE_EXHAUSTED");
+ABSL_FLAG(int32_t, max_batch, semshare::worker::WorkerOptions().max_batch,
+          "requests admitted at once (prefilling or decoding); their decodes run as one batch");
+ABSL_FLAG(int32_t, max_queue, semshare::worker::WorkerOptions().max_queue,
+          "requests waiting for admission per tenant; past it RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, kv_budget_bytes, 0,
+          "KV bytes admitted requests may reserve (0: a quarter of the machine's memory)");
+ABSL_FLAG(int64_t, prefill_chunk_tokens, semshare::worker::WorkerOptions().prefill_chunk_tokens,
+          "tokens per piece of a full prefill between two batched decode steps (0: whole prompts)");
+ABSL_FLAG(int64_t, recompute_layers_per_piece,
+          semshare::worker::WorkerOptions().recompute_layers_per_piece,
+          "layers per piece of a selective recompute between two batched decode steps");
 ABSL_FLAG(int64_t, local_cache_bytes, int64_t{512} << 20,
           "bytes of references' KV held for repeat hits");
 ABSL_FLAG(int32_t, max_pending_stores, 16, "new references waiting to be stored; past it dropped");
@@ -47,11 +56,14 @@ int Run() {
     return Fail(s);
   }
   WorkerOptions options;
-  options.max_concurrent = absl::GetFlag(FLAGS_max_concurrent);
+  options.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.kv_budget_bytes = absl::GetFlag(FLAGS_kv_budget_bytes);
+  options.prefill_chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
+  options.recompute_layers_per_piece = absl::GetFlag(FLAGS_recompute_layers_per_piece);
   options.local_cache_bytes = absl::GetFlag(FLAGS_local_cache_bytes);
-  options.max_pending_stores = absl::GetFlag(FLAGS_max_pending_stores);
-  options.max_pending_store_bytes = absl::GetFlag(FLAGS_max_pending_store_bytes);
+  options.stores.max_pending = absl::GetFlag(FLAGS_max_pending_stores);
+  options.stores.max_pending_bytes = absl::GetFlag(FLAGS_max_pending_store_bytes);
   options.overlap_fetch = absl::GetFlag(FLAGS_overlap_fetch);
   if (absl::Status s = options.Validate(); !s.ok()) return Fail(s);
   absl::StatusOr<ReuseOptions> reuse = ReuseOptionsFromFlags();
@@ -83,11 +95,12 @@ int Run() {
   if (!server.ok()) return Fail(server.status());
 
   std::printf(
-      "semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_concurrent=%d "
-      "max_queue=%d blas_core=%s\n",
+      "semshare-worker ready: listen=%s port=%d metrics_port=%d fingerprint=%s max_batch=%d "
+      "max_queue=%d kv_budget_bytes=%lld prefill_chunk_tokens=%lld blas_core=%s\n",
       (*server)->address().c_str(), (*server)->port(), (*endpoint)->port(),
-      (*worker)->model_fingerprint().c_str(), options.max_concurrent, options.max_queue,
-      BlasCoreName().c_str());
+      (*worker)->model_fingerprint().c_str(), options.max_batch, options.max_queue,
+      static_cast<long long>((*worker)->Load().kv_budget_bytes),
+      static_cast<long long>(options.prefill_chunk_tokens), BlasCoreName().c_str());
   std::fflush(stdout);
 
   const int signal_number = WaitForShutdownSignal(signals);
@@ -105,9 +118,11 @@ int Run() {
 
 int main(int argc, char** argv) {
   semshare::EnsureBlasKernelsMatchCpu(argv);  // before anything else runs
-  semshare::ParseToolFlags(argc, argv,
-                           "semshare-worker --listen ADDR --model DIR --device cpu|cuda "
-                           "--cluster-token-file F --metrics-listen ADDR "
-                           "[--max-concurrent N] [--max-queue N] [--local-cache-bytes N]");
+  semshare::ParseToolFlags(
+      argc, argv,
+      "semshare-worker --listen ADDR --model DIR --device cpu|cuda "
+      "--cluster-token-file F --metrics-listen ADDR "
+      "[--max-batch N] [--max-queue N] [--kv-budget-bytes N] [--prefill-chunk-tokens N] "
+      "[--local-cache-bytes N]");
   return semshare::worker::Run();
 }

@@ -8,12 +8,27 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry)
               .Name("semshare_worker_requests_total")
               .Help("Generate requests served, by tenant and outcome (hit, miss, bypass, error)")
               .Register(registry)),
-      in_flight_(
-          UnlabelledGauge(registry, "semshare_worker_in_flight_requests", "Requests executing")),
-      queue_depth_(
-          UnlabelledGauge(registry, "semshare_worker_queue_depth", "Requests waiting for a slot")),
+      in_flight_(UnlabelledGauge(registry, "semshare_worker_in_flight_requests",
+                                 "Requests admitted by the scheduler: prefilling or decoding")),
+      queue_depth_(UnlabelledGauge(registry, "semshare_worker_queue_depth",
+                                   "Requests waiting for admission (batch room and KV budget)")),
       rejected_(UnlabelledCounter(registry, "semshare_worker_rejected_requests_total",
                                   "Requests refused with RESOURCE_EXHAUSTED: the queue was full")),
+      kv_reserved_bytes_(UnlabelledGauge(registry, "semshare_worker_kv_reserved_bytes",
+                                         "KV bytes reserved by admitted requests")),
+      kv_budget_bytes_(UnlabelledGauge(registry, "semshare_worker_kv_budget_bytes",
+                                       "The scheduler's KV budget (--kv-budget-bytes)")),
+      decode_batch_size_(
+          prometheus::BuildHistogram()
+              .Name("semshare_worker_decode_batch_size")
+              .Help("Requests advanced together by each batched decode step")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})),
+      queue_seconds_(prometheus::BuildHistogram()
+                         .Name("semshare_worker_queue_seconds")
+                         .Help("Time admitted requests waited in the worker's queue")
+                         .Register(registry)
+                         .Add({}, FineSecondsBuckets())),
       kv_fetched_bytes_(prometheus::BuildCounter()
                             .Name("semshare_worker_kv_fetched_bytes_total")
                             .Help("KV bytes pulled from shards with FetchKV, by tenant")
@@ -42,10 +57,17 @@ void WorkerMetrics::RecordRequest(const std::string& tenant, absl::string_view o
 
 void WorkerMetrics::RecordRejected() { rejected_.Increment(); }
 
-void WorkerMetrics::SetLoad(int32_t in_flight, int32_t queued) {
+void WorkerMetrics::SetLoad(int32_t in_flight, int32_t queued, int64_t kv_reserved_bytes,
+                            int64_t kv_budget_bytes) {
   in_flight_.Set(in_flight);
   queue_depth_.Set(queued);
+  kv_reserved_bytes_.Set(static_cast<double>(kv_reserved_bytes));
+  kv_budget_bytes_.Set(static_cast<double>(kv_budget_bytes));
 }
+
+void WorkerMetrics::RecordDecodeStep(int32_t batch_size) { decode_batch_size_.Observe(batch_size); }
+
+void WorkerMetrics::RecordQueueWait(double seconds) { queue_seconds_.Observe(seconds); }
 
 void WorkerMetrics::RecordFetch(const std::string& tenant, int64_t bytes, double seconds) {
   kv_fetched_bytes_.Add({{"tenant", tenant}}).Increment(static_cast<double>(bytes));

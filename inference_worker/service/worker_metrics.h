@@ -25,7 +25,14 @@ class WorkerMetrics {
   void RecordRequest(const std::string& tenant, absl::string_view outcome);
   // A request refused because the queue was full (not counted in RecordRequest).
   void RecordRejected();
-  void SetLoad(int32_t in_flight, int32_t queued);
+  // The scheduler's state: requests admitted (prefilling or decoding) and waiting, and the KV
+  // reserved by those admitted against the budget.
+  void SetLoad(int32_t in_flight, int32_t queued, int64_t kv_reserved_bytes,
+               int64_t kv_budget_bytes);
+  // One batched decode step of `batch_size` requests.
+  void RecordDecodeStep(int32_t batch_size);
+  // How long an admitted request waited in the queue.
+  void RecordQueueWait(double seconds);
   // One FetchKV transfer from a shard: the KV bytes it brought and its duration.
   void RecordFetch(const std::string& tenant, int64_t bytes, double seconds);
   void RecordLocalCacheHit();
@@ -39,6 +46,10 @@ class WorkerMetrics {
   prometheus::Gauge& in_flight_;
   prometheus::Gauge& queue_depth_;
   prometheus::Counter& rejected_;
+  prometheus::Gauge& kv_reserved_bytes_;
+  prometheus::Gauge& kv_budget_bytes_;
+  prometheus::Histogram& decode_batch_size_;
+  prometheus::Histogram& queue_seconds_;
   prometheus::Family<prometheus::Counter>& kv_fetched_bytes_;
   prometheus::Histogram& kv_fetch_seconds_;
   prometheus::Gauge& local_cache_bytes_;

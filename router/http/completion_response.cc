@@ -36,6 +36,7 @@ Json SemshareFields(const v1::GenerateStats& stats) {
   Json stages = Json::MakeObject();
   stages["tokenize_ms"] = stats.stages().tokenize_ms();
   stages["search_ms"] = stats.stages().search_ms();
+  stages["queue_ms"] = stats.stages().queue_ms();
   stages["fetch_ms"] = stats.stages().fetch_ms();
   stages["recompute_ms"] = stats.stages().recompute_ms();
   stages["decode_ms"] = stats.stages().decode_ms();

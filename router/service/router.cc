@@ -117,23 +117,20 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
 
   const absl::Time search_start = absl::Now();
   SEMSHARE_ASSIGN_OR_RETURN(const std::string fingerprint, workers_->ModelFingerprint());
-  const std::vector<ShardFindReply> replies = shards_->FindSimilar(
-      cache_node::ReferenceScope{tenant, fingerprint}, target.codes, target.sketch);
-  const ReferenceSearch search =
-      ChooseReference(replies, static_cast<int64_t>(target.token_ids.size()), threshold);
+  ReferenceSearch search;
+  if (options_.reuse) {
+    const std::vector<ShardFindReply> replies = shards_->FindSimilar(
+        cache_node::ReferenceScope{tenant, fingerprint}, target.codes, target.sketch);
+    search = ChooseReference(replies, static_cast<int64_t>(target.token_ids.size()), threshold);
+  }
   const double search_ms = MillisSince(search_start);
   if (search.choice.has_value() || search.best_similarity > 0)
     *best_similarity = search.best_similarity;
   RecordShardViews();
 
   v1::WorkerGenerateRequest call;
-  call.set_request_id(NewReferenceId());
   call.set_model_fingerprint(fingerprint);
   call.mutable_prompt_token_ids()->Add(target.token_ids.begin(), target.token_ids.end());
-  call.mutable_target_codes()->set_nbits(target.codes.nbits);
-  call.mutable_target_codes()->mutable_words()->Add(target.codes.words.begin(),
-                                                    target.codes.words.end());
-  call.mutable_sketch()->Add(target.sketch.begin(), target.sketch.end());
   v1::SamplingParams* sampling = call.mutable_sampling();
   sampling->set_max_tokens(EffectiveMaxTokens(request));
   sampling->set_temperature(request.temperature());
@@ -147,9 +144,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
     v1::ReuseSource* reuse = call.mutable_reuse();
     reuse->set_shard(choice.shard);
     reuse->set_reference_id(choice.reference_id);
-    reuse->set_similarity(choice.similarity);
     SetMapping(choice.mapping, reuse->mutable_mapping());
-  } else {
+  } else if (options_.reuse) {
     // A miss becomes a reference on the shard rendezvous hashing names; none up: not stored.
     const std::string id = NewReferenceId();
     const std::vector<ShardView> views = shards_->Views();
@@ -163,10 +159,17 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
     }
   }
 
+  // TTFT as the client sees it: from accepting the request to the first token leaving here.
+  std::optional<double> first_token_ms;
+  const auto forward = [&](const v1::TokenChunk& chunk) {
+    const bool kept = on_tokens(chunk);
+    if (!first_token_ms.has_value() && chunk.token_ids_size() > 0)
+      first_token_ms = MillisSince(start);
+    return kept;
+  };
   // One retry on another worker, unless tokens already reached the client.
   std::vector<size_t> tried;
   absl::Status last = absl::UnavailableError("no worker is available");
-  const double before_worker_ms = MillisSince(start);
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::StatusOr<WorkerChoice> worker = workers_->Choose(tenant, reference_id, tried);
     if (!worker.ok()) break;
@@ -174,7 +177,7 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
     if (attempt > 0 && metrics_ != nullptr) metrics_->RecordWorkerRetry();
     bool streamed = false;
     absl::StatusOr<v1::GenerateStats> stats =
-        workers_->Generate(worker->index, tenant, call, on_tokens, &streamed);
+        workers_->Generate(worker->index, tenant, call, forward, &streamed);
     if (metrics_ != nullptr) {
       // Only a transport failure says the worker is down; a busy or refusing worker answered.
       metrics_->SetWorkerUp(
@@ -182,8 +185,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
           !absl::IsUnavailable(stats.status()) && !absl::IsDeadlineExceeded(stats.status()));
     }
     if (stats.ok()) {
-      stats->set_ttft_ms(before_worker_ms + stats->ttft_ms());
       stats->set_latency_ms(MillisSince(start));
+      stats->set_ttft_ms(first_token_ms.value_or(stats->latency_ms()));
       stats->mutable_stages()->set_tokenize_ms(tokenize_ms);
       stats->mutable_stages()->set_search_ms(search_ms);
       if (stats->worker().empty()) stats->set_worker(workers_->address(worker->index));

@@ -26,6 +26,9 @@ namespace semshare::router {
 
 struct RouterOptions {
   double similarity_threshold = 0.8;  // default when a request sets none
+  // false: no search and no new references, every request a full prefill (the baseline that
+  // `semshare-bench serve` compares against).
+  bool reuse = true;
   int32_t default_max_tokens = 64;    // when a request asks for 0
   int32_t max_tokens_limit = 4096;    // a request asking for more is refused (InvalidArgument)
   // Each tenant's byte budget on each cache node (the API keys file's BYTE_BUDGET), passed with

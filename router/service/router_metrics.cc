@@ -82,9 +82,9 @@ void RouterMetrics::RecordRequest(const std::string& tenant,
   const v1::StageTimes& stages = stats->stages();
   for (const auto& [stage, ms] :
        {std::pair{"tokenize", stages.tokenize_ms()}, std::pair{"search", stages.search_ms()},
-        std::pair{"fetch", stages.fetch_ms()}, std::pair{"recompute", stages.recompute_ms()},
-        std::pair{"decode", stages.decode_ms()}}) {
-    stage_.Add({{"stage", stage}}, FineSecondsBuckets()).Observe(ms / 1e3);
+        std::pair{"queue", stages.queue_ms()}, std::pair{"fetch", stages.fetch_ms()},
+        std::pair{"recompute", stages.recompute_ms()}, std::pair{"decode", stages.decode_ms()}}) {
+    stage_.Add({{"stage", stage}, {"outcome", outcome}}, FineSecondsBuckets()).Observe(ms / 1e3);
   }
 }
 

@@ -142,6 +142,10 @@ absl::StatusOr<WorkerChoice> WorkerPool::Choose(absl::string_view tenant,
     view.in_flight = state.in_flight;
     if (!state.status.has_value()) continue;
     view.capacity = state.status->max_concurrency();
+    if (state.status->kv_budget_bytes() > 0) {
+      view.kv_reserved_share = static_cast<double>(state.status->kv_reserved_bytes()) /
+                               static_cast<double>(state.status->kv_budget_bytes());
+    }
     // Workers report bare ids; the router's ids are random, so an id names one tenant's reference.
     for (const std::string& id : state.status->cached_reference_ids()) {
       view.cached_references.insert(CachedReferenceKey(tenant, id));

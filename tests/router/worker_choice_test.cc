@@ -46,6 +46,16 @@ TEST(WorkerChoiceTest, LoadIsRelativeToCapacity) {
   EXPECT_EQ(Chosen(workers, Miss()), 1u);
 }
 
+TEST(WorkerChoiceTest, LessReservedKvIsLessLoaded) {
+  std::vector<WorkerView> workers = {Worker("w0", 1, 4), Worker("w1", 1, 4)};
+  workers[0].kv_reserved_share = 0.6;  // w0's requests hold long prompts
+  workers[1].kv_reserved_share = 0.1;
+  EXPECT_EQ(Chosen(workers, Miss()), 1u);
+  // The router's own calls since the last report count too: a burst spreads out.
+  workers[1].in_flight = 4;
+  EXPECT_EQ(Chosen(workers, Miss()), 0u);
+}
+
 TEST(WorkerChoiceTest, HolderWinsOverLessLoadedWorkers) {
   const std::vector<WorkerView> workers = {Worker("w0", 0, 4), Worker("w1", 3, 4, {"ref"}),
                                            Worker("w2", 0, 4)};

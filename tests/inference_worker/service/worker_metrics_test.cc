@@ -24,7 +24,10 @@ TEST(WorkerMetricsTest, RequestsRejectionsAndLoad) {
   metrics.RecordRequest("a", "hit");
   metrics.RecordRequest("b", "bypass");
   metrics.RecordRejected();
-  metrics.SetLoad(2, 5);
+  metrics.SetLoad(2, 5, 1024, 4096);
+  metrics.RecordDecodeStep(3);
+  metrics.RecordDecodeStep(16);
+  metrics.RecordQueueWait(0.25);
   const std::string text = Scrape(registry);
   EXPECT_THAT(text, HasSubstr("semshare_worker_requests_total{outcome=\"hit\",tenant=\"a\"} 2\n"));
   EXPECT_THAT(text,
@@ -32,6 +35,11 @@ TEST(WorkerMetricsTest, RequestsRejectionsAndLoad) {
   EXPECT_THAT(text, HasSubstr("semshare_worker_rejected_requests_total 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_in_flight_requests 2\n"));
   EXPECT_THAT(text, HasSubstr("semshare_worker_queue_depth 5\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_kv_reserved_bytes 1024\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_kv_budget_bytes 4096\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_decode_batch_size_count 2\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_decode_batch_size_sum 19\n"));
+  EXPECT_THAT(text, HasSubstr("semshare_worker_queue_seconds_sum 0.25\n"));
 }
 
 TEST(WorkerMetricsTest, FetchesLocalCacheStoresAndRpcs) {

@@ -9,6 +9,7 @@
 #include "cache_node/rpc/cache_node_client.h"
 #include "cache_node/rpc/cache_node_server.h"
 #include "gtest/gtest.h"
+#include "inference_worker/service/cache_node_reference_source.h"
 #include "tests/cache_node/rpc/node_fixture.h"
 #include "tests/inference_worker/service/worker_fixture.h"
 
@@ -80,7 +81,6 @@ class WorkerServiceTest : public ::testing::Test {
     v1::ReuseSource* reuse = request->mutable_reuse();
     reuse->set_shard(shard);
     reuse->set_reference_id(id);
-    reuse->set_similarity(mapping.similarity);
     reuse->mutable_mapping()->set_similarity(mapping.similarity);
     reuse->mutable_mapping()->mutable_source()->Add(mapping.source.begin(), mapping.source.end());
     reuse->mutable_mapping()->mutable_distance()->Add(mapping.distance.begin(),
@@ -139,7 +139,7 @@ TEST_F(WorkerServiceTest, MissStoresThenParaphraseHitsWithTheEnginesTokens) {
   EXPECT_FALSE(stats.cache_hit());
   EXPECT_EQ(tokens, EngineTokens(reference_ids_, nullptr));
   worker_->WaitForStores();
-  ASSERT_EQ(worker_->Load().stores_done, 1);
+  ASSERT_EQ(worker_->Load().stores.done, 1);
 
   const cache_node::FindResult found = Find(target_, AustenModel().fingerprint());
   ASSERT_FALSE(found.matches.empty());
@@ -213,7 +213,7 @@ TEST_F(WorkerServiceTest, MissingAuthIsUnauthenticated) {
 TEST_F(WorkerServiceTest, PastTheQueueIsResourceExhausted) {
   GatedSource gated(real_source_.get());
   WorkerOptions options;
-  options.max_concurrent = 1;
+  options.max_batch = 1;
   options.max_queue = 0;
   StartWorker(&gated, options);
   v1::WorkerGenerateRequest held = Request(target_);
@@ -225,7 +225,8 @@ TEST_F(WorkerServiceTest, PastTheQueueIsResourceExhausted) {
   std::thread running([&] {
     std::vector<int32_t> tokens;
     v1::GenerateStats stats;
-    EXPECT_TRUE(Call(held, &tokens, &stats).ok());
+    const grpc::Status served = Call(held, &tokens, &stats);
+    EXPECT_TRUE(served.ok()) << served.error_message();
   });
   gated.WaitUntilEntered();
   std::vector<int32_t> tokens;

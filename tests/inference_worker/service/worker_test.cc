@@ -1,9 +1,11 @@
 #include "inference_worker/service/worker.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -13,13 +15,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/service/byte_lru.h"
+#include "inference_worker/service/reuse_decision.h"
 #include "tests/inference_worker/service/worker_fixture.h"
 
 namespace semshare::worker {
 namespace {
 
 TEST(ByteLruTest, EvictsLeastRecentlyUsedPastTheBudget) {
-  ByteLru<std::string> lru(10);
+  ByteLru<std::string, std::string> lru(10);
   lru.Put("a", "A", 4);
   lru.Put("b", "B", 4);
   ASSERT_TRUE(lru.Get("a").has_value());  // a is now most recent
@@ -76,7 +79,7 @@ class FakeSource : public ReferenceSource {
 
   std::map<std::string, std::pair<std::string, Reference>>
       references;  // id -> (fingerprint, reference)
-  int fetches = 0;
+  std::atomic<int> fetches{0};
   int64_t break_at_layer = -1;  // >= 0: the stream breaks before this layer
   std::vector<std::vector<std::string>> puts;
   size_t put_layers = 0;
@@ -296,7 +299,7 @@ TEST_F(WorkerTest, MissStoresThePromptAfterReplying) {
       InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
   WorkerRequest request = HitRequest();
   request.reuse.reset();
-  request.store = StoreTarget{"shard-2", "new-ref"};
+  request.store = StorePlacement{"shard-2", "new-ref"};
   const WorkerReply reply = worker->Generate(request).value();
   EXPECT_FALSE(reply.cache_hit);
   EXPECT_EQ(reply.reference_id, "new-ref");
@@ -304,29 +307,29 @@ TEST_F(WorkerTest, MissStoresThePromptAfterReplying) {
   ASSERT_EQ(source_.puts.size(), 1u);
   EXPECT_EQ(source_.puts[0], (std::vector<std::string>{"shard-2", "tenant-a", "new-ref"}));
   EXPECT_EQ(source_.put_layers, static_cast<size_t>(AustenModel().num_layers()));
-  EXPECT_EQ(worker->Load().stores_done, 1);
+  EXPECT_EQ(worker->Load().stores.done, 1);
   EXPECT_EQ(worker->Load().cached_reference_ids, std::vector<std::string>{"new-ref"});
 }
 
 // With no room for a miss's KV in the store queue, the store recomputes it: the same reference.
 TEST_F(WorkerTest, AMissStoreWithoutRoomForItsKvRecomputesIt) {
   WorkerOptions options;
-  options.max_pending_store_bytes = 0;
+  options.stores.max_pending_bytes = 0;
   auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, options).value();
   WorkerRequest request = HitRequest();
   request.reuse.reset();
-  request.store = StoreTarget{"shard-2", "new-ref"};
+  request.store = StorePlacement{"shard-2", "new-ref"};
   ASSERT_TRUE(worker->Generate(request).ok());
   worker->WaitForStores();
   ASSERT_EQ(source_.puts.size(), 1u);
   EXPECT_EQ(source_.put_layers, static_cast<size_t>(AustenModel().num_layers()));
-  EXPECT_EQ(worker->Load().stores_done, 1);
+  EXPECT_EQ(worker->Load().stores.done, 1);
 }
 
 TEST_F(WorkerTest, PastTheQueueIsResourceExhausted) {
   GatedSource gated(&source_);
   WorkerOptions options;
-  options.max_concurrent = 1;
+  options.max_batch = 1;
   options.max_queue = 0;
   auto worker = InferenceWorker::Create(engine_.get(), WorkerReuse(), &gated, options).value();
   std::thread running([&] { EXPECT_TRUE(worker->Generate(HitRequest()).ok()); });
@@ -338,9 +341,110 @@ TEST_F(WorkerTest, PastTheQueueIsResourceExhausted) {
   EXPECT_TRUE(worker->Generate(HitRequest()).ok());
 }
 
+// An error inside the engine (what ATen throws) fails the request it hit with INTERNAL and
+// its message; the KV budget comes back whole and the next request is served.
+TEST_F(WorkerTest, AnEngineThatThrowsFailsThatRequestOnlyAndFreesItsKv) {
+  std::atomic<bool> fail{true};
+  engine_->SetDecodeFaultForTesting([&fail] {
+    if (fail) TORCH_CHECK(false, "injected decode fault");
+  });
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  const absl::StatusOr<WorkerReply> failed = worker->Generate(HitRequest());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(failed.status().message(), ::testing::HasSubstr("injected decode fault"));
+  EXPECT_EQ(worker->Load().kv_reserved_bytes, 0);
+  EXPECT_EQ(worker->Load().active_requests, 0);
+
+  engine_->SetDecodeFaultForTesting([] { throw std::bad_alloc(); });
+  EXPECT_EQ(worker->Generate(HitRequest()).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(worker->Load().kv_reserved_bytes, 0);
+
+  engine_->SetDecodeFaultForTesting(nullptr);
+  const WorkerReply served = worker->Generate(HitRequest()).value();
+  EXPECT_EQ(served.tokens, Expected(&source_.references["ref-1"].second));
+  EXPECT_EQ(worker->Load().kv_reserved_bytes, 0);
+}
+
+// Batching never changes results: eight different requests served at once (hits, misses, a
+// bypass, other lengths and sampling settings) get exactly the tokens each gets alone.
+TEST_F(WorkerTest, ABatchOfMixedRequestsGivesEachTheTokensItGetsAlone) {
+  ReuseOptions reuse = WorkerReuse();
+  reuse.bypass = true;  // lets the short request below be bypassed
+  // A short prompt matched into a very long reference: scanning the reference's codes would
+  // cost more than prefilling the prompt.
+  const std::vector<int32_t> shorter(target_.begin(), target_.begin() + 6);
+  TokenMapping short_mapping = mapping_;
+  short_mapping.source.resize(shorter.size());
+  short_mapping.unmatched.resize(shorter.size());
+  short_mapping.source.back() = 1000000;
+  ASSERT_FALSE(engine_
+                   ->BypassReason(static_cast<int64_t>(target_.size()),
+                                  static_cast<int64_t>(reference_ids_.size()), reuse)
+                   .has_value());
+  ASSERT_TRUE(engine_
+                  ->BypassReason(static_cast<int64_t>(shorter.size()),
+                                 ReferenceTokensSeen(short_mapping), reuse)
+                  .has_value());
+
+  std::vector<WorkerRequest> requests(8, HitRequest());
+  requests[1].sampling = {12, 0.8, 0.9, 7};  // a sampled hit
+  requests[2].reuse.reset();                 // a miss
+  requests[2].sampling.max_tokens = 16;
+  requests[3].reuse.reset();  // a sampled miss of another prompt
+  requests[3].prompt = reference_ids_;
+  requests[3].sampling = {10, 1.0, 1.0, 3};
+  requests[4].prompt = shorter;  // bypassed
+  requests[4].reuse->mapping = short_mapping;
+  requests[5].similarity_threshold = 0.9999;  // a miss: below the threshold
+  requests[5].sampling = {5, 0.7, 1.0, 11};
+  requests[6].sampling.max_tokens = 1;
+  requests[7].reuse.reset();
+  requests[7].prompt.assign(target_.begin(), target_.begin() + 40);
+  requests[7].sampling = {20, 1.2, 0.8, 99};
+
+  auto worker = InferenceWorker::Create(engine_.get(), reuse, &source_, WorkerOptions{}).value();
+  std::vector<WorkerReply> alone;
+  alone.reserve(requests.size());
+  for (const WorkerRequest& request : requests) alone.push_back(worker->Generate(request).value());
+  EXPECT_TRUE(alone[0].cache_hit);
+  EXPECT_TRUE(alone[1].cache_hit);
+  EXPECT_FALSE(alone[2].cache_hit);
+  EXPECT_TRUE(alone[4].bypassed);
+  EXPECT_FALSE(alone[5].cache_hit);
+
+  prometheus::Registry registry;
+  WorkerMetrics metrics(registry);
+  WorkerOptions options;
+  options.max_batch = 8;
+  auto batched = InferenceWorker::Create(engine_.get(), reuse, &source_, options, &metrics).value();
+  std::vector<absl::StatusOr<WorkerReply>> together(requests.size(),
+                                                    absl::UnknownError("not served"));
+  std::vector<std::thread> clients;
+  clients.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i)
+    clients.emplace_back([&, i] { together[i] = batched->Generate(requests[i]); });
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(together[i].ok()) << i << ": " << together[i].status();
+    EXPECT_EQ(together[i]->tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(together[i]->cache_hit, alone[i].cache_hit) << "request " << i;
+    EXPECT_EQ(together[i]->bypassed, alone[i].bypassed) << "request " << i;
+  }
+  // They really ran together: some decode step held more than one request.
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  const auto value = [&](const std::string& name) {
+    const size_t at = text.find(name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 1));
+  };
+  EXPECT_GT(value("semshare_worker_decode_batch_size_sum"),
+            value("semshare_worker_decode_batch_size_count"));
+  EXPECT_EQ(batched->Load().kv_reserved_bytes, 0);
+}
+
 TEST(WorkerOptionsTest, BadOptionsAreRefused) {
   WorkerOptions options;
-  options.max_concurrent = 0;
+  options.max_batch = 0;
   EXPECT_FALSE(options.Validate().ok());
   options = WorkerOptions{};
   options.max_queue = -1;

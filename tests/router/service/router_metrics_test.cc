@@ -29,6 +29,7 @@ v1::GenerateStats Served(bool hit, bool bypassed) {
   stats.set_kv_kept_share(0.5);
   stats.mutable_stages()->set_tokenize_ms(1);
   stats.mutable_stages()->set_search_ms(2);
+  stats.mutable_stages()->set_queue_ms(3);
   stats.mutable_stages()->set_fetch_ms(4);
   stats.mutable_stages()->set_recompute_ms(8);
   stats.mutable_stages()->set_decode_ms(16);
@@ -78,9 +79,18 @@ TEST(RouterMetricsTest, LatenciesByOutcomeSharesOfHitsOnlyAndStages) {
   EXPECT_THAT(text, HasSubstr("semshare_router_kv_kept_share_sum 0.5\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_similarity_count 1\n"));
   EXPECT_THAT(text, HasSubstr("semshare_router_similarity_sum 0.9\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_stage_seconds_count{stage=\"decode\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_stage_seconds_sum{stage=\"decode\"} 0.032\n"));
-  EXPECT_THAT(text, HasSubstr("semshare_router_stage_seconds_sum{stage=\"tokenize\"} 0.002\n"));
+  // Stages by outcome, the worker's queue among them.
+  EXPECT_THAT(
+      text, HasSubstr("semshare_router_stage_seconds_count{outcome=\"hit\",stage=\"decode\"} 1\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("semshare_router_stage_seconds_sum{outcome=\"miss\",stage=\"decode\"} 0.016\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("semshare_router_stage_seconds_sum{outcome=\"hit\",stage=\"tokenize\"} 0.001\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("semshare_router_stage_seconds_sum{outcome=\"miss\",stage=\"queue\"} 0.003\n"));
 }
 
 TEST(RouterMetricsTest, InFlightRetriesEndpointsAndRpcs) {

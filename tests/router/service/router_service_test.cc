@@ -23,7 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "inference_worker/engine/engine.h"
-#include "inference_worker/service/reference_source.h"
+#include "inference_worker/service/cache_node_reference_source.h"
 #include "inference_worker/service/worker.h"
 #include "inference_worker/service/worker_service.h"
 #include "router/api_keys.h"
@@ -269,6 +269,22 @@ class RouterServiceTest : public ::testing::Test {
   std::string paraphrase_;
 };
 
+// Without reuse (the benchmarks' full-prefill baseline) nothing is searched or stored.
+TEST_F(RouterServiceTest, WithoutReuseEveryRequestIsAFullPrefillAndNothingIsStored) {
+  RouterOptions options;
+  options.reuse = false;
+  StartRouter(options);
+  for (const std::string& prompt : {reference_, reference_, paraphrase_}) {
+    const Result served = Generate(prompt, kKeyA);
+    ASSERT_TRUE(served.status.ok()) << served.status.error_message();
+    EXPECT_FALSE(served.stats.cache_hit());
+    EXPECT_TRUE(served.stats.reference_id().empty());
+    EXPECT_EQ(served.tokens, EngineTokens(Ids(prompt), nullptr));
+  }
+  worker_->WaitForStores();
+  EXPECT_EQ(worker_->Load().stores.done, 0);
+}
+
 TEST_F(RouterServiceTest, ReferenceThenParaphraseIsAMissThenAHitWithTheEnginesTokens) {
   const Result miss = Generate(reference_, kKeyA);
   ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
@@ -340,7 +356,7 @@ TEST_F(RouterServiceTest, SlowAndGarbageShardsAndADeadWorkerCostMissesNeverFailu
   EXPECT_EQ(miss.stats.worker(), worker_server_->address());
   EXPECT_EQ(miss.tokens, EngineTokens(Ids(reference_), nullptr));
   worker_->WaitForStores();
-  const bool stored = worker_->Load().stores_done == 1;  // not when placed on a faulty shard
+  const bool stored = worker_->Load().stores.done == 1;  // not when placed on a faulty shard
 
   const Result paraphrase = Generate(paraphrase_, kKeyA);
   ASSERT_TRUE(paraphrase.status.ok()) << paraphrase.status.error_message();
@@ -496,13 +512,13 @@ TEST_F(RouterServiceTest, TheTenantsByteBudgetGoesWithItsNewReferences) {
   ASSERT_TRUE(miss.status.ok()) << miss.status.error_message();
   EXPECT_FALSE(miss.stats.cache_hit());
   worker_->WaitForStores();
-  EXPECT_EQ(worker_->Load().stores_failed, 1);  // the shard refused it: over the tenant's budget
+  EXPECT_EQ(worker_->Load().stores.failed, 1);  // the shard refused it: over the tenant's budget
   EXPECT_FALSE(Generate(paraphrase_, kKeyA).stats.cache_hit());
 
   // tenant-b has no budget of its own: only the shards' apply.
   ASSERT_TRUE(Generate(reference_, kKeyB).status.ok());
   worker_->WaitForStores();
-  EXPECT_EQ(worker_->Load().stores_done, 1);
+  EXPECT_EQ(worker_->Load().stores.done, 1);
   EXPECT_TRUE(Generate(paraphrase_, kKeyB).stats.cache_hit());
 }
 
