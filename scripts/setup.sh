@@ -9,6 +9,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libfaiss-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
+  # The chat-template engine's JSON adapter (common/jinja).
+  nlohmann-json3-dev
   python3 python3-grpcio python3-protobuf python3-yaml
   # deploy/: promtool and a Prometheus server for the deploy tests, curl to query it.
   prometheus curl
