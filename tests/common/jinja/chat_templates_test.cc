@@ -102,5 +102,96 @@ INSTANTIATE_TEST_SUITE_P(RealTemplates, ChatTemplateTest, testing::ValuesIn(AllC
                                   (info.param.generation_prompt ? "_Generation" : "_NoGeneration");
                          });
 
+absl::StatusOr<std::string> RenderModel(const std::string& file, const char* context_json) {
+  std::string source;
+  if (!ReadFile(DataPath(file + ".jinja"), &source)) return absl::NotFoundError(file);
+  absl::StatusOr<Template> tmpl = Template::Parse(source);
+  if (!tmpl.ok()) return tmpl.status();
+  return tmpl->Render(ValueFromJson(nlohmann::ordered_json::parse(context_json)));
+}
+
+// llama.cpp's tests/test-chat-template.cpp, case "Mistral-Large-Instruct-2407 (mistralai 'v3'
+// template)", expected_output_jinja, with its bos_token "" and eos_token "</s>".
+TEST(ChatTemplateSourcesTest, MistralV3MatchesLlamaCppsExpectedOutput) {
+  std::string conversation;
+  ASSERT_TRUE(ReadFile(DataPath("conversation.json"), &conversation));
+  nlohmann::ordered_json context = nlohmann::ordered_json::parse(conversation);
+  context["bos_token"] = "";
+  context["eos_token"] = "</s>";
+  context["add_generation_prompt"] = true;
+  absl::StatusOr<std::string> prompt =
+      RenderModel("mistral-7b-instruct-v0.3", context.dump().c_str());
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt,
+            "[INST] Hello[/INST] Hi there</s>[INST] Who are you[/INST] I am an assistant</s>"
+            "[INST] You are a helpful assistant\n\nAnother question[/INST]");
+}
+
+constexpr char kSystemAndUser[] = R"({"messages": [
+  {"role": "system", "content": "You are a helpful assistant"},
+  {"role": "user", "content": "Hello"}],
+  "add_generation_prompt": true, "date_string": "26 Jul 2024",
+  "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})";
+
+// Meta's documented Llama 3.1 format (llama-models, models/llama3_1/prompt_format.md).
+TEST(ChatTemplateSourcesTest, Llama31MatchesMetasDocumentedFormat) {
+  absl::StatusOr<std::string> prompt = RenderModel("llama-3.1-8b-instruct", kSystemAndUser);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt,
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+            "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+            "You are a helpful assistant<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+// Qwen's documented ChatML format (qwen.readthedocs.io, "Chat template").
+TEST(ChatTemplateSourcesTest, Qwen25MatchesChatMl) {
+  absl::StatusOr<std::string> prompt = RenderModel("qwen2.5-7b-instruct", kSystemAndUser);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt,
+            "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n"
+            "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// Google's documented Gemma format (ai.google.dev/gemma/docs/core/prompt-structure): the
+// system prompt goes into the first user turn.
+TEST(ChatTemplateSourcesTest, Gemma3MatchesGooglesDocumentedFormat) {
+  absl::StatusOr<std::string> prompt = RenderModel(
+      "gemma-3-it", R"({"messages": [{"role": "system", "content": "You are a helpful assistant"},
+                                     {"role": "user", "content": "Hello"}],
+                        "add_generation_prompt": true, "bos_token": "<bos>"})");
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt,
+            "<bos><start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n"
+            "<start_of_turn>model\n");
+}
+
+// Gemma 3 also takes OpenAI-style content parts.
+TEST(ChatTemplateSourcesTest, Gemma3TakesContentParts) {
+  absl::StatusOr<std::string> prompt =
+      RenderModel("gemma-3-it",
+                  R"({"messages": [{"role": "user", "content": [{"type": "text", "text": " Hi "}]}],
+                        "add_generation_prompt": false, "bos_token": "<bos>"})");
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt, "<bos><start_of_turn>user\nHi<end_of_turn>\n");
+}
+
+// Without date_string, Llama 3.2 asks strftime_now for today's date.
+TEST(ChatTemplateSourcesTest, Llama32TakesTodayFromStrftimeNow) {
+  std::string source;
+  ASSERT_TRUE(ReadFile(DataPath("llama-3.2-3b-instruct.jinja"), &source));
+  absl::StatusOr<Template> tmpl = Template::Parse(source);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  RenderOptions options;
+  options.now = absl::FromUnixSeconds(1733356800);  // 2024-12-05 00:00 UTC
+  absl::StatusOr<std::string> prompt = tmpl->Render(
+      ValueFromJson(nlohmann::ordered_json::parse(
+          R"({"messages": [{"role": "user", "content": "Hi"}], "bos_token": "<|begin_of_text|>"})")),
+      options);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_NE(prompt->find("Today Date: 05 Dec 2024\n"), std::string::npos) << *prompt;
+}
+
 }  // namespace
 }  // namespace semshare::jinja
