@@ -91,9 +91,6 @@ class Parser {
         return "'}}'";
       case TokenKind::kString:
         return "a string";
-      case TokenKind::kInt:
-      case TokenKind::kFloat:
-        return absl::StrCat("'", token.text, "'");
       default:
         return absl::StrCat("'", token.text, "'");
     }
@@ -650,7 +647,7 @@ class Parser {
   }
 
   absl::StatusOr<ExprPtr> ParseCall(ExprPtr callee) {
-    ExprPtr call = MakeExpr(ExprKind::kCall, Peek().pos);
+    ExprPtr call = MakeExpr(ExprKind::kCall, callee->pos);  // errors point at the callee
     call->args.push_back(std::move(callee));
     SEMSHARE_RETURN_IF_ERROR(ParseArgs(call.get()));
     return call;

@@ -1,5 +1,6 @@
 #include "common/jinja/template.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -322,7 +323,8 @@ class Renderer {
     Frame frame;
     frame.isolated = true;
     frame.closure = callable.closure;
-    for (const auto& [name, value] : args.keyword) {
+    for (const auto& keyword : args.keyword) {
+      const std::string& name = keyword.first;
       const bool known =
           std::any_of(params.begin(), params.end(), [&](const Param& p) { return p.name == name; });
       if (!known) {
