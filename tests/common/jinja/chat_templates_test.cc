@@ -1,5 +1,6 @@
 // The real chat templates of Llama 3.1/3.2, Qwen2.5, Mistral v0.3 and Gemma 2/3 (copied with
 // their sources in tests/data/chat_templates/README.md) against byte-exact prompts.
+#include <cctype>
 #include <fstream>
 #include <sstream>
 #include <string>
