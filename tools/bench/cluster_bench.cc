@@ -29,6 +29,7 @@
 #include "common/synthetic_pair.h"
 #include "semshare/v1/router.grpc.pb.h"
 #include "semshare/v1/worker.grpc.pb.h"
+#include "tools/bench/local_cluster.h"
 
 ABSL_FLAG(std::string, model, "",
           "model directory (default: bench-100m made with semshare-make-model --seed 1)");
@@ -52,27 +53,6 @@ namespace semshare::bench {
 namespace {
 
 constexpr const char* kProcesses[] = {"shard0", "shard1", "worker", "router"};
-
-std::string BinDir() {
-  if (const char* dir = getenv("SEMSHARE_BIN_DIR"); dir != nullptr) return dir;
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return "build/bin";
-  std::string path(self, static_cast<size_t>(n));
-  return path.substr(0, path.rfind('/'));
-}
-
-absl::Status RunCommand(const std::string& command) {
-  const int status = std::system(command.c_str());
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("failed: ", command));
-  }
-  return absl::OkStatus();
-}
-
-std::string ReadTrimmed(const std::string& path) {
-  return std::string(absl::StripAsciiWhitespace(ReadFileToString(path).value_or("")));
-}
 
 // Resident set of a process in bytes (0 when it is gone).
 int64_t RssBytes(const std::string& pid) {
@@ -116,20 +96,6 @@ Result Generate(v1::Router::Stub* stub, const std::string& key, const std::vecto
   return result;
 }
 
-// Stores the worker has queued or running (-1 when it cannot be asked).
-int32_t PendingStores(const std::string& dir) {
-  absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(JoinPath(dir, "cluster.token"));
-  if (!token.ok()) return -1;
-  auto stub = v1::Worker::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", ReadTrimmed(JoinPath(dir, "run/worker.port"))),
-                          grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  AddClusterMetadata(*token, "bench", &context);
-  v1::WorkerStatus status;
-  if (!stub->GetStatus(&context, v1::GetWorkerStatusRequest(), &status).ok()) return -1;
-  return status.pending_stores();
-}
-
 // The tenant's references over the shards, from the shards (the store follows the reply).
 int64_t References(const std::string& dir, const std::string& tenant) {
   absl::StatusOr<ClusterToken> token = ClusterToken::FromFile(JoinPath(dir, "cluster.token"));
@@ -146,31 +112,11 @@ int64_t References(const std::string& dir, const std::string& tenant) {
   return total;
 }
 
-double Percentile(std::vector<double> values, double q) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index =
-      std::min(values.size() - 1, static_cast<size_t>(q * static_cast<double>(values.size())));
-  return values[index];
-}
-
-absl::StatusOr<int32_t> ConfigInt(const std::string& model, const std::string& key) {
-  SEMSHARE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(JoinPath(model, "config.json")));
-  SEMSHARE_ASSIGN_OR_RETURN(Json config, ParseJson(text));
-  SEMSHARE_ASSIGN_OR_RETURN(int64_t value, GetInt(config, key));
-  return static_cast<int32_t>(value);
-}
-
 absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& model,
                                     std::string* table) {
   const std::map<std::string, std::string> env = ReadKeyValueFile(JoinPath(dir, "cluster.env"));
   const std::string key = env.at("SEMSHARE_API_KEY");
-  std::string tenant;
-  for (absl::string_view line :
-       absl::StrSplit(ReadFileToString(JoinPath(dir, "api_keys")).value_or(""), '\n')) {
-    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (fields.size() == 3 && fields[0] == key) tenant = std::string(fields[1]);
-  }
+  const std::string tenant = TenantOfKey(dir, key);
   auto channel = grpc::CreateChannel(env.at("SEMSHARE_ROUTER"), grpc::InsecureChannelCredentials());
   std::unique_ptr<v1::Router::Stub> stub = v1::Router::NewStub(channel);
   SEMSHARE_ASSIGN_OR_RETURN(const int32_t vocab, ConfigInt(model, "vocab_size"));
@@ -204,7 +150,7 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
     // Bounded waits for the miss's reference to be stored and the worker to be idle.
     for (int i = 0; i < 3000 && References(dir, tenant) < p + warmup + 1; ++i)
       absl::SleepFor(absl::Milliseconds(100));
-    for (int i = 0; i < 3000 && PendingStores(dir) != 0; ++i)
+    for (int i = 0; i < 3000 && WorkerPendingStores(dir) != 0; ++i)
       absl::SleepFor(absl::Milliseconds(100));
     const Result hit = Generate(stub.get(), key, timed.target);
     if (!hit.status.ok())
@@ -367,22 +313,10 @@ absl::StatusOr<Json> MeasureCluster(const std::string& dir, const std::string& m
 }  // namespace
 
 absl::StatusOr<Json> RunClusterBench(std::string* table) {
-  std::string dir = absl::GetFlag(FLAGS_cluster_dir);
-  if (dir.empty()) {
-    std::string pattern = "/tmp/semshare_cluster_bench_XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) return absl::InternalError("mkdtemp failed");
-    dir = pattern;
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(const std::string dir,
+                            ClusterDir(absl::GetFlag(FLAGS_cluster_dir), "semshare_cluster_bench"));
   const std::string bin = BinDir();
-  std::string model = absl::GetFlag(FLAGS_model);
-  if (model.empty()) {
-    model = JoinPath(dir, "bench-100m");
-    if (!FileExists(JoinPath(model, "config.json"))) {
-      SEMSHARE_RETURN_IF_ERROR(RunCommand(
-          absl::StrCat("'", bin, "/semshare-make-model' --preset bench-100m --seed 1 --out '",
-                       model, "' >/dev/null")));
-    }
-  }
+  SEMSHARE_ASSIGN_OR_RETURN(const std::string model, BenchModel(absl::GetFlag(FLAGS_model), dir));
   const std::string script = absl::GetFlag(FLAGS_cluster_script);
   const std::string env = absl::StrCat(
       "SEMSHARE_BIN_DIR='", bin, "' SEMSHARE_MODEL='", model, "' SEMSHARE_DEVICE='",

@@ -6,6 +6,7 @@
 #include "common/cli.h"
 #include "tools/bench/cache_node_bench.h"
 #include "tools/bench/cluster_bench.h"
+#include "tools/bench/serve_bench.h"
 
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
 
@@ -15,15 +16,20 @@ int main(int argc, char** argv) {
       argc, argv,
       "semshare-bench cache-node [--sizes 1000,10000[,100000]] [--queries N] [--json FILE]\n"
       "semshare-bench cluster [--model DIR] [--tokens 5120] [--clients 16] [--duration-s 300] "
-      "[--device cpu|cuda] [--json FILE]");
-  if (args.size() != 1 || (args[0] != "cache-node" && args[0] != "cluster")) {
+      "[--device cpu|cuda] [--json FILE]\n"
+      "semshare-bench serve [--model DIR] [--rates 0.1,0.2,0.4,0.8] "
+      "[--mixes paraphrase-heavy,prefix-heavy,novel] [--modes full,semshare] "
+      "[--requests-per-rate 24] [--min-prompt-tokens 512] [--max-prompt-tokens 4096] "
+      "[--ttft-slo-ms MS] [--seed 1] [--plot PNG] [--json FILE]");
+  if (args.size() != 1 || (args[0] != "cache-node" && args[0] != "cluster" && args[0] != "serve")) {
     return semshare::Fail(
-        absl::InvalidArgumentError("usage: semshare-bench cache-node|cluster [flags]"));
+        absl::InvalidArgumentError("usage: semshare-bench cache-node|cluster|serve [flags]"));
   }
   std::string table;
-  absl::StatusOr<semshare::Json> result = args[0] == "cluster"
-                                              ? semshare::bench::RunClusterBench(&table)
-                                              : semshare::bench::RunCacheNodeBench(&table);
+  absl::StatusOr<semshare::Json> result =
+      args[0] == "cluster" ? semshare::bench::RunClusterBench(&table)
+      : args[0] == "serve" ? semshare::bench::RunServeBench(&table)
+                           : semshare::bench::RunCacheNodeBench(&table);
   if (!result.ok()) return semshare::Fail(result.status());
   return semshare::EmitResultTo(*result, table, absl::GetFlag(FLAGS_json));
 }
