@@ -29,8 +29,8 @@ struct RouterOptions {
   // false: no search and no new references, every request a full prefill (the baseline that
   // `semshare-bench serve` compares against).
   bool reuse = true;
-  int32_t default_max_tokens = 64;    // when a request asks for 0
-  int32_t max_tokens_limit = 4096;    // a request asking for more is refused (InvalidArgument)
+  int32_t default_max_tokens = 64;  // when a request asks for 0
+  int32_t max_tokens_limit = 4096;  // a request asking for more is refused (InvalidArgument)
   // Each tenant's byte budget on each cache node (the API keys file's BYTE_BUDGET), passed with
   // every new reference; a tenant not listed, or 0: only the nodes' own budgets.
   absl::flat_hash_map<std::string, int64_t> tenant_byte_budgets;
