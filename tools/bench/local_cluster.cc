@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/cluster_auth.h"
 #include "common/file_util.h"
 #include "common/json.h"
@@ -96,6 +100,67 @@ int32_t WorkerPendingStores(const std::string& dir) {
   v1::WorkerStatus status;
   if (!stub->GetStatus(&context, v1::GetWorkerStatusRequest(), &status).ok()) return -1;
   return status.pending_stores();
+}
+
+ClientCall StreamGenerate(v1::Router::Stub* stub, const std::string& api_key,
+                          const std::vector<int32_t>& prompt, int32_t max_tokens) {
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", api_key));
+  v1::GenerateRequest request;
+  request.mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
+  request.set_max_tokens(max_tokens);
+  ClientCall call;
+  const auto start = std::chrono::steady_clock::now();
+  const auto since = [&start] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+        .count();
+  };
+  auto reader = stub->Generate(&context, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    if (response.has_tokens() && response.tokens().token_ids_size() > 0) {
+      const double now = since();
+      if (call.tokens == 0) call.ttft_ms = now;
+      call.tokens += response.tokens().token_ids_size();
+      call.token_ms.insert(call.token_ms.end(), response.tokens().token_ids_size(), now);
+    }
+    if (response.has_stats()) {
+      call.hit = response.stats().cache_hit();
+      call.reported_queue_ms = response.stats().stages().queue_ms();
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  call.latency_ms = since();
+  call.ok = status.ok();
+  if (!status.ok()) call.error = status.error_message();
+  if (call.tokens == 0) call.ttft_ms = call.latency_ms;
+  return call;
+}
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& dir,
+                                                                  const LocalClusterArgs& args) {
+  const std::string env =
+      absl::StrCat("SEMSHARE_BIN_DIR='", BinDir(), "' SEMSHARE_MODEL='", args.model,
+                   "' SEMSHARE_DEVICE='", args.device, "' SEMSHARE_WORKER_ARGS='", args.worker_args,
+                   "' SEMSHARE_ROUTER_ARGS='", args.router_args, "' ");
+  SEMSHARE_RETURN_IF_ERROR(
+      RunCommand(absl::StrCat(env, "bash '", args.script, "' up '", dir, "' >&2")));
+  auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster(dir, args.script));
+  const std::map<std::string, std::string> vars = ReadKeyValueFile(JoinPath(dir, "cluster.env"));
+  cluster->keys_ = {vars.at("SEMSHARE_API_KEY"), vars.at("SEMSHARE_API_KEY_2")};
+  cluster->stub_ = v1::Router::NewStub(
+      grpc::CreateChannel(vars.at("SEMSHARE_ROUTER"), grpc::InsecureChannelCredentials()));
+  return cluster;
+}
+
+LocalCluster::~LocalCluster() {
+  const absl::Status down = RunCommand(absl::StrCat("bash '", script_, "' down '", dir_, "' >&2"));
+  if (!down.ok()) std::fprintf(stderr, "semshare-bench: %s\n", down.ToString().c_str());
+}
+
+void LocalCluster::WaitForStores() const {
+  for (int i = 0; i < 3000 && WorkerPendingStores(dir_) > 0; ++i)
+    absl::SleepFor(absl::Milliseconds(100));
 }
 
 }  // namespace semshare::bench

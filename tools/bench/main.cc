@@ -1,11 +1,15 @@
 // semshare-bench: benchmarks of the distributed pieces. `semshare-bench cache-node [flags]`.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "common/blas_core.h"
 #include "common/cli.h"
 #include "tools/bench/cache_node_bench.h"
 #include "tools/bench/cluster_bench.h"
+#include "tools/bench/interference_bench.h"
 #include "tools/bench/serve_bench.h"
 
 ABSL_FLAG(std::string, json, "", "write the JSON result to this file (default: stdout)");
@@ -20,16 +24,20 @@ int main(int argc, char** argv) {
       "semshare-bench serve [--model DIR] [--rates 0.1,0.2,0.4,0.8] "
       "[--mixes paraphrase-heavy,prefix-heavy,novel] [--modes full,semshare] "
       "[--requests-per-rate 24] [--min-prompt-tokens 512] [--max-prompt-tokens 4096] "
-      "[--ttft-slo-ms MS] [--seed 1] [--plot PNG] [--json FILE]");
-  if (args.size() != 1 || (args[0] != "cache-node" && args[0] != "cluster" && args[0] != "serve")) {
-    return semshare::Fail(
-        absl::InvalidArgumentError("usage: semshare-bench cache-node|cluster|serve [flags]"));
+      "[--ttft-slo-ms MS] [--seed 1] [--plot PNG] [--json FILE]\n"
+      "semshare-bench interference [--model DIR] [--chunk-tokens 64,128,256,512] [--decoders 8] "
+      "[--long-prompt-tokens 4096] [--json FILE]");
+  const std::vector<std::string> benches = {"cache-node", "cluster", "serve", "interference"};
+  if (args.size() != 1 || std::find(benches.begin(), benches.end(), args[0]) == benches.end()) {
+    return semshare::Fail(absl::InvalidArgumentError(
+        "usage: semshare-bench cache-node|cluster|serve|interference [flags]"));
   }
   std::string table;
   absl::StatusOr<semshare::Json> result =
-      args[0] == "cluster" ? semshare::bench::RunClusterBench(&table)
-      : args[0] == "serve" ? semshare::bench::RunServeBench(&table)
-                           : semshare::bench::RunCacheNodeBench(&table);
+      args[0] == "cluster"        ? semshare::bench::RunClusterBench(&table)
+      : args[0] == "serve"        ? semshare::bench::RunServeBench(&table)
+      : args[0] == "interference" ? semshare::bench::RunInterferenceBench(&table)
+                                  : semshare::bench::RunCacheNodeBench(&table);
   if (!result.ok()) return semshare::Fail(result.status());
   return semshare::EmitResultTo(*result, table, absl::GetFlag(FLAGS_json));
 }

@@ -61,15 +61,7 @@ struct Offered {
   std::vector<int32_t> prompt;
 };
 
-struct Served {
-  bool ok = false;
-  std::string error;
-  bool hit = false;
-  double ttft_ms = 0;     // client-side: the call to the first token
-  double latency_ms = 0;  // client-side: the call to the end of the stream
-  int64_t tokens = 0;
-  double reported_queue_ms = 0;
-};
+using Served = ClientCall;
 
 // Token ids of the benchmark model, avoiding the first (control) ids.
 class TokenSource {
@@ -200,88 +192,9 @@ class Workload {
   std::map<int, std::vector<int32_t>> conversations_;
 };
 
-Served Call(v1::Router::Stub* stub, const std::string& key, const std::vector<int32_t>& prompt) {
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", absl::StrCat("Bearer ", key));
-  v1::GenerateRequest request;
-  request.mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
-  request.set_max_tokens(absl::GetFlag(FLAGS_output_tokens));
-  Served served;
-  const auto start = std::chrono::steady_clock::now();
-  const auto since = [&start] {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-        .count();
-  };
-  auto reader = stub->Generate(&context, request);
-  v1::GenerateResponse response;
-  bool first = true;
-  while (reader->Read(&response)) {
-    if (response.has_tokens() && response.tokens().token_ids_size() > 0) {
-      if (first) served.ttft_ms = since();
-      first = false;
-      served.tokens += response.tokens().token_ids_size();
-    }
-    if (response.has_stats()) {
-      served.hit = response.stats().cache_hit();
-      served.reported_queue_ms = response.stats().stages().queue_ms();
-    }
-  }
-  const grpc::Status status = reader->Finish();
-  served.latency_ms = since();
-  served.ok = status.ok();
-  if (!status.ok()) served.error = status.error_message();
-  if (first) served.ttft_ms = served.latency_ms;
-  return served;
-}
-
-// A cluster of deploy/local/cluster.sh serving one mode, up for the object's life.
-class LocalCluster {
- public:
-  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const std::string& dir,
-                                                             const std::string& model,
-                                                             const std::string& mode) {
-    const std::string script = absl::GetFlag(FLAGS_cluster_script);
-    const std::string env =
-        absl::StrCat("SEMSHARE_BIN_DIR='", BinDir(), "' SEMSHARE_MODEL='", model,
-                     "' SEMSHARE_DEVICE='", absl::GetFlag(FLAGS_device),
-                     "' SEMSHARE_WORKER_ARGS='--max-queue 512 ", absl::GetFlag(FLAGS_worker_args),
-                     "' SEMSHARE_ROUTER_ARGS='--reuse=", mode == "full" ? "false" : "true", "' ");
-    SEMSHARE_RETURN_IF_ERROR(
-        RunCommand(absl::StrCat(env, "bash '", script, "' up '", dir, "' >&2")));
-    auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster(dir, script));
-    const std::map<std::string, std::string> vars = ReadKeyValueFile(JoinPath(dir, "cluster.env"));
-    cluster->keys_ = {vars.at("SEMSHARE_API_KEY"), vars.at("SEMSHARE_API_KEY_2")};
-    cluster->stub_ = v1::Router::NewStub(
-        grpc::CreateChannel(vars.at("SEMSHARE_ROUTER"), grpc::InsecureChannelCredentials()));
-    return cluster;
-  }
-  ~LocalCluster() {
-    const absl::Status down =
-        RunCommand(absl::StrCat("bash '", script_, "' down '", dir_, "' >&2"));
-    if (!down.ok()) std::fprintf(stderr, "semshare-bench: %s\n", down.ToString().c_str());
-  }
-
-  Served Serve(const Offered& offered) {
-    return Call(stub_.get(), keys_[offered.tenant], offered.prompt);
-  }
-  // Bounded wait for the worker's stores to land, so one rate's stores do not slow the next.
-  void WaitForStores() const {
-    for (int i = 0; i < 3000 && WorkerPendingStores(dir_) > 0; ++i)
-      absl::SleepFor(absl::Milliseconds(100));
-  }
-
- private:
-  LocalCluster(std::string dir, std::string script)
-      : dir_(std::move(dir)), script_(std::move(script)) {}
-
-  const std::string dir_;
-  const std::string script_;
-  std::vector<std::string> keys_;
-  std::unique_ptr<v1::Router::Stub> stub_;
-};
-
 // Offers `requests` at `rate` (Poisson) and measures each at the client.
-Json RunRate(LocalCluster* cluster, const std::vector<Offered>& requests, double rate) {
+Json RunRate(LocalCluster* cluster, int32_t max_tokens, const std::vector<Offered>& requests,
+             double rate) {
   std::vector<Served> served(requests.size());
   std::vector<std::thread> clients;
   clients.reserve(requests.size());
@@ -290,7 +203,10 @@ Json RunRate(LocalCluster* cluster, const std::vector<Offered>& requests, double
     std::this_thread::sleep_until(start +
                                   std::chrono::duration_cast<std::chrono::nanoseconds>(
                                       std::chrono::duration<double>(requests[i].arrival_s)));
-    clients.emplace_back([&, i] { served[i] = cluster->Serve(requests[i]); });
+    clients.emplace_back([&, i] {
+      served[i] = StreamGenerate(cluster->stub(), cluster->key(requests[i].tenant),
+                                 requests[i].prompt, max_tokens);
+    });
   }
   for (std::thread& client : clients) client.join();
   const double wall_s =
@@ -326,6 +242,16 @@ Json RunRate(LocalCluster* cluster, const std::vector<Offered>& requests, double
   out["hit_rate"] = ok > 0 ? static_cast<double>(hits) / static_cast<double>(ok) : 0.0;
   out["wall_s"] = wall_s;
   return out;
+}
+
+LocalClusterArgs ClusterArgs(const std::string& model, const std::string& mode) {
+  LocalClusterArgs args;
+  args.script = absl::GetFlag(FLAGS_cluster_script);
+  args.model = model;
+  args.device = absl::GetFlag(FLAGS_device);
+  args.worker_args = absl::StrCat("--max-queue 512 ", absl::GetFlag(FLAGS_worker_args));
+  args.router_args = absl::StrCat("--reuse=", mode == "full" ? "false" : "true");
+  return args;
 }
 
 absl::StatusOr<std::vector<double>> ParseRates(const std::string& text) {
@@ -432,16 +358,21 @@ absl::StatusOr<Json> RunServeBench(std::string* table) {
       const std::string dir = JoinPath(base, absl::StrCat("cluster", cluster_index++));
       SEMSHARE_RETURN_IF_ERROR(RunCommand(absl::StrCat("mkdir -p '", dir, "'")));
       SEMSHARE_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster,
-                                LocalCluster::Start(dir, model, mode));
+                                LocalCluster::Start(dir, ClusterArgs(model, mode)));
+      const int32_t output_tokens = absl::GetFlag(FLAGS_output_tokens);
+      const auto serve = [&cluster, output_tokens](const Offered& offered) {
+        return StreamGenerate(cluster->stub(), cluster->key(offered.tenant), offered.prompt,
+                              output_tokens);
+      };
       // The same workload for every mode of a mix.
       TokenSource tokens(vocab, bos, absl::GetFlag(FLAGS_seed));
       Workload workload(mix, &tokens);
       if (slo_ms <= 0) {
         // A 2,048-token novel prompt alone, twice (the first warms the worker up).
         Offered alone{0, 0, "novel", tokens.Document(2048, 2048)};
-        cluster->Serve(alone);
+        serve(alone);
         alone.prompt = tokens.Document(2048, 2048);
-        const Served timed = cluster->Serve(alone);
+        const Served timed = serve(alone);
         if (!timed.ok) return absl::InternalError(absl::StrCat("SLO probe failed: ", timed.error));
         slo_ms = 4 * timed.ttft_ms;
         out["full_prefill_2048_ttft_ms"] = timed.ttft_ms;
@@ -449,7 +380,7 @@ absl::StatusOr<Json> RunServeBench(std::string* table) {
                               slo_ms);
       }
       for (const Offered& warm : workload.Warmup()) {
-        const Served s = cluster->Serve(warm);
+        const Served s = serve(warm);
         if (!s.ok) return absl::InternalError(absl::StrCat("warm-up failed: ", s.error));
       }
       cluster->WaitForStores();
@@ -464,7 +395,7 @@ absl::StatusOr<Json> RunServeBench(std::string* table) {
           offered.arrival_s = t;
           requests.push_back(std::move(offered));
         }
-        Json r = RunRate(cluster.get(), requests, rate);
+        Json r = RunRate(cluster.get(), output_tokens, requests, rate);
         cluster->WaitForStores();
         const bool meets =
             r["failures"].number_value() == 0 && r["ttft_p99_ms"].number_value() <= slo_ms;
