@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -36,6 +38,14 @@ const char* OutcomeOf(const absl::StatusOr<WorkerReply>& reply) {
   if (reply->cache_hit) return "hit";
   if (reply->bypassed) return "bypass";
   return "miss";
+}
+
+// A hit's prompt tokens not recomputed: its recompute share of layers 1.. is the average share
+// of tokens each layer recomputed.
+int64_t CachedTokens(const PrefillOutcome& outcome) {
+  const auto recomputed = static_cast<int64_t>(
+      std::llround(outcome.recompute_share * static_cast<double>(outcome.prompt_tokens)));
+  return std::clamp<int64_t>(outcome.prompt_tokens - recomputed, 0, outcome.prompt_tokens);
 }
 
 }  // namespace
@@ -198,6 +208,7 @@ absl::Status Generation::StepPrefill() {
       times.encode_ms + times.rearrange_ms + times.prefill_ms + times.retention_ms;
   reply_.recompute_share = outcome->recompute_share;
   reply_.prompt_tokens = outcome->prompt_tokens;
+  if (reply_.cache_hit) reply_.cached_tokens = CachedTokens(*outcome);
   // The KV at its final size now, so decoding never reallocates it and the reservation can
   // shrink to what it will hold.
   int64_t token_layers = 0;

@@ -70,6 +70,9 @@ class Generation final : public ScheduledRequest {
 
   // Any thread: the caller went away.
   void Cancel() { cancelled_ = true; }
+  // Any thread: a stop string appeared in the text; the request ends as finished at the
+  // scheduler's next iteration (tokens chosen meanwhile are the caller's to drop).
+  void StopDecoding() { stop_requested_ = true; }
 
   const std::string& tenant() const override { return request_.tenant; }
   int64_t peak_kv_bytes() const override { return peak_kv_bytes_; }
@@ -78,7 +81,9 @@ class Generation final : public ScheduledRequest {
   absl::Status StepPrefill() override;
   bool decoding() const override { return sequence_ != nullptr; }
   int64_t remaining_kv_bytes() const override { return remaining_kv_bytes_; }
-  bool finished() const override { return sequence_ != nullptr && sequence_->finished; }
+  bool finished() const override {
+    return sequence_ != nullptr && (sequence_->finished || stop_requested_);
+  }
   bool cancelled() const override { return cancelled_; }
   void Complete(absl::Status status) override;
 
@@ -102,6 +107,7 @@ class Generation final : public ScheduledRequest {
   const int64_t bytes_per_token_;  // K and V of one token in every layer
   const int64_t peak_kv_bytes_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> stop_requested_{false};
 
   SteadyClock::time_point admitted_;
   bool reusing_ = false;                              // a hit in progress

@@ -14,6 +14,10 @@ WorkerRequest FromProto(const v1::WorkerGenerateRequest& request, std::string te
     out.sampling.temperature = request.sampling().temperature();
     out.sampling.top_p = request.sampling().top_p() > 0 ? request.sampling().top_p() : 1.0;
     out.sampling.seed = request.sampling().seed();
+    out.sampling.stop_strings.assign(request.sampling().stop().begin(),
+                                     request.sampling().stop().end());
+    out.sampling.stop_token_ids.assign(request.sampling().stop_token_ids().begin(),
+                                       request.sampling().stop_token_ids().end());
   }
   if (request.has_reuse()) {
     const v1::ReuseSource& reuse = request.reuse();
@@ -60,6 +64,8 @@ v1::GenerateStats StatsToProto(const WorkerReply& reply, const std::string& work
   stats.set_worker_local_hit(reply.local_hit);
   stats.set_bypassed(reply.bypassed);
   stats.set_bypass_reason(reply.bypass_reason);
+  stats.set_finish_reason(reply.finish_reason);
+  stats.set_cached_tokens(reply.cached_tokens);
   return stats;
 }
 

@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/allocator.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
+#include "common/stop_strings.h"
 #include "inference_worker/engine/engine.h"
 #include "inference_worker/service/generation.h"
 
@@ -27,6 +29,21 @@ absl::Status WorkerOptions::Validate() const {
     return absl::InvalidArgumentError("max pending store bytes must be >= 0");
   return absl::OkStatus();
 }
+
+namespace {
+
+// As vLLM: a stop string, a stop token (EOS included) or the end of text is "stop"; reaching
+// max_tokens otherwise is "length".
+std::string FinishReason(bool stop_string, const std::vector<int32_t>& tokens,
+                         const SamplingOptions& sampling) {
+  if (stop_string) return "stop";
+  const std::vector<int32_t>& stops = sampling.stop_tokens;
+  if (!tokens.empty() && std::find(stops.begin(), stops.end(), tokens.back()) != stops.end())
+    return "stop";
+  return static_cast<int32_t>(tokens.size()) >= sampling.max_tokens ? "length" : "stop";
+}
+
+}  // namespace
 
 int64_t DefaultKvBudgetBytes() {
   const int64_t pages = sysconf(_SC_PHYS_PAGES);
@@ -92,7 +109,23 @@ absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& reque
   sampling.seed = request.sampling.seed;
   for (int64_t eos : engine_->model().config().eos_token_ids)
     sampling.stop_tokens.push_back(static_cast<int32_t>(eos));
+  const int64_t vocab = engine_->model().config().vocab_size;
+  for (int32_t token : request.sampling.stop_token_ids) {
+    if (token < 0 || token >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stop_token_ids: ", token, " is not a token id (the vocabulary has ", vocab, ")"));
+    }
+    sampling.stop_tokens.push_back(token);
+  }
   SEMSHARE_RETURN_IF_ERROR(engine_->CheckRequest(request.prompt, sampling));
+  const Tokenizer* tokenizer = engine_->model().tokenizer();
+  std::optional<StopStringMatcher> stop_matcher;
+  if (!request.sampling.stop_strings.empty()) {
+    if (tokenizer == nullptr)
+      return absl::InvalidArgumentError("stop: stop strings need the model's tokenizer");
+    SEMSHARE_ASSIGN_OR_RETURN(stop_matcher,
+                              StopStringMatcher::Create(request.sampling.stop_strings));
+  }
 
   ReuseDecision decision;
   if (request.reuse.has_value()) {
@@ -121,27 +154,42 @@ absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& reque
   queued.on_token = nullptr;  // called here, on the caller's thread
   auto channel = std::make_shared<TokenChannel>();
   auto generation = std::make_shared<Generation>(context, std::move(queued), std::move(decision),
-                                                 std::move(sampling), received, channel);
+                                                 sampling, received, channel);
   if (absl::Status submitted = scheduler_->Submit(generation); !submitted.ok()) {
     if (metrics_ != nullptr && absl::IsResourceExhausted(submitted)) metrics_->RecordRejected();
     return submitted;
   }
 
   // Tokens go out as they are chosen, with the text each adds (held back while it ends in an
-  // incomplete character; the service sends what is left after the last token).
-  const Tokenizer* tokenizer = engine_->model().tokenizer();
+  // incomplete character, or in what may become a stop string; the service sends what is left
+  // after the last token). Stop strings are matched here, on the caller's thread, so the
+  // scheduler's loop does no decoding; a match stops the generation at its next iteration.
   std::optional<IncrementalDetokenizer> detokenizer;
   if (tokenizer != nullptr) detokenizer.emplace(tokenizer);
   std::optional<double> ttft_ms;
   bool cancelled = false;
+  size_t taken = 0;       // tokens up to the one that completed a stop string
+  std::string stop_text;  // with a stop string: the text sent so far
   std::optional<absl::StatusOr<WorkerReply>> end;
   while (!end.has_value()) {
     std::vector<int32_t> tokens;
     channel->Take(&tokens, &end);
     for (int32_t token : tokens) {
+      if (stop_matcher.has_value() && stop_matcher->stopped()) break;  // chosen after the stop
+      ++taken;
       if (!ttft_ms.has_value()) ttft_ms = MillisSince(received);
-      if (!request.on_token || cancelled) continue;
-      if (!request.on_token(token, detokenizer.has_value() ? detokenizer->Next(token) : "")) {
+      if (cancelled || (!request.on_token && !stop_matcher.has_value())) continue;
+      std::string text = detokenizer.has_value() ? detokenizer->Next(token) : "";
+      if (stop_matcher.has_value()) {
+        StopStringMatcher::Step step = stop_matcher->Feed(text);
+        text = std::move(step.text);
+        stop_text += text;
+        if (step.stopped) {
+          generation->StopDecoding();
+          scheduler_->Wake();
+        }
+      }
+      if (request.on_token && !request.on_token(token, text)) {
         cancelled = true;  // the scheduler drops it at its next iteration and frees its KV
         generation->Cancel();
         scheduler_->Wake();
@@ -153,7 +201,14 @@ absl::StatusOr<WorkerReply> InferenceWorker::Generate(const WorkerRequest& reque
   if (cancelled) return absl::CancelledError("the client went away");
   if (!end->ok()) return end->status();
   WorkerReply reply = **std::move(end);
-  if (tokenizer != nullptr) reply.text = tokenizer->Decode(reply.tokens);
+  const bool stopped_at_string = stop_matcher.has_value() && stop_matcher->stopped();
+  if (stopped_at_string) {
+    reply.tokens.resize(std::min(reply.tokens.size(), taken));
+    reply.text = std::move(stop_text);
+  } else if (tokenizer != nullptr) {
+    reply.text = tokenizer->Decode(reply.tokens);
+  }
+  reply.finish_reason = FinishReason(stopped_at_string, reply.tokens, sampling);
   reply.latency_ms = MillisSince(received);
   reply.ttft_ms = ttft_ms.value_or(reply.latency_ms);
   return reply;

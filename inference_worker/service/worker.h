@@ -60,6 +60,12 @@ struct Sampling {
   double temperature = 0;  // 0: greedy
   double top_p = 1.0;
   uint64_t seed = 0;
+  // OpenAI's `stop`: generation ends where one appears in the text, which ends before it
+  // (at most kMaxStopStrings; needs the model's tokenizer).
+  std::vector<std::string> stop_strings;
+  // vLLM's `stop_token_ids`: generation ends after one of these is chosen (kept in the output),
+  // as at the model's EOS.
+  std::vector<int32_t> stop_token_ids;
 };
 
 struct WorkerRequest {
@@ -79,7 +85,9 @@ struct WorkerRequest {
 
 struct WorkerReply {
   std::vector<int32_t> tokens;
-  std::string text;  // empty when the model has no tokenizer
+  std::string text;  // empty when the model has no tokenizer; before the stop string if one hit
+  // "stop": a stop string, a stop token or EOS ended it; "length": max_tokens did.
+  std::string finish_reason;
   bool cache_hit = false;
   bool local_hit = false;  // the reference's KV came from the local cache: no transfer
   bool bypassed = false;   // the reference was not reused: reuse was predicted not to pay
@@ -91,6 +99,9 @@ struct WorkerReply {
   double recompute_share = 1;
   double kv_kept_share = 1;
   int64_t prompt_tokens = 0;
+  // Prompt tokens whose KV was reused rather than recomputed: on a hit, prompt_tokens less the
+  // tokens recomputed (recompute_share of them); 0 on a miss or a bypass.
+  int64_t cached_tokens = 0;
   // Counted from Generate's call: the first (last) token handed to on_token (or chosen).
   double ttft_ms = 0;
   double latency_ms = 0;

@@ -4,10 +4,14 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
 #include "common/status_macros.h"
+#include "common/stop_strings.h"
+#include "common/utf8.h"
 #include "router/http/api_error.h"
 
 namespace semshare::router::http {
@@ -93,13 +97,6 @@ absl::Status RejectUnsupported(const Json& body) {
   for (const char* key : {"logprobs", "suffix"}) {
     if (Present(body, key)) return InvalidField(key, absl::StrCat("'", key, "' is not supported"));
   }
-  if (Present(body, "stop")) {
-    const Json& stop = body["stop"];
-    if (!(stop.is_array() && stop.array_items().empty())) {
-      return InvalidField(
-          "stop", "stop sequences are not supported; generation ends at max_tokens or end of text");
-    }
-  }
   if (Present(body, "logit_bias")) {
     const Json& bias = body["logit_bias"];
     if (!(bias.is_object() && bias.object_items().empty())) {
@@ -110,6 +107,47 @@ absl::Status RejectUnsupported(const Json& body) {
     SEMSHARE_ASSIGN_OR_RETURN(const double penalty, Number(body, key, 0, -2, 2, false));
     if (penalty != 0)
       return InvalidField(key, absl::StrCat("'", key, "' is not supported (only 0)"));
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI's `stop` (a string or up to 4) and vLLM's `stop_token_ids`.
+absl::Status SetStops(const Json& body, v1::GenerateRequest* out) {
+  if (Present(body, "stop")) {
+    const Json& stop = body["stop"];
+    const std::string shape = absl::StrCat("'stop' must be a string or an array of up to ",
+                                           kMaxStopStrings, " non-empty strings");
+    std::vector<std::string> strings;
+    if (stop.is_string()) {
+      strings.push_back(stop.string_value());
+    } else if (stop.is_array()) {
+      if (stop.array_items().size() > kMaxStopStrings) return InvalidField("stop", shape);
+      for (const Json& item : stop.array_items()) {
+        if (!item.is_string()) return InvalidField("stop", shape);
+        strings.push_back(item.string_value());
+      }
+    } else {
+      return InvalidField("stop", shape);
+    }
+    for (std::string& text : strings) {
+      if (text.empty()) return InvalidField("stop", shape);
+      if (FindInvalidUtf8(text) != absl::string_view::npos)
+        return InvalidField("stop", "'stop' strings must be valid UTF-8");
+      out->add_stop(std::move(text));
+    }
+  }
+  if (Present(body, "stop_token_ids")) {
+    const Json& ids = body["stop_token_ids"];
+    const char* shape = "'stop_token_ids' must be an array of token ids (non-negative integers)";
+    if (!ids.is_array()) return InvalidField("stop_token_ids", shape);
+    for (const Json& item : ids.array_items()) {
+      const double id = item.number_value();
+      if (!item.is_number() || id != std::floor(id) || id < 0 ||
+          id > std::numeric_limits<int32_t>::max()) {
+        return InvalidField("stop_token_ids", shape);
+      }
+      out->add_stop_token_ids(static_cast<int32_t>(id));
+    }
   }
   return absl::OkStatus();
 }
@@ -178,6 +216,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body_
   SEMSHARE_ASSIGN_OR_RETURN(const int64_t seed, Integer(body, "seed", 0, 0, int64_t{1} << 53));
   generate.set_seed(static_cast<uint64_t>(seed));
   SEMSHARE_RETURN_IF_ERROR(SetThreshold(body, &generate));
+  SEMSHARE_RETURN_IF_ERROR(SetStops(body, &generate));
   return request;
 }
 

@@ -11,10 +11,11 @@
 //
 // Accepted: model (must name the served model), prompt (a string, a one-element array of
 // strings, or an array of token ids), max_tokens (default 16, as OpenAI), temperature (default
-// 1, in [0, 2]), top_p (default 1, in (0, 1]), seed, stream, and the similarity threshold as
-// `semshare_similarity_threshold` or `semshare: {"similarity_threshold": x}`.
+// 1, in [0, 2]), top_p (default 1, in (0, 1]), seed, stream, stop (a string or up to 4),
+// vLLM's stop_token_ids, and the similarity threshold as `semshare_similarity_threshold` or
+// `semshare: {"similarity_threshold": x}`.
 // Rejected with InvalidArgument naming the field, because semshare would answer something else
-// than asked: n/best_of other than 1, echo, logprobs, suffix, stop, logit_bias, and non-zero
+// than asked: n/best_of other than 1, echo, logprobs, suffix, logit_bias, and non-zero
 // presence/frequency penalties. Any other field (user, stream_options, ...) is ignored.
 namespace semshare::router::http {
 

@@ -29,6 +29,7 @@ Json Completion(const CompletionHeader& header, Json choice) {
 }  // namespace
 
 std::string FinishReason(int32_t max_tokens, const v1::GenerateStats& stats) {
+  if (!stats.finish_reason().empty()) return stats.finish_reason();
   return stats.completion_tokens() >= max_tokens ? "length" : "stop";
 }
 
@@ -57,6 +58,9 @@ Json Usage(const v1::GenerateStats& stats) {
   usage["prompt_tokens"] = stats.prompt_tokens();
   usage["completion_tokens"] = stats.completion_tokens();
   usage["total_tokens"] = stats.prompt_tokens() + stats.completion_tokens();
+  Json details = Json::MakeObject();
+  details["cached_tokens"] = stats.cached_tokens();
+  usage["prompt_tokens_details"] = std::move(details);
   return usage;
 }
 

@@ -19,10 +19,12 @@ struct CompletionHeader {
   std::string model;
 };
 
-// "length" when the worker produced max_tokens tokens, else "stop" (end of text).
+// The worker's finish_reason; without one, "length" when it produced max_tokens tokens, else
+// "stop" (end of text).
 std::string FinishReason(int32_t max_tokens, const v1::GenerateStats& stats);
 
 Json SemshareFields(const v1::GenerateStats& stats);
+// prompt/completion/total tokens and prompt_tokens_details.cached_tokens (KV reused).
 Json Usage(const v1::GenerateStats& stats);
 
 // The non-streaming response.

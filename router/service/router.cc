@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/allocator.h"
 #include "common/status_macros.h"
+#include "common/stop_strings.h"
 #include "router/reference_choice.h"
 #include "router/rendezvous.h"
 
@@ -93,6 +94,10 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
     return absl::InvalidArgumentError("give exactly one of prompt and prompt_token_ids");
   }
   if (request.max_tokens() < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  if (request.stop_size() > static_cast<int>(kMaxStopStrings)) {
+    return absl::InvalidArgumentError(absl::StrCat("stop: at most ", kMaxStopStrings,
+                                                   " stop strings, got ", request.stop_size()));
+  }
   if (request.max_tokens() > options_.max_tokens_limit) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.max_tokens(),
                                                    " exceeds this router's limit of ",
@@ -136,6 +141,8 @@ absl::StatusOr<v1::GenerateStats> Router::Serve(
   sampling->set_temperature(request.temperature());
   sampling->set_top_p(request.top_p());
   sampling->set_seed(request.seed());
+  *sampling->mutable_stop() = request.stop();
+  *sampling->mutable_stop_token_ids() = request.stop_token_ids();
   call.set_similarity_threshold(threshold);
   std::optional<std::string> reference_id;
   if (search.choice.has_value()) {

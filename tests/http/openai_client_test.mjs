@@ -67,11 +67,49 @@ async function main() {
   assert.equal(last.usage.completion_tokens, completion.usage.completion_tokens);
   checkSemshare(last.semshare);
   assert.equal(text, choice.text, 'greedy streaming and non-streaming differ');
+  // The curl checks asked for this prompt first: its KV is reused from then on.
+  const reused = completion.usage.prompt_tokens_details.cached_tokens;
+  if (completion.semshare.cache_hit) {
+    assert.ok(reused > 0 && reused <= completion.usage.prompt_tokens, JSON.stringify(completion.usage));
+  } else {
+    assert.equal(reused, 0, JSON.stringify(completion.usage));
+  }
+
+  // A stop string (here three characters inside the greedy text) ends the text before it, with
+  // finish_reason "stop", streamed or not; a stream never sends what the stop string removes.
+  assert.ok(choice.text.length >= 5, `too short for a stop string: "${choice.text}"`);
+  const stop = choice.text.slice(2, 5);
+  const before = choice.text.slice(0, choice.text.indexOf(stop));
+  const stopped = await client.completions.create({
+    model, prompt, max_tokens: 6, temperature: 0, stop: ['never here', stop],
+  });
+  assert.equal(stopped.choices[0].text, before);
+  assert.equal(stopped.choices[0].finish_reason, 'stop');
+  assert.ok(stopped.usage.completion_tokens <= 6, JSON.stringify(stopped.usage));
+  const stoppedStream = await client.completions.create({
+    model, prompt, max_tokens: 6, temperature: 0, stop, stream: true,
+  });
+  let stoppedText = '';
+  let stoppedLast = null;
+  for await (const chunk of stoppedStream) {
+    stoppedText += chunk.choices[0].text;
+    stoppedLast = chunk;
+  }
+  assert.equal(stoppedText, before);
+  assert.equal(stoppedLast.choices[0].finish_reason, 'stop');
+  await assert.rejects(
+    client.completions.create({ model, prompt, max_tokens: 2, stop: ['a', 'b', 'c', 'd', 'e'] }),
+    (error) => {
+      assert.ok(error instanceof OpenAI.BadRequestError, `${error}`);
+      assert.equal(error.param, 'stop');
+      return true;
+    });
 
   // A paraphrase after its reference is a hit.
   const pair = JSON.parse(readFileSync(pairsFile, 'utf8').split('\n')[0]);
   const reference = await client.completions.create({ model, prompt: pair.reference, max_tokens: 4, temperature: 0 });
   assert.equal(reference.semshare.cache_hit, false);
+  assert.equal(reference.usage.prompt_tokens_details.cached_tokens, 0, 'a miss reuses nothing');
   let stored = false;
   for (let i = 0; i < MAX_POLLS && !stored; ++i) {
     const again = await client.completions.create({ model, prompt: pair.reference, max_tokens: 1, temperature: 0 });
@@ -84,6 +122,9 @@ async function main() {
   assert.equal(paraphrase.semshare.cache_hit, true, JSON.stringify(paraphrase.semshare));
   assert.ok(paraphrase.semshare.similarity >= 0.8, JSON.stringify(paraphrase.semshare));
   assert.ok(paraphrase.semshare.reference_id.length > 0);
+  // The prompt tokens whose KV was reused rather than recomputed.
+  const cached = paraphrase.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached > 0 && cached < paraphrase.usage.prompt_tokens, JSON.stringify(paraphrase.usage));
 
   // A wrong key is a 401, which the SDK raises as AuthenticationError.
   const stranger = new OpenAI({ baseURL, apiKey: 'sk-wrong-key-0000000000000000', maxRetries: 0 });

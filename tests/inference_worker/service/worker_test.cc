@@ -5,7 +5,9 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -388,20 +390,20 @@ TEST_F(WorkerTest, ABatchOfMixedRequestsGivesEachTheTokensItGetsAlone) {
                   .has_value());
 
   std::vector<WorkerRequest> requests(8, HitRequest());
-  requests[1].sampling = {12, 0.8, 0.9, 7};  // a sampled hit
-  requests[2].reuse.reset();                 // a miss
+  requests[1].sampling = {12, 0.8, 0.9, 7, {}, {}};  // a sampled hit
+  requests[2].reuse.reset();                         // a miss
   requests[2].sampling.max_tokens = 16;
   requests[3].reuse.reset();  // a sampled miss of another prompt
   requests[3].prompt = reference_ids_;
-  requests[3].sampling = {10, 1.0, 1.0, 3};
+  requests[3].sampling = {10, 1.0, 1.0, 3, {}, {}};
   requests[4].prompt = shorter;  // bypassed
   requests[4].reuse->mapping = short_mapping;
   requests[5].similarity_threshold = 0.9999;  // a miss: below the threshold
-  requests[5].sampling = {5, 0.7, 1.0, 11};
+  requests[5].sampling = {5, 0.7, 1.0, 11, {}, {}};
   requests[6].sampling.max_tokens = 1;
   requests[7].reuse.reset();
   requests[7].prompt.assign(target_.begin(), target_.begin() + 40);
-  requests[7].sampling = {20, 1.2, 0.8, 99};
+  requests[7].sampling = {20, 1.2, 0.8, 99, {}, {}};
 
   auto worker = InferenceWorker::Create(engine_.get(), reuse, &source_, WorkerOptions{}).value();
   std::vector<WorkerReply> alone;
@@ -440,6 +442,91 @@ TEST_F(WorkerTest, ABatchOfMixedRequestsGivesEachTheTokensItGetsAlone) {
   EXPECT_GT(value("semshare_worker_decode_batch_size_sum"),
             value("semshare_worker_decode_batch_size_count"));
   EXPECT_EQ(batched->Load().kv_reserved_bytes, 0);
+}
+
+TEST_F(WorkerTest, AStopStringEndsGenerationAndTheTextBeforeIt) {
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  WorkerRequest request = HitRequest();
+  request.reuse.reset();
+  request.sampling.max_tokens = 24;
+  const WorkerReply full = worker->Generate(request).value();
+  ASSERT_EQ(full.tokens.size(), 24U);
+  EXPECT_EQ(full.finish_reason, "length");
+  EXPECT_EQ(full.cached_tokens, 0);  // a miss reused nothing
+  const Tokenizer& tokenizer = *AustenModel().tokenizer();
+
+  // A stop string spanning a token boundary: two characters on either side of token 8's start.
+  const size_t boundary = tokenizer.Decode(absl::MakeConstSpan(full.tokens).subspan(0, 8)).size();
+  ASSERT_GE(boundary, 2U);
+  ASSERT_GE(full.text.size(), boundary + 2);
+  const std::string stop = full.text.substr(boundary - 2, 4);
+  const size_t at = full.text.find(stop);
+  request.sampling.stop_strings = {"never in this text \x01", stop};
+  std::string streamed;
+  std::vector<int32_t> streamed_tokens;
+  request.on_token = [&](int32_t token, const std::string& text) {
+    streamed_tokens.push_back(token);
+    streamed += text;
+    return true;
+  };
+  const WorkerReply stopped = worker->Generate(request).value();
+  EXPECT_EQ(stopped.finish_reason, "stop");
+  EXPECT_EQ(stopped.text, full.text.substr(0, at));
+  // Nothing past the text before the stop string was ever sent.
+  EXPECT_EQ(streamed, stopped.text);
+  // It stopped at the token that completed the stop string, not before or after.
+  ASSERT_FALSE(stopped.tokens.empty());
+  EXPECT_TRUE(absl::StrContains(tokenizer.Decode(stopped.tokens), stop));
+  EXPECT_FALSE(absl::StrContains(
+      tokenizer.Decode(absl::MakeConstSpan(stopped.tokens).first(stopped.tokens.size() - 1)),
+      stop));
+  EXPECT_LT(stopped.tokens.size(), full.tokens.size());
+  EXPECT_EQ(streamed_tokens, stopped.tokens);
+  EXPECT_EQ(stopped.tokens, std::vector<int32_t>(
+                                full.tokens.begin(),
+                                full.tokens.begin() + static_cast<int64_t>(stopped.tokens.size())));
+
+  // A stop string that never appears changes nothing.
+  request.sampling.stop_strings = {"never in this text \x01"};
+  streamed.clear();
+  streamed_tokens.clear();
+  const WorkerReply unstopped = worker->Generate(request).value();
+  EXPECT_EQ(unstopped.tokens, full.tokens);
+  EXPECT_EQ(unstopped.text, full.text);
+  EXPECT_EQ(unstopped.finish_reason, "length");
+  EXPECT_TRUE(absl::StartsWith(full.text, streamed));
+
+  // A stop token ends generation after it, kept in the output.
+  request.sampling.stop_strings.clear();
+  const int32_t stop_token = full.tokens[5];
+  const auto first = std::find(full.tokens.begin(), full.tokens.end(), stop_token);
+  request.sampling.stop_token_ids = {stop_token};
+  const WorkerReply at_token = worker->Generate(request).value();
+  EXPECT_EQ(at_token.tokens, std::vector<int32_t>(full.tokens.begin(), first + 1));
+  EXPECT_EQ(at_token.finish_reason, "stop");
+
+  // More than four stop strings, an empty one, or a token outside the vocabulary: refused.
+  request.sampling.stop_token_ids = {static_cast<int32_t>(AustenModel().config().vocab_size)};
+  EXPECT_EQ(worker->Generate(request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.sampling.stop_token_ids.clear();
+  request.sampling.stop_strings = {"a", "b", "c", "d", "e"};
+  EXPECT_EQ(worker->Generate(request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.sampling.stop_strings = {""};
+  EXPECT_EQ(worker->Generate(request).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerTest, AHitReportsThePromptTokensItDidNotRecompute) {
+  auto worker =
+      InferenceWorker::Create(engine_.get(), WorkerReuse(), &source_, WorkerOptions{}).value();
+  const WorkerReply hit = worker->Generate(HitRequest()).value();
+  ASSERT_TRUE(hit.cache_hit) << hit.miss_reason;
+  ASSERT_LT(hit.recompute_share, 1.0);
+  EXPECT_GT(hit.cached_tokens, 0);
+  EXPECT_LT(hit.cached_tokens, hit.prompt_tokens);
+  EXPECT_EQ(hit.cached_tokens,
+            hit.prompt_tokens -
+                std::llround(hit.recompute_share * static_cast<double>(hit.prompt_tokens)));
 }
 
 TEST(WorkerOptionsTest, BadOptionsAreRefused) {

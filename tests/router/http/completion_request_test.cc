@@ -113,14 +113,40 @@ TEST(CompletionRequestTest, FieldsThatWouldChangeTheAnswerAreRejected) {
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "echo": true})"), "echo");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "logprobs": 2})"), "logprobs");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "suffix": "y"})"), "suffix");
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": "\n"})"), "stop");
-  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": ["."]})"), "stop");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "logit_bias": {"50256": -100}})"),
             "logit_bias");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "presence_penalty": 0.5})"),
             "presence_penalty");
   EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "frequency_penalty": 1})"),
             "frequency_penalty");
+}
+
+TEST(CompletionRequestTest, StopIsAStringOrUpToFourAndStopTokenIdsAreIds) {
+  CompletionRequest one = Parse(R"({"model": "austen-5m", "prompt": "x", "stop": "\n"})").value();
+  EXPECT_THAT(one.generate.stop(), ::testing::ElementsAre("\n"));
+  CompletionRequest four = Parse(R"({"model": "austen-5m", "prompt": "x",
+                                     "stop": [".", "ab", "\u00e9", "x y"],
+                                     "stop_token_ids": [0, 17]})")
+                               .value();
+  EXPECT_THAT(four.generate.stop(), ::testing::ElementsAre(".", "ab", "\xc3\xa9", "x y"));
+  EXPECT_THAT(four.generate.stop_token_ids(), ::testing::ElementsAre(0, 17));
+  EXPECT_TRUE(
+      Parse(R"({"model": "austen-5m", "prompt": "x", "stop": []})")->generate.stop().empty());
+  EXPECT_TRUE(
+      Parse(R"({"model": "austen-5m", "prompt": "x", "stop": null})")->generate.stop().empty());
+
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": ["a", "b", "c", "d", "e"]})"),
+            "stop");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": ""})"), "stop");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": ["a", ""]})"), "stop");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": 3})"), "stop");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop": [1]})"), "stop");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop_token_ids": 3})"),
+            "stop_token_ids");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop_token_ids": [-1]})"),
+            "stop_token_ids");
+  EXPECT_EQ(ParamOf(R"({"model": "austen-5m", "prompt": "x", "stop_token_ids": [1.5]})"),
+            "stop_token_ids");
 }
 
 TEST(CompletionRequestTest, AnotherModelIsNotFound) {
@@ -140,7 +166,8 @@ TEST(CompletionRequestTest, CorruptedBodiesNeverCrash) {
   const std::string body =
       R"({"model": "austen-5m", "prompt": ["It is a truth, caf\u00e9 \u20ac"], "max_tokens": 12, )"
       R"("temperature": 0.7, "top_p": 0.9, "seed": 42, "stream": false, "n": 1, )"
-      R"("semshare": {"similarity_threshold": 0.8}, "user": "u1"})";
+      R"("semshare": {"similarity_threshold": 0.8}, "user": "u1", "stop": ["\n\n", "Mr. \u00e9"], )"
+      R"("stop_token_ids": [2]})";
   ASSERT_TRUE(Parse(body).ok());
   std::mt19937 rng(11);
   int refused = 0;
@@ -166,6 +193,12 @@ TEST(CompletionRequestTest, CorruptedBodiesNeverCrash) {
     EXPECT_GE(generate.max_tokens(), 1);
     EXPECT_TRUE(generate.temperature() >= 0 && generate.temperature() <= 2) << corrupted;
     EXPECT_TRUE(generate.top_p() > 0 && generate.top_p() <= 1) << corrupted;
+    EXPECT_LE(generate.stop_size(), 4) << corrupted;
+    for (const std::string& stop : generate.stop()) {
+      EXPECT_FALSE(stop.empty()) << corrupted;
+      EXPECT_EQ(FindInvalidUtf8(stop), absl::string_view::npos) << corrupted;
+    }
+    for (int32_t id : generate.stop_token_ids()) EXPECT_GE(id, 0) << corrupted;
     if (generate.has_similarity_threshold()) {
       EXPECT_TRUE(generate.similarity_threshold() >= 0 && generate.similarity_threshold() <= 1)
           << corrupted;

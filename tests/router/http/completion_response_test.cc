@@ -17,6 +17,7 @@ v1::GenerateStats Stats(int64_t completion_tokens) {
   stats.set_ttft_ms(12.5);
   stats.set_latency_ms(40);
   stats.set_prompt_tokens(100);
+  stats.set_cached_tokens(90);
   stats.set_completion_tokens(completion_tokens);
   stats.mutable_stages()->set_fetch_ms(3);
   stats.set_worker("10.0.0.1:7000");
@@ -40,6 +41,7 @@ TEST(CompletionResponseTest, BodyHasOpenAisShapeAndSemsharesFields) {
   EXPECT_EQ(body["usage"]["prompt_tokens"].number_value(), 100);
   EXPECT_EQ(body["usage"]["completion_tokens"].number_value(), 8);
   EXPECT_EQ(body["usage"]["total_tokens"].number_value(), 108);
+  EXPECT_EQ(body["usage"]["prompt_tokens_details"]["cached_tokens"].number_value(), 90);
   const Json& semshare = body["semshare"];
   EXPECT_TRUE(semshare["cache_hit"].bool_value());
   EXPECT_EQ(semshare["reference_id"].string_value(), "r1");
@@ -57,6 +59,10 @@ TEST(CompletionResponseTest, BodyHasOpenAisShapeAndSemsharesFields) {
 TEST(CompletionResponseTest, FewerTokensThanAskedIsStop) {
   EXPECT_EQ(FinishReason(8, Stats(3)), "stop");
   EXPECT_EQ(FinishReason(8, Stats(8)), "length");
+  // The worker's own reason wins: a stop string at the last token is "stop".
+  v1::GenerateStats stopped = Stats(8);
+  stopped.set_finish_reason("stop");
+  EXPECT_EQ(FinishReason(8, stopped), "stop");
 }
 
 TEST(CompletionResponseTest, AMissHasNullReference) {
@@ -75,6 +81,7 @@ TEST(CompletionResponseTest, StreamChunks) {
   EXPECT_EQ(last["choices"].array_items()[0]["text"].string_value(), "");
   EXPECT_EQ(last["choices"].array_items()[0]["finish_reason"].string_value(), "stop");
   EXPECT_EQ(last["usage"]["completion_tokens"].number_value(), 2);
+  EXPECT_EQ(last["usage"]["prompt_tokens_details"]["cached_tokens"].number_value(), 90);
   EXPECT_TRUE(last["semshare"]["cache_hit"].bool_value());
   EXPECT_EQ(last["id"].string_value(), text["id"].string_value());
 }
